@@ -1,0 +1,253 @@
+//! One parsed X.509 certificate: every field verification and reporting need, owned, parsed once.
+//!
+//! Never does: I/O, or any trust decision (that is `verify`).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::prelude::*;
+
+/// Critical extensions Go's crypto/x509 understands; any other critical extension makes Go
+/// reject the certificate (`UnhandledCriticalExtension`).
+const GO_HANDLED_CRITICAL: &[&str] = &[
+    "2.5.29.14",         // subject key id
+    "2.5.29.15",         // key usage
+    "2.5.29.17",         // subject alt name
+    "2.5.29.19",         // basic constraints
+    "2.5.29.30",         // name constraints
+    "2.5.29.31",         // CRL distribution points
+    "2.5.29.32",         // certificate policies
+    "2.5.29.33",         // policy mappings
+    "2.5.29.35",         // authority key id
+    "2.5.29.36",         // policy constraints
+    "2.5.29.37",         // extended key usage
+    "2.5.29.54",         // inhibit any policy
+    "1.3.6.1.5.5.7.1.1", // authority info access
+];
+
+/// The subject public key, as far as signature checks need it.
+#[derive(Debug, Clone)]
+pub enum PublicKey {
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Ec { curve: String, point: Vec<u8> },
+    Ed25519(Vec<u8>),
+    Unsupported(String),
+}
+
+/// Extended key usage, Go's view.
+#[derive(Debug, Clone, Default)]
+pub struct Eku {
+    pub any: bool,
+    pub server_auth: bool,
+}
+
+/// A parsed certificate.
+#[derive(Debug, Clone)]
+pub struct Cert {
+    pub der: Arc<[u8]>,
+    pub sha256: String,
+    pub subject: String,
+    pub issuer: String,
+    /// Go's short name for error hints: CN, else first O, else `serial:...`.
+    pub short_name: String,
+    pub raw_subject: Vec<u8>,
+    pub raw_issuer: Vec<u8>,
+    pub not_before: i64,
+    pub not_after: i64,
+    /// 1, 2 or 3.
+    pub version: u32,
+    /// `Some((is_ca, max_path_len))` when the extension is present.
+    pub basic_constraints: Option<(bool, Option<u32>)>,
+    /// `Some(may_sign_certs)` when a key usage extension is present.
+    pub key_usage_cert_sign: Option<bool>,
+    /// `None` when there is no EKU extension (Go: any usage).
+    pub eku: Option<Eku>,
+    pub skid: Option<Vec<u8>>,
+    pub akid: Option<Vec<u8>>,
+    pub dns_names: Vec<String>,
+    pub ip_addrs: Vec<IpAddr>,
+    pub unhandled_critical: Vec<String>,
+    pub tbs: Vec<u8>,
+    pub sig_alg: crate::verify::crypto::SigAlg,
+    pub signature: Vec<u8>,
+    pub public_key: PublicKey,
+    pub spki_der: Vec<u8>,
+}
+
+/// A certificate's identity for reports and metrics.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CertInfo {
+    pub sha256: String,
+    pub subject: String,
+    pub issuer: String,
+    pub not_before: String,
+    pub not_after: String,
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// RFC 3339 UTC for a unix timestamp (out-of-range values are shown raw, never panic).
+pub fn rfc3339(ts: i64) -> String {
+    match ::time::OffsetDateTime::from_unix_timestamp(ts) {
+        Ok(t) => t
+            .format(&::time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| ts.to_string()),
+        Err(_) => ts.to_string(),
+    }
+}
+
+impl Cert {
+    /// Parses DER; the error names what is wrong, for a finding.
+    pub fn from_der(der: &[u8]) -> Result<Cert, String> {
+        let (_, x) =
+            X509Certificate::from_der(der).map_err(|e| format!("not an X.509 certificate: {e}"))?;
+        let mut c = Cert {
+            der: Arc::from(der),
+            sha256: sha256_hex(der),
+            subject: x.subject().to_string(),
+            issuer: x.issuer().to_string(),
+            short_name: short_name(&x),
+            raw_subject: x.subject().as_raw().to_vec(),
+            raw_issuer: x.issuer().as_raw().to_vec(),
+            not_before: x.validity().not_before.timestamp(),
+            not_after: x.validity().not_after.timestamp(),
+            version: x.version().0 + 1,
+            basic_constraints: None,
+            key_usage_cert_sign: None,
+            eku: None,
+            skid: None,
+            akid: None,
+            dns_names: Vec::new(),
+            ip_addrs: Vec::new(),
+            unhandled_critical: Vec::new(),
+            tbs: x.tbs_certificate.as_ref().to_vec(),
+            sig_alg: crate::verify::crypto::sig_alg_of(&x.signature_algorithm),
+            signature: x.signature_value.data.to_vec(),
+            public_key: public_key(x.public_key()),
+            spki_der: x.public_key().raw.to_vec(),
+        };
+        for ext in x.extensions() {
+            let oid = ext.oid.to_id_string();
+            if ext.critical && !GO_HANDLED_CRITICAL.contains(&oid.as_str()) {
+                c.unhandled_critical.push(oid.clone());
+            }
+            match ext.parsed_extension() {
+                ParsedExtension::BasicConstraints(bc) => {
+                    c.basic_constraints = Some((bc.ca, bc.path_len_constraint));
+                }
+                ParsedExtension::KeyUsage(ku) => c.key_usage_cert_sign = Some(ku.key_cert_sign()),
+                ParsedExtension::ExtendedKeyUsage(eku) => {
+                    c.eku = Some(Eku {
+                        any: eku.any,
+                        server_auth: eku.server_auth,
+                    })
+                }
+                ParsedExtension::SubjectKeyIdentifier(k) => c.skid = Some(k.0.to_vec()),
+                ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    c.akid = a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                }
+                ParsedExtension::SubjectAlternativeName(san) => {
+                    for name in &san.general_names {
+                        match name {
+                            GeneralName::DNSName(d) => c.dns_names.push(d.to_string()),
+                            GeneralName::IPAddress(b) => {
+                                if let Some(ip) = ip_from_bytes(b) {
+                                    c.ip_addrs.push(ip)
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                ParsedExtension::UnsupportedExtension { .. }
+                | ParsedExtension::ParseError { .. } => {
+                    if ext.critical && GO_HANDLED_CRITICAL.contains(&oid.as_str()) {
+                        // Go would fail to parse a malformed critical extension it handles.
+                        c.unhandled_critical.push(oid);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(c)
+    }
+
+    pub fn info(&self) -> CertInfo {
+        CertInfo {
+            sha256: self.sha256.clone(),
+            subject: self.subject.clone(),
+            issuer: self.issuer.clone(),
+            not_before: rfc3339(self.not_before),
+            not_after: rfc3339(self.not_after),
+        }
+    }
+
+    /// Self-issued: subject equals issuer (a root, or a self-signed leaf).
+    pub fn is_self_issued(&self) -> bool {
+        self.raw_subject == self.raw_issuer
+    }
+
+    pub fn is_ca(&self) -> bool {
+        matches!(self.basic_constraints, Some((true, _)))
+    }
+}
+
+fn short_name(x: &X509Certificate<'_>) -> String {
+    let subj = x.subject();
+    if let Some(cn) = subj.iter_common_name().next().and_then(|a| a.as_str().ok()) {
+        if !cn.is_empty() {
+            return cn.to_string();
+        }
+    }
+    if let Some(o) = subj
+        .iter_organization()
+        .next()
+        .and_then(|a| a.as_str().ok())
+    {
+        return o.to_string();
+    }
+    format!("serial:{}", x.raw_serial_as_string().replace(':', ""))
+}
+
+fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {
+    match b.len() {
+        4 => <[u8; 4]>::try_from(b).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(b).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
+fn public_key(spki: &SubjectPublicKeyInfo<'_>) -> PublicKey {
+    let alg = spki.algorithm.algorithm.to_id_string();
+    let bits = spki.subject_public_key.data.to_vec();
+    match alg.as_str() {
+        "1.2.840.113549.1.1.1" => match spki.parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => PublicKey::Rsa {
+                n: rsa.modulus.to_vec(),
+                e: rsa.exponent.to_vec(),
+            },
+            _ => PublicKey::Unsupported("malformed RSA key".into()),
+        },
+        "1.2.840.10045.2.1" => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string())
+                .unwrap_or_default();
+            PublicKey::Ec { curve, point: bits }
+        }
+        "1.3.101.112" => PublicKey::Ed25519(bits),
+        other => PublicKey::Unsupported(other.to_string()),
+    }
+}

@@ -1,0 +1,258 @@
+//! The one place node paths are re-rooted under the mounted host root.
+//!
+//! In a DaemonSet the node's `/etc` is mounted at, say, `/host/etc`. A hosts.toml that says
+//! `ca = "/etc/containerd/certs.d/r/ca.crt"` means the *node's* file, and a Debian
+//! `/etc/ssl/certs/X.pem` is a symlink to `/usr/share/ca-certificates/...` — an absolute target that
+//! must also resolve under the host root, not in the agent's container. [`HostRoot::resolve`] walks a
+//! node path component by component, following symlinks as a `chroot` would, so nothing read here can
+//! escape the host root by an absolute or `..` symlink.
+//!
+//! Never does: network I/O, or any write.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+
+/// Most symlinks followed while resolving one path (Linux's own limit is 40).
+pub const MAX_SYMLINK_HOPS: usize = 40;
+
+/// Largest single file read from the trust directories. A CA bundle is a few hundred KiB at most
+/// (Debian's full system bundle is ~220 KiB); anything bigger is a mistake or an attack and is
+/// reported instead of read.
+pub const MAX_TRUST_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The node's filesystem, seen from where regtrust runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRoot {
+    root: PathBuf,
+}
+
+/// Why a node file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("file is {size} bytes, larger than the {max}-byte limit for trust files")]
+    TooLarge { size: u64, max: u64 },
+    #[error("is a directory")]
+    IsDir,
+}
+
+impl ReadError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ReadError::Io(e) if e.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+impl HostRoot {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        HostRoot { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn is_identity(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
+    /// Maps a node path to the path to open here, following symlinks inside the host root.
+    /// A missing component is not an error: the rest is appended and the caller's open reports it.
+    pub fn resolve(&self, node_path: &Path) -> io::Result<PathBuf> {
+        if self.is_identity() {
+            return Ok(absolute_node_path(node_path));
+        }
+        let mut pending: Vec<std::ffi::OsString> = components_of(node_path);
+        pending.reverse(); // a stack: last element is the next component
+        let mut current: Vec<std::ffi::OsString> = Vec::new();
+        let mut hops = 0usize;
+        while let Some(comp) = pending.pop() {
+            if comp == ".." {
+                current.pop();
+                continue;
+            }
+            current.push(comp);
+            let here = self.join(&current);
+            let meta = match fs::symlink_metadata(&here) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // Nothing more to resolve: append the rest verbatim (minus `..` games).
+                    while let Some(rest) = pending.pop() {
+                        if rest == ".." {
+                            current.pop();
+                        } else {
+                            current.push(rest);
+                        }
+                    }
+                    return Ok(self.join(&current));
+                }
+                Err(e) => return Err(e),
+            };
+            if meta.file_type().is_symlink() {
+                hops += 1;
+                if hops > MAX_SYMLINK_HOPS {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Other,
+                        format!("too many levels of symbolic links (more than {MAX_SYMLINK_HOPS})"),
+                    ));
+                }
+                let target = fs::read_link(&here)?;
+                current.pop();
+                if target.is_absolute() {
+                    current.clear();
+                }
+                let mut parts = components_of(&target);
+                parts.reverse();
+                pending.extend(parts);
+            }
+        }
+        Ok(self.join(&current))
+    }
+
+    fn join(&self, parts: &[std::ffi::OsString]) -> PathBuf {
+        let mut p = self.root.clone();
+        for c in parts {
+            p.push(c);
+        }
+        p
+    }
+
+    /// Reads a node file whole, refusing directories and anything over [`MAX_TRUST_FILE_BYTES`].
+    pub fn read(&self, node_path: &Path) -> Result<Vec<u8>, ReadError> {
+        let real = self.resolve(node_path)?;
+        let file = fs::File::open(&real)?;
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(ReadError::IsDir);
+        }
+        if meta.len() > MAX_TRUST_FILE_BYTES {
+            return Err(ReadError::TooLarge {
+                size: meta.len(),
+                max: MAX_TRUST_FILE_BYTES,
+            });
+        }
+        let mut buf = Vec::with_capacity(meta.len() as usize);
+        // take() bounds the read even if the file grows under us.
+        file.take(MAX_TRUST_FILE_BYTES + 1).read_to_end(&mut buf)?;
+        if buf.len() as u64 > MAX_TRUST_FILE_BYTES {
+            return Err(ReadError::TooLarge {
+                size: buf.len() as u64,
+                max: MAX_TRUST_FILE_BYTES,
+            });
+        }
+        Ok(buf)
+    }
+
+    /// `stat` of a node path (following symlinks under the root).
+    pub fn metadata(&self, node_path: &Path) -> io::Result<fs::Metadata> {
+        fs::metadata(self.resolve(node_path)?)
+    }
+
+    /// Entries of a node directory, sorted by name (Go's `os.ReadDir` order), with the entry's own
+    /// type (a symlink is reported as a symlink, as Go's `DirEntry.IsDir` sees it).
+    pub fn read_dir(&self, node_dir: &Path) -> io::Result<Vec<DirEntry>> {
+        let real = self.resolve(node_dir)?;
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&real)? {
+            let entry = entry?;
+            let ft = entry.file_type()?;
+            out.push(DirEntry {
+                name: entry.file_name().to_string_lossy().into_owned(),
+                is_dir: ft.is_dir(),
+                is_symlink: ft.is_symlink(),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+/// One directory entry as the runtimes see it.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub name: String,
+    pub is_dir: bool,
+    pub is_symlink: bool,
+}
+
+fn absolute_node_path(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        Path::new("/").join(p)
+    }
+}
+
+fn components_of(p: &Path) -> Vec<std::ffi::OsString> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn absolute_symlink_resolves_under_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        fs::create_dir_all(root.join("usr/share/ca")).unwrap();
+        fs::create_dir_all(root.join("etc/ssl/certs")).unwrap();
+        fs::write(root.join("usr/share/ca/x.crt"), b"node file").unwrap();
+        symlink("/usr/share/ca/x.crt", root.join("etc/ssl/certs/x.pem")).unwrap();
+        let hr = HostRoot::new(root);
+        assert_eq!(
+            hr.read(Path::new("/etc/ssl/certs/x.pem")).unwrap(),
+            b"node file"
+        );
+    }
+
+    #[test]
+    fn dotdot_cannot_escape_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::write(t.path().join("outside"), b"secret").unwrap();
+        symlink("../../../../outside", root.join("etc/link")).unwrap();
+        let hr = HostRoot::new(&root);
+        let resolved = hr.resolve(Path::new("/etc/link")).unwrap();
+        assert!(resolved.starts_with(&root), "{resolved:?} escaped {root:?}");
+        assert!(hr.read(Path::new("/etc/link")).unwrap_err().is_not_found());
+    }
+
+    #[test]
+    fn symlink_loop_is_an_error_not_a_hang() {
+        let t = tempfile::tempdir().unwrap();
+        symlink("/b", t.path().join("a")).unwrap();
+        symlink("/a", t.path().join("b")).unwrap();
+        let hr = HostRoot::new(t.path());
+        assert!(hr.read(Path::new("/a")).is_err());
+    }
+
+    #[test]
+    fn refuses_large_files_and_directories() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(
+            t.path().join("big"),
+            vec![b'x'; (MAX_TRUST_FILE_BYTES + 1) as usize],
+        )
+        .unwrap();
+        fs::create_dir(t.path().join("d.crt")).unwrap();
+        let hr = HostRoot::new(t.path());
+        assert!(matches!(
+            hr.read(Path::new("/big")),
+            Err(ReadError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            hr.read(Path::new("/d.crt")),
+            Err(ReadError::IsDir)
+        ));
+    }
+}

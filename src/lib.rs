@@ -1,0 +1,23 @@
+//! regtrust: can this node pull from that registry — and if not, exactly why?
+//!
+//! # Layout (the data flow, top to bottom)
+//! - [`hostroot`]: the one place node paths are re-rooted under the mounted host root.
+//! - [`pem`], [`cert`]: PEM with Go's rules; one parsed certificate.
+//! - [`trust`]: the runtime's trust — containerd hosts dirs, containers/image and Docker
+//!   certs.d, system roots — with findings. Pure file reading.
+//! - [`verify`]: Go crypto/x509's verdict (not webpki's). Pure.
+//! - [`probe`]: TCP, TLS through a recording verifier, `GET /v2/`, per-phase timings. The only
+//!   network I/O.
+//! - [`diagnose`]: outcome + trust → a stable reason, detail and next step. Pure.
+//! - [`check`]: the one-shot check that ties these together, the way the runtime tries endpoints.
+//! - [`report`]: text for a person, JSON for tools.
+//! - [`demo`]: the incident replayed on loopback, through the same code as `check`.
+//!
+//! `unsafe` is forbidden: nothing here needs it.
+#![forbid(unsafe_code)]
+
+pub mod cert;
+pub mod hostroot;
+pub mod pem;
+pub mod trust;
+pub mod verify;

@@ -1,0 +1,396 @@
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::trust::testutil::{ca_pem, write};
+use crate::trust::{load_registry, TrustSettings};
+
+fn settings(root: &Path) -> TrustSettings {
+    TrustSettings {
+        host_root: HostRoot::new(root),
+        runtime: Runtime::Containerd,
+        hosts_dir: Some(PathBuf::from("/etc/containerd/certs.d")),
+        containerd_config: PathBuf::from("/etc/containerd/config.toml"),
+    }
+}
+
+fn load(root: &Path, reg: &str) -> RegistryTrust {
+    load_registry(&settings(root), reg).unwrap()
+}
+
+fn ca_subjects(ep: &Endpoint) -> Vec<String> {
+    ep.cas.iter().map(|c| c.cert.subject.clone()).collect()
+}
+
+fn kinds(rt: &RegistryTrust) -> Vec<&str> {
+    rt.findings.iter().map(|f| f.kind.as_str()).collect()
+}
+
+const D: &str = "/etc/containerd/certs.d";
+
+#[test]
+fn host_dir_lookup_order() {
+    let t = tempfile::tempdir().unwrap();
+    write(t.path(), &format!("{D}/_default/ca.crt"), ca_pem("Default"));
+    assert_eq!(
+        ca_subjects(&load(t.path(), "r.test:5000").endpoints[0]),
+        ["CN=Default"]
+    );
+    write(
+        t.path(),
+        &format!("{D}/r.test:5000/ca.crt"),
+        ca_pem("Colon"),
+    );
+    assert_eq!(
+        ca_subjects(&load(t.path(), "r.test:5000").endpoints[0]),
+        ["CN=Colon"]
+    );
+    write(
+        t.path(),
+        &format!("{D}/r.test_5000_/ca.crt"),
+        ca_pem("Underscore"),
+    );
+    let rt = load(t.path(), "r.test:5000");
+    assert_eq!(
+        rt.host_dir.as_deref(),
+        Some("/etc/containerd/certs.d/r.test_5000_")
+    );
+    assert_eq!(ca_subjects(&rt.endpoints[0]), ["CN=Underscore"]);
+    // Without a port there is no HOST_PORT_ form.
+    write(t.path(), &format!("{D}/plain.test/ca.crt"), ca_pem("Plain"));
+    assert_eq!(
+        ca_subjects(&load(t.path(), "plain.test").endpoints[0]),
+        ["CN=Plain"]
+    );
+    assert_eq!(
+        load(t.path(), "plain.test").endpoints[0].url(),
+        "https://plain.test/v2/"
+    );
+}
+
+#[test]
+fn hosts_toml_entries_in_file_order_then_server() {
+    let t = tempfile::tempdir().unwrap();
+    write(t.path(), &format!("{D}/r.test/m2.crt"), ca_pem("M2"));
+    write(t.path(), "/opt/ca/m1.pem", ca_pem("M1"));
+    write(
+        t.path(),
+        &format!("{D}/r.test/hosts.toml"),
+        r#"server = "https://r.test"
+[host."https://zz-mirror:5000"]
+  ca = "/opt/ca/m1.pem"
+  capabilities = ["pull", "resolve"]
+[host."aa-mirror/base"]
+  ca = ["m2.crt"]
+[host."https://push-only"]
+  capabilities = ["push"]
+"#,
+    );
+    let rt = load(t.path(), "r.test");
+    let urls: Vec<_> = rt.endpoints.iter().map(|e| e.url()).collect();
+    assert_eq!(
+        urls,
+        [
+            "https://zz-mirror:5000/v2/",
+            "https://aa-mirror/base/v2/",
+            "https://r.test/v2/"
+        ]
+    );
+    // Absolute ca: a node path, re-rooted; relative: relative to the host dir.
+    assert_eq!(ca_subjects(&rt.endpoints[0]), ["CN=M1"]);
+    assert_eq!(rt.endpoints[0].cas[0].source, "/opt/ca/m1.pem");
+    assert_eq!(ca_subjects(&rt.endpoints[1]), ["CN=M2"]);
+    assert!(rt.endpoints[2].cas.is_empty());
+    assert!(kinds(&rt).contains(&"endpoint_not_for_pull"));
+    assert!(rt.config_error.is_none());
+}
+
+#[test]
+fn root_level_ca_applies_to_registry_itself_and_override_path() {
+    let t = tempfile::tempdir().unwrap();
+    write(t.path(), &format!("{D}/r.test:443/ca.crt"), ca_pem("Root"));
+    write(
+        t.path(),
+        &format!("{D}/r.test:443/hosts.toml"),
+        "ca = \"ca.crt\"\n[host.\"https://m.test/custom/api\"]\noverride_path = true\n",
+    );
+    let rt = load(t.path(), "r.test:443");
+    assert_eq!(rt.endpoints[0].url(), "https://m.test/custom/api/");
+    assert_eq!(rt.endpoints[1].url(), "https://r.test:443/v2/");
+    assert_eq!(ca_subjects(&rt.endpoints[1]), ["CN=Root"]);
+}
+
+#[test]
+fn falls_back_to_legacy_files_exactly_when_containerd_does() {
+    for (case, hosts_toml) in [
+        ("missing", None),
+        ("empty", Some("")),
+        ("unparseable", Some("[host.\"https://x\"\nca = ")),
+        (
+            "no host table",
+            Some("server = \"https://r.test\"\nca = \"other.pem\"\n"),
+        ),
+        (
+            "bad capability",
+            Some("[host.\"https://r.test\"]\ncapabilities = [\"fly\"]\n"),
+        ),
+    ] {
+        let t = tempfile::tempdir().unwrap();
+        write(
+            t.path(),
+            &format!("{D}/r.test/legacy.crt"),
+            ca_pem("Legacy"),
+        );
+        write(t.path(), &format!("{D}/r.test/other.pem"), ca_pem("Pem"));
+        if let Some(h) = hosts_toml {
+            write(t.path(), &format!("{D}/r.test/hosts.toml"), h);
+        }
+        let rt = load(t.path(), "r.test");
+        assert_eq!(rt.endpoints.len(), 1, "{case}");
+        assert_eq!(ca_subjects(&rt.endpoints[0]), ["CN=Legacy"], "{case}");
+        assert!(
+            kinds(&rt).contains(&"ignored_pem"),
+            "{case}: {:?}",
+            kinds(&rt)
+        );
+        if case == "unparseable" || case == "bad capability" {
+            assert!(kinds(&rt).contains(&"bad_toml"), "{case}: {:?}", kinds(&rt));
+        }
+        if case == "no host table" {
+            let f = rt
+                .findings
+                .iter()
+                .find(|f| f.kind == "hosts_toml_ignored")
+                .expect(case);
+            assert_eq!(
+                f.path.as_deref(),
+                Some("/etc/containerd/certs.d/r.test/hosts.toml")
+            );
+        }
+    }
+}
+
+#[test]
+fn valid_hosts_toml_means_crt_beside_it_is_unused() {
+    let t = tempfile::tempdir().unwrap();
+    write(t.path(), &format!("{D}/r.test/ca.crt"), ca_pem("Beside"));
+    write(
+        t.path(),
+        &format!("{D}/r.test/hosts.toml"),
+        "[host.\"https://r.test\"]\nca = \"missing.crt\"\n",
+    );
+    let rt = load(t.path(), "r.test");
+    assert!(
+        rt.config_error
+            .as_deref()
+            .unwrap()
+            .contains("unable to read CA cert"),
+        "{:?}",
+        rt.config_error
+    );
+    assert!(kinds(&rt).contains(&"ca_missing"));
+    assert!(kinds(&rt).contains(&"ca_file_unused"));
+}
+
+#[test]
+fn bad_files_are_findings_with_paths_never_panics() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("etc/containerd/certs.d");
+    // garbage hosts.toml
+    write(
+        t.path(),
+        &format!("{D}/garbage/hosts.toml"),
+        b"\x00\xff\xfe not toml [[[",
+    );
+    write(t.path(), &format!("{D}/garbage/good.crt"), ca_pem("G"));
+    let rt = load(t.path(), "garbage");
+    assert!(kinds(&rt).contains(&"bad_toml"));
+    assert_eq!(ca_subjects(&rt.endpoints[0]), ["CN=G"]);
+    // binary ca.crt: containerd fails the pull (unable to load CA cert)
+    write(
+        t.path(),
+        &format!("{D}/binary/ca.crt"),
+        (0..4096u32).map(|i| (i % 256) as u8).collect::<Vec<_>>(),
+    );
+    let rt = load(t.path(), "binary");
+    let f = rt.findings.iter().find(|f| f.kind == "ca_no_cert").unwrap();
+    assert_eq!(
+        f.path.as_deref(),
+        Some("/etc/containerd/certs.d/binary/ca.crt")
+    );
+    assert!(rt
+        .config_error
+        .as_deref()
+        .unwrap()
+        .contains("unable to load CA cert"));
+    // 10 MB file
+    write(
+        t.path(),
+        &format!("{D}/huge/ca.crt"),
+        vec![b'A'; 10 * 1024 * 1024],
+    );
+    let rt = load(t.path(), "huge");
+    let f = rt
+        .findings
+        .iter()
+        .find(|f| f.kind == "ca_unreadable")
+        .unwrap();
+    assert!(f.message.contains("larger than"), "{}", f.message);
+    // directory named ca.crt: skipped by containerd's legacy loader
+    fs::create_dir_all(dir.join("dirca/ca.crt")).unwrap();
+    let rt = load(t.path(), "dirca");
+    assert!(rt.config_error.is_none());
+    assert!(rt.endpoints[0].cas.is_empty());
+    // dangling symlink named ca.crt: containerd tries to read it and fails the pull
+    fs::create_dir_all(dir.join("dangling")).unwrap();
+    std::os::unix::fs::symlink("/nope/ca.crt", dir.join("dangling/ca.crt")).unwrap();
+    let rt = load(t.path(), "dangling");
+    let f = rt.findings.iter().find(|f| f.kind == "ca_missing").unwrap();
+    assert_eq!(
+        f.path.as_deref(),
+        Some("/etc/containerd/certs.d/dangling/ca.crt")
+    );
+    // hosts.toml that is a directory: containerd cannot read it and fails
+    fs::create_dir_all(dir.join("tomldir/hosts.toml")).unwrap();
+    assert!(load(t.path(), "tomldir")
+        .config_error
+        .unwrap()
+        .contains("hosts.toml"));
+}
+
+#[test]
+fn default_hosts_docker_io_and_loopback() {
+    let t = tempfile::tempdir().unwrap();
+    let rt = load(t.path(), "docker.io");
+    assert_eq!(rt.endpoints[0].url(), "https://registry-1.docker.io/v2/");
+    let rt = load(t.path(), "127.0.0.1:5000");
+    assert!(rt.endpoints[0].skip_verify);
+    assert!(kinds(&rt).contains(&"loopback_insecure"));
+    // An explicit https host entry is verified normally.
+    write(
+        t.path(),
+        &format!("{D}/127.0.0.1:5000/hosts.toml"),
+        "[host.\"https://127.0.0.1:5000\"]\n",
+    );
+    let rt = load(t.path(), "127.0.0.1:5000");
+    assert!(!rt.endpoints[0].skip_verify);
+    assert_eq!(rt.endpoints[0].url(), "https://127.0.0.1:5000/v2/");
+}
+
+fn with_config(root: &Path, cfg: &str) -> Result<Layout, ConfigError> {
+    write(root, "/etc/containerd/config.toml", cfg);
+    let mut s = settings(root);
+    s.hosts_dir = None;
+    Layout::load(&s)
+}
+
+#[test]
+fn config_toml_v2_v3_transfer_and_lists() {
+    let t = tempfile::tempdir().unwrap();
+    let l = with_config(t.path(), "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/containerd/certs.d\"\n").unwrap();
+    assert_eq!(l.hosts_dirs, [PathBuf::from("/etc/containerd/certs.d")]);
+    let l = with_config(
+        t.path(),
+        "version = 3\n[plugins.'io.containerd.cri.v1.images'.registry]\nconfig_path = '/a:/b'\n",
+    )
+    .unwrap();
+    assert_eq!(l.hosts_dirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
+    assert!(l.findings.iter().any(|f| f.kind == "config_path_list"));
+    let l = with_config(t.path(), "version = 3\n").unwrap();
+    assert_eq!(
+        l.hosts_dirs,
+        [
+            PathBuf::from("/etc/containerd/certs.d"),
+            PathBuf::from("/etc/docker/certs.d")
+        ]
+    );
+    let l = with_config(
+        t.path(),
+        "version = 2\n[plugins.\"io.containerd.transfer.v1.local\"]\nconfig_path = \"/t\"\n",
+    )
+    .unwrap();
+    assert_eq!(l.hosts_dirs, [PathBuf::from("/t")]);
+    assert!(matches!(
+        with_config(t.path(), "version = = 2"),
+        Err(ConfigError::ParseConfig { .. })
+    ));
+    // No config file at all: the default hosts dir.
+    let t2 = tempfile::tempdir().unwrap();
+    let mut s = settings(t2.path());
+    s.hosts_dir = None;
+    assert_eq!(
+        Layout::load(&s).unwrap().hosts_dirs,
+        [PathBuf::from(DEFAULT_HOSTS_DIR)]
+    );
+}
+
+#[test]
+fn colon_list_searches_dirs_in_order() {
+    let t = tempfile::tempdir().unwrap();
+    write(t.path(), "/b/r.test/ca.crt", ca_pem("InB"));
+    let l = with_config(
+        t.path(),
+        "version = 3\n[plugins.'io.containerd.cri.v1.images'.registry]\nconfig_path = '/a:/b'\n",
+    )
+    .unwrap();
+    let hr = HostRoot::new(t.path());
+    assert_eq!(
+        ca_subjects(&l.registry(&hr, "r.test").endpoints[0]),
+        ["CN=InB"]
+    );
+    assert_eq!(l.discover(&hr), ["r.test"]);
+}
+
+#[test]
+fn deprecated_cri_ca_file_and_mirrors() {
+    let t = tempfile::tempdir().unwrap();
+    write(t.path(), "/etc/certs/reg.pem", ca_pem("Legacy"));
+    let l = with_config(
+        t.path(),
+        r#"version = 2
+[plugins."io.containerd.grpc.v1.cri".registry.mirrors."r.test:5000"]
+  endpoint = ["https://mirror.test:6000"]
+[plugins."io.containerd.grpc.v1.cri".registry.configs."r.test:5000".tls]
+  ca_file = "/etc/certs/reg.pem"
+"#,
+    )
+    .unwrap();
+    assert!(l
+        .findings
+        .iter()
+        .any(|f| f.kind == "deprecated_registry_config"));
+    let hr = HostRoot::new(t.path());
+    let rt = l.registry(&hr, "r.test:5000");
+    let urls: Vec<_> = rt.endpoints.iter().map(|e| e.url()).collect();
+    assert_eq!(
+        urls,
+        ["https://mirror.test:6000/v2/", "https://r.test:5000/v2/"]
+    );
+    assert_eq!(ca_subjects(&rt.endpoints[1]), ["CN=Legacy"]);
+    assert_eq!(l.discover(&hr), ["r.test:5000"]);
+}
+
+#[test]
+fn discover_lists_host_dirs_except_default() {
+    let t = tempfile::tempdir().unwrap();
+    for d in ["_default", "a.test", "b.test_5000_", "c.test:443"] {
+        fs::create_dir_all(t.path().join("etc/containerd/certs.d").join(d)).unwrap();
+    }
+    write(t.path(), &format!("{D}/not-a-dir.txt"), "x");
+    let layout = Layout::load(&settings(t.path())).unwrap();
+    assert_eq!(
+        layout.discover(&HostRoot::new(t.path())),
+        ["a.test", "b.test:5000", "c.test:443"]
+    );
+}
+
+#[test]
+fn go_durations() {
+    assert!(
+        is_go_duration("10s")
+            && is_go_duration("1m30s")
+            && is_go_duration("250ms")
+            && is_go_duration("0")
+    );
+    assert!(!is_go_duration("10") && !is_go_duration("fast") && !is_go_duration(""));
+}

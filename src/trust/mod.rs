@@ -1,0 +1,313 @@
+//! The node's trust, exactly as the container runtime would assemble it — pure file reading.
+//!
+//! For each registry this answers: which endpoints would the runtime try, in which order, and with
+//! which CAs (system roots + configured CAs, each with the node path it came from). Every problem
+//! found on the way becomes a [`Finding`] that names its path, and loading goes on with what the
+//! runtime itself would use. A problem that makes the runtime fail the pull outright (an unreadable
+//! `ca` file, a `.cert` without its `.key` for containers/image, …) is a `config_error` on the
+//! registry, because the runtime never gets as far as dialling.
+//!
+//! Layout: [`containerd`] (config.toml, hosts dir, hosts.toml, legacy files), [`certsd`]
+//! (containers/image and Docker), [`system`] (the node's root pool as Go loads it).
+//!
+//! Never does: network I/O, writes, or reading anything outside the host root.
+
+pub mod certsd;
+pub mod containerd;
+pub mod system;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::cert::Cert;
+use crate::hostroot::{HostRoot, ReadError};
+use crate::pem;
+
+/// Which runtime's rules to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    Containerd,
+    Crio,
+    Docker,
+}
+
+impl Runtime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Containerd => "containerd",
+            Runtime::Crio => "crio",
+            Runtime::Docker => "docker",
+        }
+    }
+}
+
+/// Something found while loading trust that a person should know about.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Finding {
+    /// Stable identifier, e.g. `ca_missing`, `hosts_toml_ignored`, `ignored_pem`.
+    pub kind: String,
+    /// The node path concerned, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub message: String,
+}
+
+impl Finding {
+    pub fn new(kind: &str, path: Option<&Path>, message: impl Into<String>) -> Self {
+        Finding {
+            kind: kind.into(),
+            path: path.map(|p| p.display().to_string()),
+            message: message.into(),
+        }
+    }
+}
+
+/// A CA the runtime would trust for an endpoint, and where it came from.
+#[derive(Debug, Clone)]
+pub struct TrustedCa {
+    pub cert: Arc<Cert>,
+    /// Node path of the file (or `system:<path>` for the system pool).
+    pub source: String,
+}
+
+/// The node's system root pool.
+#[derive(Debug, Clone, Default)]
+pub struct SystemRoots {
+    pub cas: Vec<TrustedCa>,
+    pub findings: Vec<Finding>,
+    /// Node paths that were read, for change detection.
+    pub files: Vec<PathBuf>,
+}
+
+/// One endpoint the runtime would try for a registry.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `https` or `http`.
+    pub scheme: String,
+    /// `host[:port]` to dial.
+    pub authority: String,
+    /// API root path, e.g. `/v2`.
+    pub path: String,
+    /// CAs configured for this endpoint (added to the system pool).
+    pub cas: Vec<TrustedCa>,
+    pub skip_verify: bool,
+    /// Where the endpoint was configured (hosts.toml table, `server`, default, …).
+    pub origin: String,
+}
+
+impl Endpoint {
+    pub fn url(&self) -> String {
+        format!(
+            "{}://{}{}/",
+            self.scheme,
+            self.authority,
+            self.path.trim_end_matches('/')
+        )
+    }
+
+    /// Host without port (IPv6 brackets removed): the TLS server name.
+    pub fn host(&self) -> &str {
+        split_host_port(&self.authority).0
+    }
+
+    pub fn port(&self) -> u16 {
+        match split_host_port(&self.authority).1 {
+            Some(p) => p,
+            None if self.scheme == "http" => 80,
+            None => 443,
+        }
+    }
+
+    fn default_for(scheme: &str, authority: &str, origin: &str) -> Endpoint {
+        Endpoint {
+            scheme: scheme.into(),
+            authority: authority.into(),
+            path: "/v2".into(),
+            cas: Vec::new(),
+            skip_verify: false,
+            origin: origin.into(),
+        }
+    }
+}
+
+/// Everything the runtime would use to pull from one registry.
+#[derive(Debug, Clone)]
+pub struct RegistryTrust {
+    /// As given: `host[:port]`.
+    pub registry: String,
+    pub runtime: Runtime,
+    /// Node path of the directory that configures it, if any.
+    pub host_dir: Option<String>,
+    pub endpoints: Vec<Endpoint>,
+    pub findings: Vec<Finding>,
+    /// The runtime fails before dialling, with this error.
+    pub config_error: Option<String>,
+    /// Node paths that feed this registry's trust (for change detection).
+    pub watched: Vec<PathBuf>,
+}
+
+/// Where to look, as given on the command line or in the agent config.
+#[derive(Debug, Clone)]
+pub struct TrustSettings {
+    pub host_root: HostRoot,
+    pub runtime: Runtime,
+    /// Explicit containerd hosts dir (node path), overriding the config file.
+    pub hosts_dir: Option<PathBuf>,
+    /// containerd config file (node path).
+    pub containerd_config: PathBuf,
+}
+
+pub const DEFAULT_CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
+
+/// Splits `host[:port]` (IPv6 in brackets) into host and port.
+pub fn split_host_port(authority: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = authority.strip_prefix('[') {
+        if let Some((h, after)) = rest.split_once(']') {
+            return (h, after.strip_prefix(':').and_then(|p| p.parse().ok()));
+        }
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => match p.parse() {
+            Ok(port) => (h, Some(port)),
+            Err(_) => (authority, None),
+        },
+        _ => (authority, None),
+    }
+}
+
+/// Validates a `REGISTRY` argument (`host[:port]`, as in an image reference).
+pub fn validate_registry(r: &str) -> Result<(), String> {
+    if r.is_empty() || r.contains('/') || r.contains("://") || r.chars().any(|c| c.is_whitespace())
+    {
+        return Err(format!(
+            "{r:?} is not a registry host[:port] (give e.g. registry.example.com:5000)"
+        ));
+    }
+    if let Some((_, p)) = r.rsplit_once(':') {
+        if !r.starts_with('[') && !p.is_empty() && p.parse::<u16>().is_err() {
+            return Err(format!("{r:?} has an invalid port {p:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Outcome of reading one CA file.
+pub(crate) enum CaRead {
+    Certs(Vec<TrustedCa>),
+    /// Read, but no certificate the runtime would add.
+    Empty,
+    Failed(ReadError),
+}
+
+/// Reads a CA file the way the runtimes do (Go `AppendCertsFromPEM`), adding a finding for blocks
+/// that are skipped.
+pub(crate) fn read_ca_file(hr: &HostRoot, node_path: &Path, findings: &mut Vec<Finding>) -> CaRead {
+    let data = match hr.read(node_path) {
+        Ok(d) => d,
+        Err(e) => return CaRead::Failed(e),
+    };
+    let scan = pem::scan_certs(&data);
+    for why in &scan.skipped {
+        findings.push(Finding::new(
+            "pem_block_skipped",
+            Some(node_path),
+            why.clone(),
+        ));
+    }
+    let mut cas = Vec::new();
+    for der in scan.certs {
+        if let Ok(cert) = Cert::from_der(&der) {
+            cas.push(TrustedCa {
+                cert: Arc::new(cert),
+                source: node_path.display().to_string(),
+            });
+        }
+    }
+    if cas.is_empty() {
+        CaRead::Empty
+    } else {
+        CaRead::Certs(cas)
+    }
+}
+
+/// Loads the trust for `registry` under `settings` (the system pool is loaded separately, once).
+pub fn load_registry(
+    settings: &TrustSettings,
+    registry: &str,
+) -> Result<RegistryTrust, ConfigError> {
+    match settings.runtime {
+        Runtime::Containerd => {
+            let layout = containerd::Layout::load(settings)?;
+            Ok(layout.registry(&settings.host_root, registry))
+        }
+        Runtime::Crio => Ok(certsd::registry(
+            &settings.host_root,
+            Runtime::Crio,
+            registry,
+        )),
+        Runtime::Docker => Ok(certsd::registry(
+            &settings.host_root,
+            Runtime::Docker,
+            registry,
+        )),
+    }
+}
+
+/// Every registry configured on the node (host directories, except `_default`), sorted.
+pub fn discover_registries(settings: &TrustSettings) -> Result<Vec<String>, ConfigError> {
+    match settings.runtime {
+        Runtime::Containerd => {
+            Ok(containerd::Layout::load(settings)?.discover(&settings.host_root))
+        }
+        rt => Ok(certsd::discover(&settings.host_root, rt)),
+    }
+}
+
+/// A configuration the runtime itself could not start with: exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read containerd config {path}: {err}")]
+    ReadConfig { path: String, err: String },
+    #[error("containerd config {path} is not valid TOML (containerd would not start): {err}")]
+    ParseConfig { path: String, err: String },
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use std::fs;
+    use std::path::Path;
+
+    /// A CA certificate PEM with the given CN (fresh key each call).
+    pub fn ca_pem(cn: &str) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.self_signed(&key).unwrap().pem()
+    }
+
+    pub fn write(root: &Path, node_path: &str, data: impl AsRef<[u8]>) {
+        let p = root.join(node_path.trim_start_matches('/'));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, data).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_splitting() {
+        assert_eq!(split_host_port("r.test:5000"), ("r.test", Some(5000)));
+        assert_eq!(split_host_port("r.test"), ("r.test", None));
+        assert_eq!(split_host_port("[::1]:5000"), ("::1", Some(5000)));
+        assert_eq!(split_host_port("::1"), ("::1", None));
+        assert!(validate_registry("https://r.test").is_err());
+        assert!(validate_registry("r.test:99999").is_err());
+        assert!(validate_registry("r.test:5000").is_ok());
+    }
+}

@@ -1,0 +1,216 @@
+//! Signature checks with Go's acceptance rules, not webpki's.
+//!
+//! Go accepts RSA keys from 1024 bits (webpki: 2048), P-521 (webpki with ring: no), PKCS#1 v1.5 and
+//! PSS with SHA-256/384/512, ECDSA with any of those hashes on P-256/384/521, and Ed25519; it
+//! rejects SHA-1 and MD5 signatures on everything but the (unchecked) self-signature of a root.
+//! RSA goes through the `rsa` crate (any size from 1024 up to 8192 bits); EC and Ed25519 through
+//! aws-lc-rs. The error texts copy Go's, because operators search for them.
+//!
+//! Never does: I/O.
+
+use aws_lc_rs::signature as ring_sig;
+use rsa::signature::Verifier;
+use x509_parser::prelude::AlgorithmIdentifier;
+use x509_parser::signature_algorithm::SignatureAlgorithm;
+
+use crate::cert::PublicKey;
+
+/// Smallest RSA modulus Go accepts (crypto/rsa since Go 1.24; older Go accepted smaller).
+pub const MIN_RSA_BITS: usize = 1024;
+/// Largest RSA modulus checked (Go's TLS client limit).
+pub const MAX_RSA_BITS: usize = 8192;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hash {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+/// A certificate's or a handshake's signature algorithm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigAlg {
+    RsaPkcs1(Hash),
+    RsaPss(Hash),
+    Ecdsa(Hash),
+    Ed25519,
+    /// Go refuses these (`x509: cannot verify signature: insecure algorithm SHA1-RSA`).
+    Insecure(&'static str),
+    Unknown(String),
+}
+
+/// Why a signature check failed, worded as Go words it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SigError {
+    #[error("x509: cannot verify signature: insecure algorithm {0}")]
+    Insecure(&'static str),
+    #[error("x509: cannot verify signature: algorithm unimplemented ({0})")]
+    Unsupported(String),
+    #[error("crypto/rsa: verification error")]
+    RsaVerification,
+    #[error("x509: ECDSA verification failure")]
+    EcdsaVerification,
+    #[error("x509: Ed25519 verification failure")]
+    Ed25519Verification,
+    #[error("crypto/rsa: {0}-bit RSA keys are below the 1024-bit minimum")]
+    RsaTooSmall(usize),
+    #[error("x509: signature algorithm does not match the public key type ({0})")]
+    KeyMismatch(String),
+}
+
+fn hash_from_oid(oid: &str) -> Option<Hash> {
+    match oid {
+        "2.16.840.1.101.3.4.2.1" => Some(Hash::Sha256),
+        "2.16.840.1.101.3.4.2.2" => Some(Hash::Sha384),
+        "2.16.840.1.101.3.4.2.3" => Some(Hash::Sha512),
+        _ => None,
+    }
+}
+
+/// Classifies a certificate's signatureAlgorithm.
+pub fn sig_alg_of(alg: &AlgorithmIdentifier<'_>) -> SigAlg {
+    let oid = alg.algorithm.to_id_string();
+    match oid.as_str() {
+        "1.2.840.113549.1.1.11" => SigAlg::RsaPkcs1(Hash::Sha256),
+        "1.2.840.113549.1.1.12" => SigAlg::RsaPkcs1(Hash::Sha384),
+        "1.2.840.113549.1.1.13" => SigAlg::RsaPkcs1(Hash::Sha512),
+        "1.2.840.113549.1.1.5" => SigAlg::Insecure("SHA1-RSA"),
+        "1.2.840.113549.1.1.4" => SigAlg::Insecure("MD5-RSA"),
+        "1.2.840.10045.4.1" => SigAlg::Insecure("ECDSA-SHA1"),
+        "1.2.840.10045.4.3.2" => SigAlg::Ecdsa(Hash::Sha256),
+        "1.2.840.10045.4.3.3" => SigAlg::Ecdsa(Hash::Sha384),
+        "1.2.840.10045.4.3.4" => SigAlg::Ecdsa(Hash::Sha512),
+        "1.3.101.112" => SigAlg::Ed25519,
+        "1.2.840.113549.1.1.10" => match SignatureAlgorithm::try_from(alg) {
+            Ok(SignatureAlgorithm::RSASSA_PSS(params)) => {
+                match hash_from_oid(&params.hash_algorithm_oid().to_id_string()) {
+                    Some(h) => SigAlg::RsaPss(h),
+                    None => SigAlg::Unknown("RSASSA-PSS with an unsupported hash".into()),
+                }
+            }
+            _ => SigAlg::Unknown("RSASSA-PSS with malformed parameters".into()),
+        },
+        other => SigAlg::Unknown(other.to_string()),
+    }
+}
+
+/// Verifies `sig` over `msg` with `key` under `alg`.
+pub fn verify(alg: &SigAlg, key: &PublicKey, msg: &[u8], sig: &[u8]) -> Result<(), SigError> {
+    match (alg, key) {
+        (SigAlg::Insecure(name), _) => Err(SigError::Insecure(name)),
+        (SigAlg::Unknown(what), _) => Err(SigError::Unsupported(what.clone())),
+        (_, PublicKey::Unsupported(what)) => {
+            Err(SigError::Unsupported(format!("public key {what}")))
+        }
+        (SigAlg::RsaPkcs1(h), PublicKey::Rsa { n, e }) => verify_rsa(n, e, *h, false, msg, sig),
+        (SigAlg::RsaPss(h), PublicKey::Rsa { n, e }) => verify_rsa(n, e, *h, true, msg, sig),
+        (SigAlg::Ecdsa(h), PublicKey::Ec { curve, point }) => {
+            verify_ecdsa(curve, *h, point, msg, sig)
+        }
+        (SigAlg::Ed25519, PublicKey::Ed25519(k)) => {
+            ring_sig::UnparsedPublicKey::new(&ring_sig::ED25519, k)
+                .verify(msg, sig)
+                .map_err(|_| SigError::Ed25519Verification)
+        }
+        (alg, _) => Err(SigError::KeyMismatch(format!("{alg:?}"))),
+    }
+}
+
+fn verify_rsa(
+    n: &[u8],
+    e: &[u8],
+    h: Hash,
+    pss: bool,
+    msg: &[u8],
+    sig: &[u8],
+) -> Result<(), SigError> {
+    use rsa::BigUint;
+    let n = BigUint::from_bytes_be(n);
+    let bits = n.bits();
+    if bits < MIN_RSA_BITS {
+        return Err(SigError::RsaTooSmall(bits));
+    }
+    let key = rsa::RsaPublicKey::new_with_max_size(n, BigUint::from_bytes_be(e), MAX_RSA_BITS)
+        .map_err(|err| SigError::Unsupported(format!("RSA key: {err}")))?;
+    let bad = |_| SigError::RsaVerification;
+    macro_rules! check {
+        ($hash:ty) => {{
+            if pss {
+                let s = rsa::pss::Signature::try_from(sig).map_err(bad)?;
+                let len = <$hash as sha2::Digest>::output_size();
+                rsa::pss::VerifyingKey::<$hash>::new_with_salt_len(key, len)
+                    .verify(msg, &s)
+                    .map_err(bad)
+            } else {
+                let s = rsa::pkcs1v15::Signature::try_from(sig).map_err(bad)?;
+                rsa::pkcs1v15::VerifyingKey::<$hash>::new(key)
+                    .verify(msg, &s)
+                    .map_err(bad)
+            }
+        }};
+    }
+    match h {
+        Hash::Sha256 => check!(sha2::Sha256),
+        Hash::Sha384 => check!(sha2::Sha384),
+        Hash::Sha512 => check!(sha2::Sha512),
+    }
+}
+
+fn verify_ecdsa(
+    curve: &str,
+    h: Hash,
+    point: &[u8],
+    msg: &[u8],
+    sig: &[u8],
+) -> Result<(), SigError> {
+    let alg: &'static ring_sig::EcdsaVerificationAlgorithm = match (curve, h) {
+        ("1.2.840.10045.3.1.7", Hash::Sha256) => &ring_sig::ECDSA_P256_SHA256_ASN1,
+        ("1.2.840.10045.3.1.7", Hash::Sha384) => &ring_sig::ECDSA_P256_SHA384_ASN1,
+        ("1.2.840.10045.3.1.7", Hash::Sha512) => &ring_sig::ECDSA_P256_SHA512_ASN1,
+        ("1.3.132.0.34", Hash::Sha256) => &ring_sig::ECDSA_P384_SHA256_ASN1,
+        ("1.3.132.0.34", Hash::Sha384) => &ring_sig::ECDSA_P384_SHA384_ASN1,
+        ("1.3.132.0.34", Hash::Sha512) => &ring_sig::ECDSA_P384_SHA512_ASN1,
+        ("1.3.132.0.35", Hash::Sha256) => &ring_sig::ECDSA_P521_SHA256_ASN1,
+        ("1.3.132.0.35", Hash::Sha384) => &ring_sig::ECDSA_P521_SHA384_ASN1,
+        ("1.3.132.0.35", Hash::Sha512) => &ring_sig::ECDSA_P521_SHA512_ASN1,
+        (c, _) => return Err(SigError::Unsupported(format!("elliptic curve {c}"))),
+    };
+    ring_sig::UnparsedPublicKey::new(alg, point)
+        .verify(msg, sig)
+        .map_err(|_| SigError::EcdsaVerification)
+}
+
+/// The handshake signature algorithms regtrust accepts (Go's defaults, minus SHA-1).
+pub fn tls_schemes() -> Vec<rustls::SignatureScheme> {
+    use rustls::SignatureScheme as S;
+    vec![
+        S::ECDSA_NISTP256_SHA256,
+        S::ECDSA_NISTP384_SHA384,
+        S::ECDSA_NISTP521_SHA512,
+        S::ED25519,
+        S::RSA_PSS_SHA256,
+        S::RSA_PSS_SHA384,
+        S::RSA_PSS_SHA512,
+        S::RSA_PKCS1_SHA256,
+        S::RSA_PKCS1_SHA384,
+        S::RSA_PKCS1_SHA512,
+    ]
+}
+
+/// Maps a TLS handshake signature scheme to a [`SigAlg`].
+pub fn sig_alg_of_scheme(s: rustls::SignatureScheme) -> SigAlg {
+    use rustls::SignatureScheme as S;
+    match s {
+        S::ECDSA_NISTP256_SHA256 => SigAlg::Ecdsa(Hash::Sha256),
+        S::ECDSA_NISTP384_SHA384 => SigAlg::Ecdsa(Hash::Sha384),
+        S::ECDSA_NISTP521_SHA512 => SigAlg::Ecdsa(Hash::Sha512),
+        S::ED25519 => SigAlg::Ed25519,
+        S::RSA_PSS_SHA256 => SigAlg::RsaPss(Hash::Sha256),
+        S::RSA_PSS_SHA384 => SigAlg::RsaPss(Hash::Sha384),
+        S::RSA_PSS_SHA512 => SigAlg::RsaPss(Hash::Sha512),
+        S::RSA_PKCS1_SHA256 => SigAlg::RsaPkcs1(Hash::Sha256),
+        S::RSA_PKCS1_SHA384 => SigAlg::RsaPkcs1(Hash::Sha384),
+        S::RSA_PKCS1_SHA512 => SigAlg::RsaPkcs1(Hash::Sha512),
+        other => SigAlg::Unknown(format!("{other:?}")),
+    }
+}
