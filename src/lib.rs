@@ -17,7 +17,12 @@
 #![forbid(unsafe_code)]
 
 pub mod cert;
+pub mod check;
+pub mod demo;
+pub mod diagnose;
 pub mod hostroot;
 pub mod pem;
+pub mod probe;
+pub mod report;
 pub mod trust;
 pub mod verify;

@@ -1,0 +1,282 @@
+//! The one-shot check: for each registry, the runtime's endpoints probed with the runtime's trust,
+//! and a verdict reached the way the runtime reaches it — endpoints in order, the first that works
+//! wins; earlier failures are `degraded` findings; when none works, the first endpoint's error is
+//! the registry's (containerd reports the first error).
+//!
+//! Never does: writes. Network I/O only through [`crate::probe`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::cert::{rfc3339, Cert, CertInfo};
+use crate::diagnose::{self, Diagnosis, KeyMismatch, Reason};
+use crate::probe::{self, ProbeSettings, Timings};
+use crate::trust::{
+    self, ConfigError, Finding, RegistryTrust, Runtime, SystemRoots, TrustSettings,
+};
+
+/// Most endpoint probes in flight at once.
+pub const MAX_CONCURRENT_PROBES: usize = 16;
+
+/// A trusted CA as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrustedCaInfo {
+    pub sha256: String,
+    pub subject: String,
+    pub source: String,
+    pub not_after: String,
+}
+
+/// One endpoint's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointReport {
+    pub endpoint: String,
+    pub origin: String,
+    pub ok: bool,
+    pub reason: Reason,
+    pub detail: String,
+    pub next_step: String,
+    pub http_status: Option<u16>,
+    pub presented_chain: Vec<CertInfo>,
+    /// Configured CAs, plus any system root named like an issuer in the presented chain.
+    pub trusted_cas: Vec<TrustedCaInfo>,
+    pub system_roots: usize,
+    pub skip_verify: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_mismatch: Option<KeyMismatch>,
+    pub timings_ms: Timings,
+}
+
+/// One registry's verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegistryReport {
+    pub registry: String,
+    pub runtime: Runtime,
+    pub host_dir: Option<String>,
+    pub ok: bool,
+    pub reason: Reason,
+    pub detail: String,
+    pub next_step: String,
+    pub findings: Vec<Finding>,
+    pub endpoints: Vec<EndpointReport>,
+}
+
+/// The whole check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub registries: Vec<RegistryReport>,
+    /// Findings about the node as a whole (containerd config, system roots).
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn all_ok(&self) -> bool {
+        self.registries.iter().all(|r| r.ok)
+    }
+}
+
+/// Which registries to check: those given, or every configured one.
+pub fn registries_to_check(
+    settings: &TrustSettings,
+    given: &[String],
+) -> Result<Vec<String>, ConfigError> {
+    if given.is_empty() {
+        trust::discover_registries(settings)
+    } else {
+        Ok(given.to_vec())
+    }
+}
+
+/// Runs the check for `registries`.
+pub async fn run(
+    settings: &TrustSettings,
+    registries: &[String],
+    probe_settings: &ProbeSettings,
+) -> Result<Report, ConfigError> {
+    let system = Arc::new(trust::system::load(&settings.host_root));
+    let mut findings = system.findings.clone();
+    if settings.runtime == Runtime::Containerd {
+        findings.extend(trust::containerd::Layout::load(settings)?.findings);
+    }
+    let sem = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PROBES));
+    let mut tasks = Vec::new();
+    for reg in registries {
+        let rt = trust::load_registry(settings, reg)?;
+        let system = system.clone();
+        let ps = probe_settings.clone();
+        let sem = sem.clone();
+        tasks.push(tokio::spawn(async move {
+            check_registry(rt, &system, &ps, &sem).await
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(r) => out.push(r),
+            Err(e) => tracing::error!(error = %e, "a registry check task failed"),
+        }
+    }
+    Ok(Report {
+        registries: out,
+        findings,
+    })
+}
+
+/// Probes every endpoint of one registry (concurrently) and reaches the runtime's verdict.
+pub async fn check_registry(
+    rt: RegistryTrust,
+    system: &SystemRoots,
+    ps: &ProbeSettings,
+    sem: &tokio::sync::Semaphore,
+) -> RegistryReport {
+    let mut findings = rt.findings.clone();
+    if let Some(err) = &rt.config_error {
+        let endpoints = rt
+            .endpoints
+            .iter()
+            .map(|ep| EndpointReport {
+                endpoint: ep.url(),
+                origin: ep.origin.clone(),
+                ok: false,
+                reason: Reason::ConfigError,
+                detail: err.clone(),
+                next_step: String::new(),
+                http_status: None,
+                presented_chain: Vec::new(),
+                trusted_cas: configured(ep),
+                system_roots: system.cas.len(),
+                skip_verify: ep.skip_verify,
+                proxy: None,
+                key_mismatch: None,
+                timings_ms: Timings::default(),
+            })
+            .collect();
+        return RegistryReport {
+            registry: rt.registry,
+            runtime: rt.runtime,
+            host_dir: rt.host_dir,
+            ok: false,
+            reason: Reason::ConfigError,
+            detail: err.clone(),
+            next_step: "the runtime fails before dialling: fix the file named in the detail".into(),
+            findings,
+            endpoints,
+        };
+    }
+    let probes = rt.endpoints.iter().map(|ep| {
+        let roots = pool(system, ep);
+        async move {
+            let _permit = sem.acquire().await;
+            let roots_arc = Arc::new(roots.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>());
+            let res = probe::probe(ep, roots_arc, ps).await;
+            let diag = diagnose::diagnose(&res, &roots);
+            endpoint_report(ep, &res, diag, &roots, system.cas.len())
+        }
+    });
+    let endpoints: Vec<EndpointReport> = futures_util::future::join_all(probes).await;
+    let first_ok = endpoints.iter().position(|e| e.ok);
+    let (ok, reason, detail, next_step) = match first_ok {
+        Some(i) => {
+            for e in &endpoints[..i] {
+                findings.push(Finding::new(
+                    "degraded",
+                    None,
+                    format!(
+                        "{} fails ({}: {}) and the runtime falls through to {}",
+                        e.endpoint, e.reason, e.detail, endpoints[i].endpoint
+                    ),
+                ));
+            }
+            (
+                true,
+                Reason::Ok,
+                format!("pulls via {}", endpoints[i].endpoint),
+                String::new(),
+            )
+        }
+        None => match endpoints.first() {
+            Some(e) => (false, e.reason, e.detail.clone(), e.next_step.clone()),
+            None => (
+                false,
+                Reason::ConfigError,
+                "no endpoint to pull from".into(),
+                "configure a pull-capable host".into(),
+            ),
+        },
+    };
+    RegistryReport {
+        registry: rt.registry,
+        runtime: rt.runtime,
+        host_dir: rt.host_dir,
+        ok,
+        reason,
+        detail,
+        next_step,
+        findings,
+        endpoints,
+    }
+}
+
+/// The endpoint's trust pool: system roots then configured CAs, deduplicated, with sources.
+pub fn pool(system: &SystemRoots, ep: &trust::Endpoint) -> Vec<(Arc<Cert>, String)> {
+    let mut seen = HashSet::new();
+    system
+        .cas
+        .iter()
+        .chain(&ep.cas)
+        .filter(|ca| seen.insert(ca.cert.sha256.clone()))
+        .map(|ca| (ca.cert.clone(), ca.source.clone()))
+        .collect()
+}
+
+fn configured(ep: &trust::Endpoint) -> Vec<TrustedCaInfo> {
+    ep.cas
+        .iter()
+        .map(|ca| ca_info(&ca.cert, &ca.source))
+        .collect()
+}
+
+fn ca_info(c: &Cert, source: &str) -> TrustedCaInfo {
+    TrustedCaInfo {
+        sha256: c.sha256.clone(),
+        subject: c.subject.clone(),
+        source: source.to_string(),
+        not_after: rfc3339(c.not_after),
+    }
+}
+
+fn endpoint_report(
+    ep: &trust::Endpoint,
+    res: &probe::ProbeResult,
+    diag: Diagnosis,
+    roots: &[(Arc<Cert>, String)],
+    system_roots: usize,
+) -> EndpointReport {
+    let mut trusted = configured(ep);
+    for (c, src) in roots {
+        let relevant = res.presented.iter().any(|p| p.raw_issuer == c.raw_subject);
+        if relevant && !trusted.iter().any(|t| t.sha256 == c.sha256) {
+            trusted.push(ca_info(c, src));
+        }
+    }
+    EndpointReport {
+        endpoint: res.url.clone(),
+        origin: ep.origin.clone(),
+        ok: diag.reason == Reason::Ok,
+        reason: diag.reason,
+        detail: diag.detail,
+        next_step: diag.next_step,
+        http_status: res.http_status,
+        presented_chain: res.presented.iter().map(|c| c.info()).collect(),
+        trusted_cas: trusted,
+        system_roots,
+        skip_verify: ep.skip_verify,
+        proxy: res.via_proxy.clone(),
+        key_mismatch: diag.key_mismatch,
+        timings_ms: res.timings.clone(),
+    }
+}

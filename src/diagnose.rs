@@ -1,0 +1,266 @@
+//! Outcome + trust → a stable `reason`, the runtime's own error text, and the next step.
+//!
+//! The reason strings are an interface (metrics labels, alerts, JSON consumers): add new ones,
+//! never rename. Pure: no I/O.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::cert::{hex, Cert};
+use crate::probe::{Failure, ProbeResult};
+use crate::verify::{CandidateProblem, VerifyError};
+
+/// Every outcome regtrust distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Ok,
+    UnknownAuthority,
+    CaKeyMismatch,
+    Expired,
+    NotYetValid,
+    CaExpired,
+    CaNotYetValid,
+    NameMismatch,
+    UntrustedSelfSigned,
+    InvalidCertificate,
+    HandshakeFailed,
+    NotTls,
+    ConnectionRefused,
+    ConnectFailed,
+    DnsFailure,
+    Timeout,
+    ProxyError,
+    HttpError,
+    HttpStatus,
+    ConfigError,
+}
+
+impl Reason {
+    pub const ALL: &'static [Reason] = &[
+        Reason::Ok,
+        Reason::UnknownAuthority,
+        Reason::CaKeyMismatch,
+        Reason::Expired,
+        Reason::NotYetValid,
+        Reason::CaExpired,
+        Reason::CaNotYetValid,
+        Reason::NameMismatch,
+        Reason::UntrustedSelfSigned,
+        Reason::InvalidCertificate,
+        Reason::HandshakeFailed,
+        Reason::NotTls,
+        Reason::ConnectionRefused,
+        Reason::ConnectFailed,
+        Reason::DnsFailure,
+        Reason::Timeout,
+        Reason::ProxyError,
+        Reason::HttpError,
+        Reason::HttpStatus,
+        Reason::ConfigError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Ok => "ok",
+            Reason::UnknownAuthority => "unknown_authority",
+            Reason::CaKeyMismatch => "ca_key_mismatch",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::CaExpired => "ca_expired",
+            Reason::CaNotYetValid => "ca_not_yet_valid",
+            Reason::NameMismatch => "name_mismatch",
+            Reason::UntrustedSelfSigned => "untrusted_self_signed",
+            Reason::InvalidCertificate => "invalid_certificate",
+            Reason::HandshakeFailed => "handshake_failed",
+            Reason::NotTls => "not_tls",
+            Reason::ConnectionRefused => "connection_refused",
+            Reason::ConnectFailed => "connect_failed",
+            Reason::DnsFailure => "dns_failure",
+            Reason::Timeout => "timeout",
+            Reason::ProxyError => "proxy_error",
+            Reason::HttpError => "http_error",
+            Reason::HttpStatus => "http_status",
+            Reason::ConfigError => "config_error",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The incident's evidence: the trusted CA has the issuer's name but not its key.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyMismatch {
+    /// Subject shared by the presented issuer and the trusted CA.
+    pub subject: String,
+    /// The certificate the registry presented whose signature failed.
+    pub presented_cert_sha256: String,
+    /// Key id of the CA that really signed it (AKID of the presented certificate), if present.
+    pub presented_issuer_key_id: Option<String>,
+    /// SHA-256 of the presented issuer certificate, when the registry sent it.
+    pub presented_issuer_sha256: Option<String>,
+    /// The trusted CA(s) with that subject: (sha256, key id, source).
+    pub trusted: Vec<TrustedSameName>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrustedSameName {
+    pub sha256: String,
+    pub key_id: Option<String>,
+    pub source: String,
+}
+
+/// A diagnosis of one endpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct Diagnosis {
+    pub reason: Reason,
+    /// The error as the runtime (Go) words it.
+    pub detail: String,
+    /// What a person should do next.
+    pub next_step: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_mismatch: Option<KeyMismatch>,
+}
+
+/// Diagnoses one probe. `trusted` maps a root certificate to its source for the evidence.
+pub fn diagnose(probe: &ProbeResult, trusted: &[(Arc<Cert>, String)]) -> Diagnosis {
+    let d = |reason, detail: String, next: &str| Diagnosis {
+        reason,
+        detail,
+        next_step: next.into(),
+        key_mismatch: None,
+    };
+    let failure = match &probe.result {
+        Ok(()) => {
+            return d(
+                Reason::Ok,
+                format!("{} answered {}", probe.url, probe.http_status.unwrap_or(0)),
+                "",
+            )
+        }
+        Err(f) => f,
+    };
+    match failure {
+        Failure::Dns(e) => d(Reason::DnsFailure, e.clone(), "check the registry name and the node's resolver (/etc/resolv.conf, hostNetwork)"),
+        Failure::Refused(e) => d(Reason::ConnectionRefused, e.clone(), "the registry is not listening on that address/port: check the registry service and the port in the image reference"),
+        Failure::Connect(e) => d(Reason::ConnectFailed, e.clone(), "check routing and firewalls between the node and the registry"),
+        Failure::Timeout(phase) => d(
+            Reason::Timeout,
+            format!("no answer within the timeout during {}", phase.as_str()),
+            "the registry or the network is not answering: check firewalls, load balancers and the registry's health",
+        ),
+        Failure::Proxy(e) => d(Reason::ProxyError, e.clone(), "check HTTPS_PROXY/NO_PROXY for the runtime and the proxy itself"),
+        Failure::NotTls(e) => d(Reason::NotTls, e.clone(), "the port does not speak TLS: is it plain HTTP, or the wrong port? (an http registry must be configured as such for the runtime)"),
+        Failure::Handshake(e) => d(Reason::HandshakeFailed, e.clone(), "TLS could not be negotiated: compare TLS versions/ciphers, and whether the registry demands a client certificate"),
+        Failure::Http(e) => d(Reason::HttpError, e.clone(), "TLS worked but the registry did not answer HTTP properly: check the registry or what sits in front of it"),
+        Failure::HttpStatus(code) => d(
+            Reason::HttpStatus,
+            format!("GET {} returned {code}; a registry answers /v2/ with 200 or 401", probe.url),
+            "the endpoint is not a registry API root (wrong path, override_path, or a proxy page)",
+        ),
+        Failure::Verify(v) => diagnose_verify(v, probe, trusted),
+    }
+}
+
+fn tls_prefix(probe: &ProbeResult) -> String {
+    format!("Get \"{}\": tls: failed to verify certificate: ", probe.url)
+}
+
+fn diagnose_verify(
+    v: &VerifyError,
+    probe: &ProbeResult,
+    trusted: &[(Arc<Cert>, String)],
+) -> Diagnosis {
+    let detail = format!("{}{v}", tls_prefix(probe));
+    let mk = |reason, next: &str| Diagnosis {
+        reason,
+        detail: detail.clone(),
+        next_step: next.into(),
+        key_mismatch: None,
+    };
+    match v {
+        VerifyError::LeafTime { now, not_after, .. } if now > not_after => {
+            mk(Reason::Expired, "the registry's serving certificate has expired: renew it on the registry")
+        }
+        VerifyError::LeafTime { .. } => mk(
+            Reason::NotYetValid,
+            "the registry's certificate is not valid yet: check the node's clock (timedatectl) and the certificate's notBefore",
+        ),
+        VerifyError::Hostname(_) => mk(
+            Reason::NameMismatch,
+            "the certificate does not name the host the node dials: reissue it with this name as a SAN, or pull by a name it has",
+        ),
+        VerifyError::UnknownAuthority { cert, hint: Some(h) } => match &h.problem {
+            CandidateProblem::Signature(_) => {
+                let mut diag = mk(
+                    Reason::CaKeyMismatch,
+                    "the registry's CA was replaced by a new CA with the same name and a different key: install the new CA (keep the old one beside it until the rotation is over) where the runtime reads it",
+                );
+                diag.key_mismatch = Some(key_mismatch(cert, probe, trusted));
+                diag
+            }
+            CandidateProblem::Time { now, not_after, .. } if now > not_after => mk(
+                Reason::CaExpired,
+                "the CA the node trusts for this registry has expired: distribute the renewed CA",
+            ),
+            CandidateProblem::Time { .. } => mk(
+                Reason::CaNotYetValid,
+                "the CA the node trusts is not valid yet: check the node's clock and the CA's notBefore",
+            ),
+            _ => mk(Reason::UnknownAuthority, "a trusted CA has the issuer's name but cannot sign this certificate (see detail)"),
+        },
+        VerifyError::UnknownAuthority { cert, hint: None } => {
+            if cert.is_self_issued() && probe.presented.first().is_some_and(|l| l.der == cert.der) {
+                mk(
+                    Reason::UntrustedSelfSigned,
+                    "the registry serves a self-signed certificate the node does not trust: install that certificate as the registry's CA, or serve one from a trusted CA",
+                )
+            } else if !probe.presented.iter().any(|p| p.raw_subject == cert.raw_issuer) && !cert.is_self_issued() {
+                mk(
+                    Reason::UnknownAuthority,
+                    &format!(
+                        "no trusted CA is named {:?}, and the registry did not send that certificate: install the CA that issued the registry's certificate, or have the registry send its intermediate",
+                        cert.issuer
+                    ),
+                )
+            } else {
+                mk(Reason::UnknownAuthority, "install the CA that issued the registry's certificate where the runtime reads it")
+            }
+        }
+        VerifyError::IncompatibleUsage | VerifyError::UnhandledCritical | VerifyError::TooManySignatureChecks => mk(
+            Reason::InvalidCertificate,
+            "the certificate chain is malformed for TLS server use (see detail): reissue it",
+        ),
+    }
+}
+
+fn key_mismatch(
+    cert: &Arc<Cert>,
+    probe: &ProbeResult,
+    trusted: &[(Arc<Cert>, String)],
+) -> KeyMismatch {
+    KeyMismatch {
+        subject: cert.issuer.clone(),
+        presented_cert_sha256: cert.sha256.clone(),
+        presented_issuer_key_id: cert.akid.as_deref().map(hex),
+        presented_issuer_sha256: probe
+            .presented
+            .iter()
+            .find(|p| p.raw_subject == cert.raw_issuer && p.der != cert.der)
+            .map(|p| p.sha256.clone()),
+        trusted: trusted
+            .iter()
+            .filter(|(c, _)| c.raw_subject == cert.raw_issuer)
+            .map(|(c, src)| TrustedSameName {
+                sha256: c.sha256.clone(),
+                key_id: c.skid.as_deref().map(hex),
+                source: src.clone(),
+            })
+            .collect(),
+    }
+}

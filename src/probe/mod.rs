@@ -1,0 +1,347 @@
+//! The probe: DNS, TCP connect, TLS handshake (recording the presented chain), `GET /v2/`.
+//! The only module that touches the network.
+//!
+//! Every phase runs under one deadline ([`ProbeSettings::timeout`]); a timeout names its phase.
+//! Responses are read only as far as the status line and headers, bounded by
+//! [`MAX_HEADER_BYTES`]: a hostile registry cannot make a probe read without end.
+//! The HTTP client is hand-rolled on purpose: it must expose the TLS phase on its own (timing,
+//! the recorded chain after a failed verification) and speak through a CONNECT proxy exactly once,
+//! which a general client such as reqwest hides.
+
+pub mod proxy;
+pub mod recorder;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout_at;
+
+use crate::cert::Cert;
+use crate::trust::Endpoint;
+use crate::verify::VerifyError;
+pub use proxy::ProxyEnv;
+
+/// Most certificates kept from one presented chain (real chains have 2–4).
+pub const MAX_CHAIN_CERTS: usize = 16;
+/// Most bytes of HTTP status line + headers read from a registry or proxy.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Default deadline for one endpoint probe, all phases together.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Probe phases, for timings and timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Dns,
+    Connect,
+    Proxy,
+    Tls,
+    Http,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Dns => "dns",
+            Phase::Connect => "connect",
+            Phase::Proxy => "proxy",
+            Phase::Tls => "tls",
+            Phase::Http => "http",
+        }
+    }
+}
+
+/// How a probe failed. Pure data: [`crate::diagnose`] turns it into a reason.
+#[derive(Debug, Clone)]
+pub enum Failure {
+    Dns(String),
+    Refused(String),
+    Connect(String),
+    Timeout(Phase),
+    Proxy(String),
+    /// The peer does not speak TLS (e.g. plain HTTP on the port).
+    NotTls(String),
+    /// The TLS handshake failed for a reason other than certificate verification.
+    Handshake(String),
+    /// Certificate verification failed (Go's verdict).
+    Verify(VerifyError),
+    /// The connection broke or the answer was not HTTP.
+    Http(String),
+    /// `/v2/` answered with a status other than 200 or 401.
+    HttpStatus(u16),
+}
+
+/// Milliseconds per phase; absent phases did not run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<f64>,
+    pub total: f64,
+}
+
+/// What one probe of one endpoint found.
+#[derive(Debug, Clone)]
+pub struct ProbeResult {
+    pub url: String,
+    pub presented: Vec<Arc<Cert>>,
+    pub unparsed_presented: Vec<String>,
+    pub http_status: Option<u16>,
+    pub timings: Timings,
+    pub result: Result<(), Failure>,
+    /// The proxy used, if any.
+    pub via_proxy: Option<String>,
+}
+
+/// Settings shared by all probes of a run.
+#[derive(Debug, Clone)]
+pub struct ProbeSettings {
+    pub timeout: Duration,
+    pub proxy: ProxyEnv,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        ProbeSettings {
+            timeout: DEFAULT_TIMEOUT,
+            proxy: ProxyEnv::default(),
+        }
+    }
+}
+
+fn ms(since: Instant) -> f64 {
+    (since.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
+}
+
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
+
+/// Probes one endpoint with `roots` (system + configured CAs) as its trust.
+pub async fn probe(
+    ep: &Endpoint,
+    roots: Arc<Vec<Arc<Cert>>>,
+    settings: &ProbeSettings,
+) -> ProbeResult {
+    let start = Instant::now();
+    let deadline = tokio::time::Instant::now() + settings.timeout;
+    let mut out = ProbeResult {
+        url: ep.url(),
+        presented: Vec::new(),
+        unparsed_presented: Vec::new(),
+        http_status: None,
+        timings: Timings::default(),
+        result: Ok(()),
+        via_proxy: settings.proxy.proxy_for(&ep.scheme, ep.host(), ep.port()),
+    };
+    let result = run(ep, roots, deadline, &mut out).await;
+    out.result = result;
+    out.timings.total = ms(start);
+    out
+}
+
+async fn run(
+    ep: &Endpoint,
+    roots: Arc<Vec<Arc<Cert>>>,
+    deadline: tokio::time::Instant,
+    out: &mut ProbeResult,
+) -> Result<(), Failure> {
+    let (dial_host, dial_port) = match &out.via_proxy {
+        Some(p) => {
+            let (h, port) = crate::trust::split_host_port(p);
+            (h.to_string(), port.unwrap_or(80))
+        }
+        None => (ep.host().to_string(), ep.port()),
+    };
+    // DNS
+    let t = Instant::now();
+    let addrs: Vec<_> = match timeout_at(
+        deadline,
+        tokio::net::lookup_host((dial_host.as_str(), dial_port)),
+    )
+    .await
+    {
+        Err(_) => return Err(Failure::Timeout(Phase::Dns)),
+        Ok(Err(e)) => return Err(Failure::Dns(format!("lookup {dial_host}: {e}"))),
+        Ok(Ok(a)) => a.collect(),
+    };
+    out.timings.dns = Some(ms(t));
+    if addrs.is_empty() {
+        return Err(Failure::Dns(format!("lookup {dial_host}: no addresses")));
+    }
+    // TCP: addresses in order, as Go's dialer does (without happy-eyeballs racing).
+    let t = Instant::now();
+    let mut last_err = None;
+    let mut tcp = None;
+    for addr in &addrs {
+        match timeout_at(deadline, TcpStream::connect(addr)).await {
+            Err(_) => return Err(Failure::Timeout(Phase::Connect)),
+            Ok(Ok(s)) => {
+                tcp = Some(s);
+                break;
+            }
+            Ok(Err(e)) => last_err = Some((addr, e)),
+        }
+    }
+    let mut tcp = match (tcp, last_err) {
+        (Some(s), _) => s,
+        (None, Some((addr, e))) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Err(Failure::Refused(format!(
+                "dial tcp {addr}: connect: connection refused"
+            )))
+        }
+        (None, Some((addr, e))) => return Err(Failure::Connect(format!("dial tcp {addr}: {e}"))),
+        (None, None) => return Err(Failure::Dns(format!("lookup {dial_host}: no addresses"))),
+    };
+    let _ = tcp.set_nodelay(true);
+    out.timings.connect = Some(ms(t));
+    if out.via_proxy.is_some() && ep.scheme == "https" {
+        let req = format!(
+            "CONNECT {0} HTTP/1.1\r\nHost: {0}\r\nUser-Agent: regtrust/{1}\r\n\r\n",
+            ep.authority,
+            env!("CARGO_PKG_VERSION")
+        );
+        match timeout_at(deadline, http_exchange(&mut tcp, req.as_bytes())).await {
+            Err(_) => return Err(Failure::Timeout(Phase::Proxy)),
+            Ok(Err(e)) => return Err(Failure::Proxy(format!("proxy CONNECT: {e}"))),
+            Ok(Ok(200)) => {}
+            Ok(Ok(code)) => {
+                return Err(Failure::Proxy(format!(
+                    "proxy CONNECT {} answered {code}",
+                    ep.authority
+                )))
+            }
+        }
+    }
+    let mut conn: Box<dyn Conn> = if ep.scheme == "https" {
+        let t = Instant::now();
+        let verifier = Arc::new(recorder::RecordingVerifier::new(
+            roots,
+            ep.host(),
+            ep.skip_verify,
+        ));
+        let record = verifier.record.clone();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| Failure::Handshake(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(ep.host().to_string())
+            .map_err(|e| Failure::Handshake(format!("invalid server name {:?}: {e}", ep.host())))?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let res = timeout_at(deadline, connector.connect(name, tcp)).await;
+        let rec = record.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        out.presented = rec.presented;
+        out.unparsed_presented = rec.unparsed;
+        match res {
+            Err(_) => return Err(Failure::Timeout(Phase::Tls)),
+            Ok(Err(e)) => {
+                if let Some(Err(v)) = rec.verdict {
+                    return Err(Failure::Verify(v));
+                }
+                return Err(classify_tls_error(&e));
+            }
+            Ok(Ok(s)) => {
+                out.timings.tls = Some(ms(t));
+                Box::new(s)
+            }
+        }
+    } else {
+        Box::new(tcp)
+    };
+    let t = Instant::now();
+    let target = if out.via_proxy.is_some() && ep.scheme == "http" {
+        ep.url()
+    } else {
+        format!("{}/", ep.path.trim_end_matches('/'))
+    };
+    let req = format!(
+        "GET {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: regtrust/{}\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+        ep.authority,
+        env!("CARGO_PKG_VERSION")
+    );
+    let status = match timeout_at(deadline, http_exchange(&mut conn, req.as_bytes())).await {
+        Err(_) => return Err(Failure::Timeout(Phase::Http)),
+        Ok(Err(e)) => return Err(Failure::Http(e)),
+        Ok(Ok(s)) => s,
+    };
+    out.timings.http = Some(ms(t));
+    out.http_status = Some(status);
+    let _ = timeout_at(deadline, conn.shutdown()).await;
+    match status {
+        200 | 401 => Ok(()),
+        other => Err(Failure::HttpStatus(other)),
+    }
+}
+
+/// Sends `req`, reads the status line and headers (bounded), returns the status code.
+async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
+    s: &mut S,
+    req: &[u8],
+) -> Result<u16, String> {
+    s.write_all(req).await.map_err(|e| format!("write: {e}"))?;
+    s.flush().await.map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+        if buf.len() > MAX_HEADER_BYTES {
+            return Err(format!(
+                "response headers larger than {MAX_HEADER_BYTES} bytes"
+            ));
+        }
+        let n = s.read(&mut chunk).await.map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            if buf.is_empty() {
+                return Err("connection closed before any response (EOF)".into());
+            }
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    match (
+        parts.next(),
+        parts.next().and_then(|c| c.parse::<u16>().ok()),
+    ) {
+        (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok(code),
+        _ => Err(format!(
+            "malformed HTTP response: {:?}",
+            line.chars().take(80).collect::<String>()
+        )),
+    }
+}
+
+fn classify_tls_error(e: &std::io::Error) -> Failure {
+    let text = e.to_string();
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return match inner {
+            rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+                Failure::NotTls(format!(
+                    "tls: first record does not look like a TLS handshake ({inner})"
+                ))
+            }
+            other => Failure::Handshake(format!("tls: {other}")),
+        };
+    }
+    if text.contains("corrupt message") || text.contains("InvalidContentType") {
+        return Failure::NotTls(format!(
+            "tls: first record does not look like a TLS handshake ({text})"
+        ));
+    }
+    Failure::Handshake(format!("tls handshake: {text}"))
+}
