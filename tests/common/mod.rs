@@ -1,0 +1,416 @@
+//! Real parts for integration tests: certificates (rcgen, openssl for RSA-1024), the CNCF
+//! `docker-registry` over TLS on loopback, a containerd daemon + `ctr`, `skopeo`, and the
+//! `regtrust` binary. Every process is killed on drop; every wait is bounded.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use time::OffsetDateTime;
+
+pub const IMAGE: &str = "demo/img:v1";
+
+// === certificates ===
+
+pub struct Issued {
+    pub cert: rcgen::Certificate,
+    pub key: KeyPair,
+}
+
+impl Issued {
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+}
+
+pub fn days(n: i64) -> OffsetDateTime {
+    OffsetDateTime::now_utc() + time::Duration::days(n)
+}
+
+pub fn ca_params(cn: &str) -> CertificateParams {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    p.not_before = days(-1);
+    p.not_after = days(30);
+    p
+}
+
+pub fn ca(cn: &str) -> Issued {
+    let key = KeyPair::generate().unwrap();
+    Issued { cert: ca_params(cn).self_signed(&key).unwrap(), key }
+}
+
+/// Serving-certificate parameters for 127.0.0.1 / localhost / registry.test.
+pub fn leaf_params() -> CertificateParams {
+    let mut p = CertificateParams::new(vec!["localhost".to_string(), "registry.test".to_string()]).unwrap();
+    p.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
+    p.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    p.use_authority_key_identifier_extension = true;
+    p.not_before = days(-1);
+    p.not_after = days(20);
+    p
+}
+
+pub fn sign(p: CertificateParams, issuer: &Issued) -> Issued {
+    let key = KeyPair::generate().unwrap();
+    Issued { cert: p.signed_by(&key, &issuer.cert, &issuer.key).unwrap(), key }
+}
+
+pub fn leaf(issuer: &Issued) -> Issued {
+    sign(leaf_params(), issuer)
+}
+
+// === temp dirs ===
+
+pub fn tmp() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("rt-it-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+pub fn write(p: &Path, data: impl AsRef<[u8]>) {
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, data).unwrap();
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls until 127.0.0.1:port accepts TCP (at most ~10 s).
+pub fn wait_port(port: u16, child: &mut Child, what: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited early with {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not listen on 127.0.0.1:{port} within 10 s");
+}
+
+pub fn require(bin: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        .unwrap_or(false);
+    assert!(found, "{bin} is not installed: run the README's test command (scripts/test), which installs it");
+}
+
+// === docker-registry ===
+
+pub struct Registry {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Serves `chain` (leaf first) with `key`; plain HTTP when `chain` is empty.
+    pub fn start(chain: &[&rcgen::Certificate], key: Option<&KeyPair>) -> Registry {
+        let tls = key.map(|k| (chain.iter().map(|c| c.pem()).collect::<String>(), k.serialize_pem()));
+        Self::start_with_storage(tls, &seeded_storage())
+    }
+
+    /// Serves a PEM chain and PEM key (for keys rcgen cannot make, e.g. RSA-1024).
+    pub fn start_pem(chain_pem: String, key_pem: String) -> Registry {
+        Self::start_with_storage(Some((chain_pem, key_pem)), &seeded_storage())
+    }
+
+    /// Plain HTTP, no TLS.
+    pub fn start_plain() -> Registry {
+        Self::start_with_storage(None, &seeded_storage())
+    }
+
+    fn start_with_storage(tls: Option<(String, String)>, storage: &Path) -> Registry {
+        require("docker-registry");
+        let dir = tmp();
+        let port = free_port();
+        let tls = if let Some((pem, key)) = tls {
+            write(&dir.path().join("srv.pem"), pem);
+            write(&dir.path().join("srv.key"), key);
+            format!(", tls: {{certificate: {0}/srv.pem, key: {0}/srv.key}}", dir.path().display())
+        } else {
+            String::new()
+        };
+        let cfg = format!(
+            "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: 127.0.0.1:{port}, secret: test{tls}}}\n",
+            storage.display()
+        );
+        write(&dir.path().join("config.yml"), cfg);
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        wait_port(port, &mut child, "docker-registry");
+        Registry { port, child, _dir: dir }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A registry storage directory holding `demo/img:v1`, pushed once per test binary by real skopeo.
+pub fn seeded_storage() -> PathBuf {
+    static STORAGE: OnceLock<PathBuf> = OnceLock::new();
+    STORAGE
+        .get_or_init(|| {
+            let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("registry-storage-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&root);
+            fs::create_dir_all(&root).unwrap();
+            let ca = ca("seed-ca");
+            let l = leaf(&ca);
+            let reg = Registry::start_with_storage(Some((l.pem(), l.key.serialize_pem())), &root);
+            let work = tmp();
+            let layout = work.path().join("oci");
+            build_oci_layout(&layout);
+            let certs = work.path().join("certs");
+            write(&certs.join("ca.crt"), ca.pem());
+            write(&work.path().join("policy.json"), r#"{"default":[{"type":"insecureAcceptAnything"}]}"#);
+            let out = Command::new("skopeo")
+                .args(["copy", "--quiet", "--policy"])
+                .arg(work.path().join("policy.json"))
+                .arg("--dest-cert-dir")
+                .arg(&certs)
+                .arg(format!("oci:{}:v1", layout.display()))
+                .arg(format!("docker://{}/{IMAGE}", reg.addr()))
+                .envs(isolated_system_roots(work.path()))
+                .output()
+                .expect("run skopeo copy");
+            assert!(out.status.success(), "seeding the registry failed: {}", String::from_utf8_lossy(&out.stderr));
+            root
+        })
+        .clone()
+}
+
+fn digest(data: &[u8]) -> String {
+    format!("sha256:{}", regtrust::cert::sha256_hex(data))
+}
+
+/// A one-layer OCI image layout, deterministic, built with tar and gzip.
+fn build_oci_layout(dir: &Path) {
+    let src = dir.with_extension("src");
+    write(&src.join("hello.txt"), "hello from regtrust tests\n");
+    let tar = dir.with_extension("tar");
+    let st = Command::new("tar")
+        .args(["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-cf"])
+        .arg(&tar)
+        .arg("-C")
+        .arg(&src)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let tar_bytes = fs::read(&tar).unwrap();
+    let gz = Command::new("gzip").args(["-n", "-c"]).arg(&tar).output().unwrap().stdout;
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |data: &[u8]| {
+        let d = digest(data);
+        fs::write(blobs.join(d.trim_start_matches("sha256:")), data).unwrap();
+        (d, data.len())
+    };
+    let (layer_d, layer_n) = put(&gz);
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}},"config":{{}}}}"#,
+        digest(&tar_bytes)
+    );
+    let (cfg_d, cfg_n) = put(config.as_bytes());
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{cfg_d}","size":{cfg_n}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer_d}","size":{layer_n}}}]}}"#
+    );
+    let (man_d, man_n) = put(manifest.as_bytes());
+    write(
+        &dir.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{man_d}","size":{man_n},"annotations":{{"org.opencontainers.image.ref.name":"v1"}}}}]}}"#
+        ),
+    );
+    write(&dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#);
+}
+
+/// Environment that gives a Go program the system pool of `host_root` instead of this machine's
+/// (which sets SSL_CERT_FILE globally).
+pub fn isolated_system_roots(host_root: &Path) -> Vec<(String, String)> {
+    vec![
+        ("SSL_CERT_FILE".into(), host_root.join("etc/ssl/certs/ca-certificates.crt").display().to_string()),
+        ("SSL_CERT_DIR".into(), host_root.join("etc/ssl/certs").display().to_string()),
+    ]
+}
+
+// === runtimes ===
+
+/// A containerd daemon of our own (no CRI), for `ctr --hosts-dir` pulls.
+pub struct Containerd {
+    pub sock: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Containerd {
+    pub fn start() -> Containerd {
+        require("containerd");
+        let dir = tmp();
+        let sock = dir.path().join("containerd.sock");
+        let cfg = format!(
+            "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[grpc]\n  address = \"{1}\"\n[ttrpc]\n  address = \"{1}.ttrpc\"\n",
+            dir.path().display(),
+            sock.display()
+        );
+        write(&dir.path().join("config.toml"), cfg);
+        let log = fs::File::create(dir.path().join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        let start = Instant::now();
+        while !sock.exists() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(sock.exists(), "containerd did not create its socket within 10 s");
+        Containerd { sock, child, _dir: dir }
+    }
+
+    /// `ctr content fetch --hosts-dir` of IMAGE from `registry`: the containerd verdict.
+    pub fn fetch(&self, hosts_dir: &Path, host_root: &Path, registry: &str) -> Output {
+        Command::new("timeout")
+            .arg("60")
+            .arg("ctr")
+            .arg("-a")
+            .arg(&self.sock)
+            .args(["-n", "test", "content", "fetch", "--hosts-dir"])
+            .arg(hosts_dir)
+            .arg(format!("{registry}/{IMAGE}"))
+            .envs(isolated_system_roots(host_root))
+            .output()
+            .expect("run ctr")
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `skopeo inspect --cert-dir`: the containers/image (CRI-O, podman) verdict.
+pub fn skopeo_inspect(cert_dir: &Path, host_root: &Path, registry: &str) -> Output {
+    require("skopeo");
+    Command::new("timeout")
+        .arg("60")
+        .arg("skopeo")
+        .args(["inspect", "--retry-times", "0", "--cert-dir"])
+        .arg(cert_dir)
+        .arg(format!("docker://{registry}/{IMAGE}"))
+        .envs(isolated_system_roots(host_root))
+        .output()
+        .expect("run skopeo")
+}
+
+// === regtrust ===
+
+pub struct Run {
+    pub code: i32,
+    pub json: serde_json::Value,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn registry(&self, i: usize) -> &serde_json::Value {
+        &self.json["registries"][i]
+    }
+    pub fn reason(&self) -> String {
+        self.registry(0)["reason"].as_str().unwrap_or("<none>").to_string()
+    }
+    pub fn ok(&self) -> bool {
+        self.registry(0)["ok"].as_bool().unwrap_or(false)
+    }
+}
+
+pub fn regtrust(args: &[&str]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_regtrust"));
+    cmd.args(args);
+    let out = cmd.output().expect("run regtrust");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        json: serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    }
+}
+
+pub fn check_json(host_root: &Path, extra: &[&str], registry: &str) -> Run {
+    let root = host_root.display().to_string();
+    let mut args = vec!["check", "--host-root", root.as_str(), "--output", "json", "--timeout", "5"];
+    args.extend_from_slice(extra);
+    args.push(registry);
+    regtrust(&args)
+}
+
+/// A node: a host root with a containerd hosts dir and a containers certs.d for one registry.
+pub struct Node {
+    pub root: tempfile::TempDir,
+}
+
+impl Node {
+    pub fn new() -> Node {
+        let root = tmp();
+        fs::create_dir_all(root.path().join("etc/ssl/certs")).unwrap();
+        Node { root }
+    }
+    pub fn path(&self, node_path: &str) -> PathBuf {
+        self.root.path().join(node_path.trim_start_matches('/'))
+    }
+    pub fn hosts_dir(&self) -> PathBuf {
+        self.path("/etc/containerd/certs.d")
+    }
+    /// Trusts `ca_pem` for `registry` the standard way in both runtimes' directories: containerd
+    /// hosts.toml with an https `[host]` table and `server` (both with `ca`), and a
+    /// containers/image `ca.crt`.
+    pub fn trust(&self, registry: &str, ca_pem: &str) {
+        let d = self.hosts_dir().join(registry);
+        write(&d.join("ca.crt"), ca_pem);
+        write(
+            &d.join("hosts.toml"),
+            format!("server = \"https://{registry}\"\nca = \"ca.crt\"\n\n[host.\"https://{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"ca.crt\"\n"),
+        );
+        write(&self.containers_dir(registry).join("ca.crt"), ca_pem);
+    }
+    pub fn containers_dir(&self, registry: &str) -> PathBuf {
+        self.path("/etc/containers/certs.d").join(registry)
+    }
+    pub fn append_file(&self, node_path: &str, data: &str) {
+        let p = self.path(node_path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let mut f = fs::OpenOptions::new().create(true).append(true).open(p).unwrap();
+        f.write_all(data.as_bytes()).unwrap();
+    }
+}

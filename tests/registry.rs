@@ -1,0 +1,370 @@
+//! regtrust against the real CNCF registry over TLS on loopback, with certificates made per test,
+//! and — for every TLS case — the real runtimes' verdicts on the same registry and trust:
+//! `skopeo inspect --cert-dir` (containers/image: CRI-O, podman) and `ctr content fetch
+//! --hosts-dir` (containerd). regtrust's `ok` must equal each runtime's.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use rcgen::{CertificateParams, IsCa, KeyPair, SanType};
+
+/// Runs regtrust with containerd and crio rules, skopeo and ctr; asserts every verdict agrees and
+/// that regtrust gives `reason` for both runtimes. Returns the containerd-rules run.
+fn differential(name: &str, reg: &Registry, node: &Node, reason: &str) -> Run {
+    let addr = reg.addr();
+    let ctd_view = check_json(node.root.path(), &["--hosts-dir", "/etc/containerd/certs.d"], &addr);
+    assert_eq!(ctd_view.reason(), reason, "{name}: regtrust (containerd rules): {}{}", ctd_view.stdout, ctd_view.stderr);
+    assert_eq!(ctd_view.code, if reason == "ok" { 0 } else { 1 }, "{name}: exit code");
+    let crio_view = check_json(node.root.path(), &["--runtime", "crio"], &addr);
+    assert_eq!(crio_view.reason(), reason, "{name}: regtrust (crio rules): {}", crio_view.stdout);
+
+    let sk = skopeo_inspect(&node.containers_dir(&addr), node.root.path(), &addr);
+    // skopeo logs through logrus, which escapes the quotes inside its message.
+    let sk_err = String::from_utf8_lossy(&sk.stderr).replace("\\\"", "\"");
+    assert_eq!(crio_view.ok(), sk.status.success(), "{name}: regtrust(crio) ok={} but skopeo says: {sk_err}", crio_view.ok());
+
+    let ctd = Containerd::start();
+    let f = ctd.fetch(&node.hosts_dir(), node.root.path(), &addr);
+    let f_err = String::from_utf8_lossy(&f.stderr);
+    assert_eq!(ctd_view.ok(), f.status.success(), "{name}: regtrust(containerd) ok={} but ctr says: {f_err}", ctd_view.ok());
+
+    // Where Go explains an x509 failure, regtrust must say the same sentence.
+    if let Some(i) = sk_err.find("x509: ") {
+        let go = sk_err[i..].trim_end().trim_end_matches('"');
+        let go = go.split(": current time").next().unwrap_or(go); // times differ by the run
+        let ours = crio_view.registry(0)["detail"].as_str().unwrap_or_default();
+        assert!(ours.contains(go), "{name}: skopeo said {go:?}, regtrust said {ours:?}");
+    }
+    ctd_view
+}
+
+fn simple(name: &str, served: &Issued, chain_extra: &[&rcgen::Certificate], trusted_pem: &str, reason: &str) -> Run {
+    let mut chain = vec![&served.cert];
+    chain.extend_from_slice(chain_extra);
+    let reg = Registry::start(&chain, Some(&served.key));
+    let node = Node::new();
+    node.trust(&reg.addr(), trusted_pem);
+    differential(name, &reg, &node, reason)
+}
+
+#[test]
+fn trusted_ca_is_ok_in_all_three() {
+    let ca = ca("registry.test");
+    let run = simple("trusted", &leaf(&ca), &[], &ca.pem(), "ok");
+    let ep = &run.registry(0)["endpoints"][0];
+    assert_eq!(ep["http_status"], 200);
+    assert_eq!(ep["trusted_cas"][0]["sha256"], regtrust::cert::sha256_hex(ca.cert.der()));
+    assert!(ep["trusted_cas"][0]["source"].as_str().unwrap().ends_with("/ca.crt"));
+    assert!(ep["timings_ms"]["tls"].as_f64().is_some());
+}
+
+#[test]
+fn unknown_ca() {
+    simple("unknown CA", &leaf(&ca("real-ca")), &[], &ca("some-other-ca").pem(), "unknown_authority");
+}
+
+#[test]
+fn the_incident_same_subject_new_key() {
+    // RSA, as in the incident, so Go's hint is "crypto/rsa: verification error".
+    let rsa = || KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let (ka, kb) = (rsa(), rsa());
+    let ca_a = Issued { cert: ca_params("sspifqdn.com.internal").self_signed(&ka).unwrap(), key: ka };
+    let ca_b = Issued { cert: ca_params("sspifqdn.com.internal").self_signed(&kb).unwrap(), key: kb };
+    let served = leaf(&ca_b);
+    let run = simple("incident", &served, &[], &ca_a.pem(), "ca_key_mismatch");
+    let detail = run.registry(0)["detail"].as_str().unwrap();
+    assert!(detail.contains("x509: certificate signed by unknown authority (possibly because of \"crypto/rsa: verification error\" while trying to verify candidate authority certificate \"sspifqdn.com.internal\")"), "{detail}");
+    let km = &run.registry(0)["endpoints"][0]["key_mismatch"];
+    assert_eq!(km["trusted"][0]["sha256"], regtrust::cert::sha256_hex(ca_a.cert.der()));
+    assert_eq!(km["presented_cert_sha256"], regtrust::cert::sha256_hex(served.cert.der()));
+
+    // The text for a person names the situation and both fingerprints.
+    let reg = Registry::start(&[&served.cert], Some(&served.key));
+    let node = Node::new();
+    node.trust(&reg.addr(), &ca_a.pem());
+    let root = node.root.path().display().to_string();
+    let text = regtrust(&["check", "--host-root", &root, &reg.addr()]);
+    assert_eq!(text.code, 1);
+    assert!(text.stdout.contains("SAME NAME"), "{}", text.stdout);
+    assert!(text.stdout.contains(&regtrust::cert::sha256_hex(ca_a.cert.der())));
+    assert!(text.stdout.contains(&regtrust::cert::sha256_hex(served.cert.der())));
+
+    // Trusting both old and new CA (mid-rotation bundle) works everywhere.
+    simple("old+new bundle", &served, &[], &format!("{}{}", ca_a.pem(), ca_b.pem()), "ok");
+}
+
+#[test]
+fn expired_and_not_yet_valid_leaf() {
+    let ca = ca("registry.test");
+    let mut p = leaf_params();
+    p.not_before = days(-10);
+    p.not_after = days(-1);
+    simple("expired leaf", &sign(p, &ca), &[], &ca.pem(), "expired");
+    let mut p = leaf_params();
+    p.not_before = days(2);
+    p.not_after = days(10);
+    simple("not yet valid", &sign(p, &ca), &[], &ca.pem(), "not_yet_valid");
+}
+
+#[test]
+fn name_mismatch() {
+    let ca = ca("registry.test");
+    let mut p = CertificateParams::new(vec!["elsewhere.test".to_string()]).unwrap();
+    p.use_authority_key_identifier_extension = true;
+    let run = simple("name mismatch", &sign(p, &ca), &[], &ca.pem(), "name_mismatch");
+    assert!(run.registry(0)["detail"].as_str().unwrap().contains("doesn't contain any IP SANs"));
+}
+
+#[test]
+fn intermediate_served_and_missing() {
+    let root = ca("root-ca");
+    let mut ip = ca_params("intermediate-ca");
+    ip.use_authority_key_identifier_extension = true;
+    let inter = sign(ip, &root);
+    let l = leaf(&inter);
+    simple("served intermediate", &l, &[&inter.cert], &root.pem(), "ok");
+    let run = simple("missing intermediate", &l, &[], &root.pem(), "unknown_authority");
+    assert!(run.registry(0)["next_step"].as_str().unwrap().contains("did not send"));
+}
+
+#[test]
+fn expired_ca() {
+    let mut p = ca_params("old-ca");
+    p.not_before = days(-30);
+    p.not_after = days(-1);
+    let key = KeyPair::generate().unwrap();
+    let old = Issued { cert: p.self_signed(&key).unwrap(), key };
+    simple("expired CA", &leaf(&old), &[], &old.pem(), "ca_expired");
+}
+
+#[test]
+fn self_signed_leaf_trusted_and_untrusted() {
+    let mut p = leaf_params();
+    p.use_authority_key_identifier_extension = false;
+    p.is_ca = IsCa::NoCa;
+    let key = KeyPair::generate().unwrap();
+    let ss = Issued { cert: p.self_signed(&key).unwrap(), key };
+    simple("self-signed trusted", &ss, &[], &ss.pem(), "ok");
+    simple("self-signed untrusted", &ss, &[], &ca("unrelated").pem(), "untrusted_self_signed");
+}
+
+#[test]
+fn rsa_1024_and_p521_pass_as_in_go() {
+    // RSA-1024 leaf (Go accepts >= 1024 bits, webpki does not).
+    let dir = tmp();
+    let key_path = dir.path().join("k.pem");
+    let st = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024", "-out"])
+        .arg(&key_path)
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let ca = ca("registry.test");
+    let f = |n: &str| dir.path().join(n);
+    write(&f("ca.pem"), ca.pem());
+    write(&f("ca.key"), ca.key.serialize_pem());
+    write(&f("san.ext"), "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n");
+    let csr = Command::new("openssl").args(["req", "-new", "-subj", "/CN=127.0.0.1", "-key"]).arg(&key_path).arg("-out").arg(f("l.csr")).status().unwrap();
+    assert!(csr.success());
+    let signed = Command::new("openssl")
+        .args(["x509", "-req", "-days", "5", "-in"])
+        .arg(f("l.csr"))
+        .arg("-CA")
+        .arg(f("ca.pem"))
+        .arg("-CAkey")
+        .arg(f("ca.key"))
+        .arg("-CAcreateserial")
+        .arg("-extfile")
+        .arg(f("san.ext"))
+        .arg("-out")
+        .arg(f("l.pem"))
+        .output()
+        .unwrap();
+    assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
+    struct C(String);
+    let cert = C(std::fs::read_to_string(f("l.pem")).unwrap());
+    impl C {
+        fn pem(&self) -> String {
+            self.0.clone()
+        }
+    }
+    let reg = Registry::start_pem(cert.pem(), std::fs::read_to_string(&key_path).unwrap());
+    let node = Node::new();
+    node.trust(&reg.addr(), &ca.pem());
+    differential("rsa-1024 leaf", &reg, &node, "ok");
+
+    // P-521 CA and leaf.
+    let k = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).unwrap();
+    let ca521 = Issued { cert: ca_params("p521-ca").self_signed(&k).unwrap(), key: k };
+    let lk = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).unwrap();
+    let l = Issued { cert: leaf_params().signed_by(&lk, &ca521.cert, &ca521.key).unwrap(), key: lk };
+    simple("p-521", &l, &[], &ca521.pem(), "ok");
+}
+
+#[test]
+fn mirror_with_its_own_ca_and_degraded_first_endpoint() {
+    let mirror_ca = ca("mirror-ca");
+    let main_ca = ca("main-ca");
+    let mirror_leaf = leaf(&mirror_ca);
+    let main_leaf = leaf(&main_ca);
+    let mirror = Registry::start(&[&mirror_leaf.cert], Some(&mirror_leaf.key));
+    let main = Registry::start(&[&main_leaf.cert], Some(&main_leaf.key));
+    let node = Node::new();
+    let dir = node.hosts_dir().join(main.addr());
+    write(&dir.join("mirror.crt"), mirror_ca.pem());
+    write(&dir.join("main.crt"), main_ca.pem());
+    let hosts = |mirror_ca_file: &str| {
+        format!(
+            "server = \"https://{main}\"\nca = \"main.crt\"\n\n[host.\"https://{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{mirror_ca_file}\"\n",
+            main = main.addr(),
+            mirror = mirror.addr()
+        )
+    };
+    let ctd = Containerd::start();
+    let args = ["--hosts-dir", "/etc/containerd/certs.d"];
+
+    // The mirror's own CA verifies the mirror: ok through the mirror, nothing degraded.
+    write(&dir.join("hosts.toml"), hosts("mirror.crt"));
+    let run = check_json(node.root.path(), &args, &main.addr());
+    assert!(run.ok(), "{}", run.stdout);
+    assert_eq!(run.registry(0)["endpoints"][0]["endpoint"], format!("https://{}/v2/", mirror.addr()));
+    assert!(run.registry(0)["endpoints"][0]["ok"].as_bool().unwrap());
+    assert!(!run.stdout.contains("\"degraded\""));
+    assert!(ctd.fetch(&node.hosts_dir(), node.root.path(), &main.addr()).status.success());
+
+    // The mirror trusted with the wrong CA: the runtime falls through to the server — ok, degraded.
+    write(&dir.join("hosts.toml"), hosts("main.crt"));
+    let run = check_json(node.root.path(), &args, &main.addr());
+    assert!(run.ok(), "{}", run.stdout);
+    let findings = run.registry(0)["findings"].as_array().unwrap();
+    assert!(findings.iter().any(|f| f["kind"] == "degraded"), "{findings:?}");
+    assert_eq!(run.registry(0)["endpoints"][0]["reason"], "unknown_authority");
+    let f = ctd.fetch(&node.hosts_dir(), node.root.path(), &main.addr());
+    assert!(f.status.success(), "{}", String::from_utf8_lossy(&f.stderr));
+
+    // Neither works: the registry's reason is the first endpoint's, as containerd reports it.
+    write(&dir.join("main.crt"), ca("nobody").pem());
+    let run = check_json(node.root.path(), &args, &main.addr());
+    assert!(!run.ok());
+    assert_eq!(run.reason(), run.registry(0)["endpoints"][0]["reason"].as_str().unwrap());
+    assert_eq!(run.registry(0)["detail"], run.registry(0)["endpoints"][0]["detail"]);
+    assert!(!ctd.fetch(&node.hosts_dir(), node.root.path(), &main.addr()).status.success());
+}
+
+#[test]
+fn system_roots_from_the_host_root() {
+    let ca = ca("corp-root");
+    let l = leaf(&ca);
+    let reg = Registry::start(&[&l.cert], Some(&l.key));
+    let node = Node::new();
+    // No per-registry CA; the node's system bundle (under the host root) holds the CA.
+    write(&node.path("/etc/containerd/certs.d").join(reg.addr()).join("hosts.toml"), format!("[host.\"https://{0}\"]\n", reg.addr()));
+    node.append_file("/etc/ssl/certs/ca-certificates.crt", &ca.pem());
+    let run = differential("system roots", &reg, &node, "ok");
+    assert!(run.registry(0)["endpoints"][0]["trusted_cas"][0]["source"].as_str().unwrap().starts_with("system:"));
+}
+
+#[test]
+fn network_failures_have_their_own_reasons() {
+    let node = Node::new();
+    // Plain HTTP where TLS is expected.
+    let plain = Registry::start_plain();
+    node.trust(&plain.addr(), &ca("x").pem());
+    assert_eq!(check_json(node.root.path(), &[], &plain.addr()).reason(), "not_tls");
+    // Nothing listening.
+    let port = free_port();
+    let refused = format!("127.0.0.1:{port}");
+    node.trust(&refused, &ca("x").pem());
+    assert_eq!(check_json(node.root.path(), &[], &refused).reason(), "connection_refused");
+    // Accepts TCP, never speaks: timeout in the TLS phase, within the configured deadline.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let holder = std::thread::spawn(move || {
+        silent.set_nonblocking(false).unwrap();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            match silent.accept() {
+                Ok((mut s, _)) => {
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    let mut b = [0u8; 64];
+                    let _ = s.read(&mut b);
+                    held.push(s);
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    node.trust(&silent_addr, &ca("x").pem());
+    let root = node.root.path().display().to_string();
+    let run = regtrust(&["check", "--host-root", &root, "--output", "json", "--timeout", "1", &silent_addr]);
+    assert_eq!(run.reason(), "timeout", "{}", run.stdout);
+    assert!(run.registry(0)["detail"].as_str().unwrap().contains("tls"));
+    drop(holder);
+    // DNS failure (.invalid never resolves, RFC 6761).
+    node.trust("nowhere.invalid", &ca("x").pem());
+    assert_eq!(check_json(node.root.path(), &[], "nowhere.invalid").reason(), "dns_failure");
+}
+
+#[test]
+fn v2_not_found_is_http_status() {
+    let ca = ca("registry.test");
+    let l = leaf(&ca);
+    let reg = Registry::start(&[&l.cert], Some(&l.key));
+    let node = Node::new();
+    let dir = node.hosts_dir().join(reg.addr());
+    write(&dir.join("ca.crt"), ca.pem());
+    write(
+        &dir.join("hosts.toml"),
+        format!("server = \"https://{0}/not-a-registry\"\noverride_path = true\nca = \"ca.crt\"\n[host.\"https://{0}/not-a-registry\"]\noverride_path = true\nca = \"ca.crt\"\n", reg.addr()),
+    );
+    let run = check_json(node.root.path(), &[], &reg.addr());
+    assert_eq!(run.reason(), "http_status", "{}", run.stdout);
+    assert_eq!(run.registry(0)["endpoints"][0]["http_status"], 404);
+}
+
+#[test]
+fn usage_and_config_errors_exit_2_and_discovery_checks_every_host_dir() {
+    let node = Node::new();
+    let root = node.root.path().display().to_string();
+    assert_eq!(regtrust(&["check", "--host-root", &root, "https://not-a-host"]).code, 2);
+    assert_eq!(regtrust(&["check", "--host-root", "/does/not/exist", "r.test"]).code, 2);
+    write(&node.path("/etc/containerd/config.toml"), "version = = 2");
+    let bad = regtrust(&["check", "--host-root", &root, "r.test"]);
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("/etc/containerd/config.toml"), "{}", bad.stderr);
+    std::fs::remove_file(node.path("/etc/containerd/config.toml")).unwrap();
+
+    // No registry given: every host dir except _default is checked.
+    let ca = ca("registry.test");
+    let l = leaf(&ca);
+    let reg = Registry::start(&[&l.cert], Some(&l.key));
+    node.trust(&reg.addr(), &ca.pem());
+    std::fs::create_dir_all(node.hosts_dir().join("_default")).unwrap();
+    write(&node.hosts_dir().join("broken.test/ca.crt"), "not a certificate");
+    let run = regtrust(&["check", "--host-root", &root, "--output", "json", "--timeout", "5"]);
+    let regs: Vec<_> = run.json["registries"].as_array().unwrap().iter().map(|r| r["registry"].as_str().unwrap().to_string()).collect();
+    assert_eq!(regs, vec![reg.addr(), "broken.test".to_string()]);
+    assert_eq!(run.code, 1);
+    let broken = &run.json["registries"][1];
+    assert_eq!(broken["reason"], "config_error");
+    assert!(broken["findings"][0]["path"].as_str().unwrap().ends_with("broken.test/ca.crt"));
+}
+
+#[test]
+fn demo_reproduces_the_incident() {
+    let run = regtrust(&["demo", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.json["before"]["registries"][0]["reason"], "ok");
+    let after = &run.json["after"]["registries"][0];
+    assert_eq!(after["reason"], "ca_key_mismatch");
+    let km = &after["endpoints"][0]["key_mismatch"];
+    assert_eq!(km["trusted"][0]["sha256"], run.json["ca_a_sha256"]);
+}
+
+#[allow(dead_code)]
+fn unused(_: SanType) {}
