@@ -169,11 +169,11 @@ impl Cert {
                     }
                 }
                 ParsedExtension::UnsupportedExtension { .. }
-                | ParsedExtension::ParseError { .. } => {
-                    if ext.critical && GO_HANDLED_CRITICAL.contains(&oid.as_str()) {
-                        // Go would fail to parse a malformed critical extension it handles.
-                        c.unhandled_critical.push(oid);
-                    }
+                | ParsedExtension::ParseError { .. }
+                    if ext.critical && GO_HANDLED_CRITICAL.contains(&oid.as_str()) =>
+                {
+                    // Go would fail to parse a malformed critical extension it handles.
+                    c.unhandled_critical.push(oid);
                 }
                 _ => {}
             }

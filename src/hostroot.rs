@@ -92,10 +92,9 @@ impl HostRoot {
             if meta.file_type().is_symlink() {
                 hops += 1;
                 if hops > MAX_SYMLINK_HOPS {
-                    return Err(io::Error::new(
-                        io::ErrorKind::Other,
-                        format!("too many levels of symbolic links (more than {MAX_SYMLINK_HOPS})"),
-                    ));
+                    return Err(io::Error::other(format!(
+                        "too many levels of symbolic links (more than {MAX_SYMLINK_HOPS})"
+                    )));
                 }
                 let target = fs::read_link(&here)?;
                 current.pop();

@@ -11,39 +11,77 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use rcgen::{CertificateParams, IsCa, KeyPair, SanType};
+use rcgen::{CertificateParams, IsCa, KeyPair};
 
 /// Runs regtrust with containerd and crio rules, skopeo and ctr; asserts every verdict agrees and
 /// that regtrust gives `reason` for both runtimes. Returns the containerd-rules run.
 fn differential(name: &str, reg: &Registry, node: &Node, reason: &str) -> Run {
     let addr = reg.addr();
-    let ctd_view = check_json(node.root.path(), &["--hosts-dir", "/etc/containerd/certs.d"], &addr);
-    assert_eq!(ctd_view.reason(), reason, "{name}: regtrust (containerd rules): {}{}", ctd_view.stdout, ctd_view.stderr);
-    assert_eq!(ctd_view.code, if reason == "ok" { 0 } else { 1 }, "{name}: exit code");
+    let ctd_view = check_json(
+        node.root.path(),
+        &["--hosts-dir", "/etc/containerd/certs.d"],
+        &addr,
+    );
+    assert_eq!(
+        ctd_view.reason(),
+        reason,
+        "{name}: regtrust (containerd rules): {}{}",
+        ctd_view.stdout,
+        ctd_view.stderr
+    );
+    assert_eq!(
+        ctd_view.code,
+        if reason == "ok" { 0 } else { 1 },
+        "{name}: exit code"
+    );
     let crio_view = check_json(node.root.path(), &["--runtime", "crio"], &addr);
-    assert_eq!(crio_view.reason(), reason, "{name}: regtrust (crio rules): {}", crio_view.stdout);
+    assert_eq!(
+        crio_view.reason(),
+        reason,
+        "{name}: regtrust (crio rules): {}",
+        crio_view.stdout
+    );
 
     let sk = skopeo_inspect(&node.containers_dir(&addr), node.root.path(), &addr);
     // skopeo logs through logrus, which escapes the quotes inside its message.
     let sk_err = String::from_utf8_lossy(&sk.stderr).replace("\\\"", "\"");
-    assert_eq!(crio_view.ok(), sk.status.success(), "{name}: regtrust(crio) ok={} but skopeo says: {sk_err}", crio_view.ok());
+    assert_eq!(
+        crio_view.ok(),
+        sk.status.success(),
+        "{name}: regtrust(crio) ok={} but skopeo says: {sk_err}",
+        crio_view.ok()
+    );
 
     let ctd = Containerd::start();
     let f = ctd.fetch(&node.hosts_dir(), node.root.path(), &addr);
     let f_err = String::from_utf8_lossy(&f.stderr);
-    assert_eq!(ctd_view.ok(), f.status.success(), "{name}: regtrust(containerd) ok={} but ctr says: {f_err}", ctd_view.ok());
+    assert_eq!(
+        ctd_view.ok(),
+        f.status.success(),
+        "{name}: regtrust(containerd) ok={} but ctr says: {f_err}",
+        ctd_view.ok()
+    );
 
     // Where Go explains an x509 failure, regtrust must say the same sentence.
     if let Some(i) = sk_err.find("x509: ") {
         let go = sk_err[i..].trim_end().trim_end_matches('"');
         let go = go.split(": current time").next().unwrap_or(go); // times differ by the run
         let ours = crio_view.registry(0)["detail"].as_str().unwrap_or_default();
-        assert!(ours.contains(go), "{name}: skopeo said {go:?}, regtrust said {ours:?}");
+        assert!(
+            ours.contains(go),
+            "{name}: skopeo said {go:?}, regtrust said {ours:?}"
+        );
     }
     ctd_view
 }
 
-fn simple(name: &str, served: &Issued, chain_extra: &[&rcgen::Certificate], trusted_pem: &str, reason: &str) -> Run {
+fn simple(
+    name: &str,
+    served: &Issued,
+    chain_extra: &[&rcgen::Certificate],
+    trusted_pem: &str,
+    reason: &str,
+) -> Run {
     let mut chain = vec![&served.cert];
     chain.extend_from_slice(chain_extra);
     let reg = Registry::start(&chain, Some(&served.key));
@@ -58,14 +96,26 @@ fn trusted_ca_is_ok_in_all_three() {
     let run = simple("trusted", &leaf(&ca), &[], &ca.pem(), "ok");
     let ep = &run.registry(0)["endpoints"][0];
     assert_eq!(ep["http_status"], 200);
-    assert_eq!(ep["trusted_cas"][0]["sha256"], regtrust::cert::sha256_hex(ca.cert.der()));
-    assert!(ep["trusted_cas"][0]["source"].as_str().unwrap().ends_with("/ca.crt"));
+    assert_eq!(
+        ep["trusted_cas"][0]["sha256"],
+        regtrust::cert::sha256_hex(ca.cert.der())
+    );
+    assert!(ep["trusted_cas"][0]["source"]
+        .as_str()
+        .unwrap()
+        .ends_with("/ca.crt"));
     assert!(ep["timings_ms"]["tls"].as_f64().is_some());
 }
 
 #[test]
 fn unknown_ca() {
-    simple("unknown CA", &leaf(&ca("real-ca")), &[], &ca("some-other-ca").pem(), "unknown_authority");
+    simple(
+        "unknown CA",
+        &leaf(&ca("real-ca")),
+        &[],
+        &ca("some-other-ca").pem(),
+        "unknown_authority",
+    );
 }
 
 #[test]
@@ -73,15 +123,27 @@ fn the_incident_same_subject_new_key() {
     // RSA, as in the incident, so Go's hint is "crypto/rsa: verification error".
     let rsa = || KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
     let (ka, kb) = (rsa(), rsa());
-    let ca_a = Issued { cert: ca_params("sspifqdn.com.internal").self_signed(&ka).unwrap(), key: ka };
-    let ca_b = Issued { cert: ca_params("sspifqdn.com.internal").self_signed(&kb).unwrap(), key: kb };
+    let ca_a = Issued {
+        cert: ca_params("sspifqdn.com.internal").self_signed(&ka).unwrap(),
+        key: ka,
+    };
+    let ca_b = Issued {
+        cert: ca_params("sspifqdn.com.internal").self_signed(&kb).unwrap(),
+        key: kb,
+    };
     let served = leaf(&ca_b);
     let run = simple("incident", &served, &[], &ca_a.pem(), "ca_key_mismatch");
     let detail = run.registry(0)["detail"].as_str().unwrap();
     assert!(detail.contains("x509: certificate signed by unknown authority (possibly because of \"crypto/rsa: verification error\" while trying to verify candidate authority certificate \"sspifqdn.com.internal\")"), "{detail}");
     let km = &run.registry(0)["endpoints"][0]["key_mismatch"];
-    assert_eq!(km["trusted"][0]["sha256"], regtrust::cert::sha256_hex(ca_a.cert.der()));
-    assert_eq!(km["presented_cert_sha256"], regtrust::cert::sha256_hex(served.cert.der()));
+    assert_eq!(
+        km["trusted"][0]["sha256"],
+        regtrust::cert::sha256_hex(ca_a.cert.der())
+    );
+    assert_eq!(
+        km["presented_cert_sha256"],
+        regtrust::cert::sha256_hex(served.cert.der())
+    );
 
     // The text for a person names the situation and both fingerprints.
     let reg = Registry::start(&[&served.cert], Some(&served.key));
@@ -91,11 +153,21 @@ fn the_incident_same_subject_new_key() {
     let text = regtrust(&["check", "--host-root", &root, &reg.addr()]);
     assert_eq!(text.code, 1);
     assert!(text.stdout.contains("SAME NAME"), "{}", text.stdout);
-    assert!(text.stdout.contains(&regtrust::cert::sha256_hex(ca_a.cert.der())));
-    assert!(text.stdout.contains(&regtrust::cert::sha256_hex(served.cert.der())));
+    assert!(text
+        .stdout
+        .contains(&regtrust::cert::sha256_hex(ca_a.cert.der())));
+    assert!(text
+        .stdout
+        .contains(&regtrust::cert::sha256_hex(served.cert.der())));
 
     // Trusting both old and new CA (mid-rotation bundle) works everywhere.
-    simple("old+new bundle", &served, &[], &format!("{}{}", ca_a.pem(), ca_b.pem()), "ok");
+    simple(
+        "old+new bundle",
+        &served,
+        &[],
+        &format!("{}{}", ca_a.pem(), ca_b.pem()),
+        "ok",
+    );
 }
 
 #[test]
@@ -108,7 +180,13 @@ fn expired_and_not_yet_valid_leaf() {
     let mut p = leaf_params();
     p.not_before = days(2);
     p.not_after = days(10);
-    simple("not yet valid", &sign(p, &ca), &[], &ca.pem(), "not_yet_valid");
+    simple(
+        "not yet valid",
+        &sign(p, &ca),
+        &[],
+        &ca.pem(),
+        "not_yet_valid",
+    );
 }
 
 #[test]
@@ -116,8 +194,17 @@ fn name_mismatch() {
     let ca = ca("registry.test");
     let mut p = CertificateParams::new(vec!["elsewhere.test".to_string()]).unwrap();
     p.use_authority_key_identifier_extension = true;
-    let run = simple("name mismatch", &sign(p, &ca), &[], &ca.pem(), "name_mismatch");
-    assert!(run.registry(0)["detail"].as_str().unwrap().contains("doesn't contain any IP SANs"));
+    let run = simple(
+        "name mismatch",
+        &sign(p, &ca),
+        &[],
+        &ca.pem(),
+        "name_mismatch",
+    );
+    assert!(run.registry(0)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("doesn't contain any IP SANs"));
 }
 
 #[test]
@@ -128,8 +215,17 @@ fn intermediate_served_and_missing() {
     let inter = sign(ip, &root);
     let l = leaf(&inter);
     simple("served intermediate", &l, &[&inter.cert], &root.pem(), "ok");
-    let run = simple("missing intermediate", &l, &[], &root.pem(), "unknown_authority");
-    assert!(run.registry(0)["next_step"].as_str().unwrap().contains("did not send"));
+    let run = simple(
+        "missing intermediate",
+        &l,
+        &[],
+        &root.pem(),
+        "unknown_authority",
+    );
+    assert!(run.registry(0)["next_step"]
+        .as_str()
+        .unwrap()
+        .contains("did not send"));
 }
 
 #[test]
@@ -138,7 +234,10 @@ fn expired_ca() {
     p.not_before = days(-30);
     p.not_after = days(-1);
     let key = KeyPair::generate().unwrap();
-    let old = Issued { cert: p.self_signed(&key).unwrap(), key };
+    let old = Issued {
+        cert: p.self_signed(&key).unwrap(),
+        key,
+    };
     simple("expired CA", &leaf(&old), &[], &old.pem(), "ca_expired");
 }
 
@@ -148,9 +247,18 @@ fn self_signed_leaf_trusted_and_untrusted() {
     p.use_authority_key_identifier_extension = false;
     p.is_ca = IsCa::NoCa;
     let key = KeyPair::generate().unwrap();
-    let ss = Issued { cert: p.self_signed(&key).unwrap(), key };
+    let ss = Issued {
+        cert: p.self_signed(&key).unwrap(),
+        key,
+    };
     simple("self-signed trusted", &ss, &[], &ss.pem(), "ok");
-    simple("self-signed untrusted", &ss, &[], &ca("unrelated").pem(), "untrusted_self_signed");
+    simple(
+        "self-signed untrusted",
+        &ss,
+        &[],
+        &ca("unrelated").pem(),
+        "untrusted_self_signed",
+    );
 }
 
 #[test]
@@ -159,7 +267,14 @@ fn rsa_1024_and_p521_pass_as_in_go() {
     let dir = tmp();
     let key_path = dir.path().join("k.pem");
     let st = Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024", "-out"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:1024",
+            "-out",
+        ])
         .arg(&key_path)
         .output()
         .unwrap();
@@ -169,7 +284,13 @@ fn rsa_1024_and_p521_pass_as_in_go() {
     write(&f("ca.pem"), ca.pem());
     write(&f("ca.key"), ca.key.serialize_pem());
     write(&f("san.ext"), "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n");
-    let csr = Command::new("openssl").args(["req", "-new", "-subj", "/CN=127.0.0.1", "-key"]).arg(&key_path).arg("-out").arg(f("l.csr")).status().unwrap();
+    let csr = Command::new("openssl")
+        .args(["req", "-new", "-subj", "/CN=127.0.0.1", "-key"])
+        .arg(&key_path)
+        .arg("-out")
+        .arg(f("l.csr"))
+        .status()
+        .unwrap();
     assert!(csr.success());
     let signed = Command::new("openssl")
         .args(["x509", "-req", "-days", "5", "-in"])
@@ -185,7 +306,11 @@ fn rsa_1024_and_p521_pass_as_in_go() {
         .arg(f("l.pem"))
         .output()
         .unwrap();
-    assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
     struct C(String);
     let cert = C(std::fs::read_to_string(f("l.pem")).unwrap());
     impl C {
@@ -200,9 +325,17 @@ fn rsa_1024_and_p521_pass_as_in_go() {
 
     // P-521 CA and leaf.
     let k = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).unwrap();
-    let ca521 = Issued { cert: ca_params("p521-ca").self_signed(&k).unwrap(), key: k };
+    let ca521 = Issued {
+        cert: ca_params("p521-ca").self_signed(&k).unwrap(),
+        key: k,
+    };
     let lk = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).unwrap();
-    let l = Issued { cert: leaf_params().signed_by(&lk, &ca521.cert, &ca521.key).unwrap(), key: lk };
+    let l = Issued {
+        cert: leaf_params()
+            .signed_by(&lk, &ca521.cert, &ca521.key)
+            .unwrap(),
+        key: lk,
+    };
     simple("p-521", &l, &[], &ca521.pem(), "ok");
 }
 
@@ -232,18 +365,30 @@ fn mirror_with_its_own_ca_and_degraded_first_endpoint() {
     write(&dir.join("hosts.toml"), hosts("mirror.crt"));
     let run = check_json(node.root.path(), &args, &main.addr());
     assert!(run.ok(), "{}", run.stdout);
-    assert_eq!(run.registry(0)["endpoints"][0]["endpoint"], format!("https://{}/v2/", mirror.addr()));
+    assert_eq!(
+        run.registry(0)["endpoints"][0]["endpoint"],
+        format!("https://{}/v2/", mirror.addr())
+    );
     assert!(run.registry(0)["endpoints"][0]["ok"].as_bool().unwrap());
     assert!(!run.stdout.contains("\"degraded\""));
-    assert!(ctd.fetch(&node.hosts_dir(), node.root.path(), &main.addr()).status.success());
+    assert!(ctd
+        .fetch(&node.hosts_dir(), node.root.path(), &main.addr())
+        .status
+        .success());
 
     // The mirror trusted with the wrong CA: the runtime falls through to the server — ok, degraded.
     write(&dir.join("hosts.toml"), hosts("main.crt"));
     let run = check_json(node.root.path(), &args, &main.addr());
     assert!(run.ok(), "{}", run.stdout);
     let findings = run.registry(0)["findings"].as_array().unwrap();
-    assert!(findings.iter().any(|f| f["kind"] == "degraded"), "{findings:?}");
-    assert_eq!(run.registry(0)["endpoints"][0]["reason"], "unknown_authority");
+    assert!(
+        findings.iter().any(|f| f["kind"] == "degraded"),
+        "{findings:?}"
+    );
+    assert_eq!(
+        run.registry(0)["endpoints"][0]["reason"],
+        "unknown_authority"
+    );
     let f = ctd.fetch(&node.hosts_dir(), node.root.path(), &main.addr());
     assert!(f.status.success(), "{}", String::from_utf8_lossy(&f.stderr));
 
@@ -251,9 +396,18 @@ fn mirror_with_its_own_ca_and_degraded_first_endpoint() {
     write(&dir.join("main.crt"), ca("nobody").pem());
     let run = check_json(node.root.path(), &args, &main.addr());
     assert!(!run.ok());
-    assert_eq!(run.reason(), run.registry(0)["endpoints"][0]["reason"].as_str().unwrap());
-    assert_eq!(run.registry(0)["detail"], run.registry(0)["endpoints"][0]["detail"]);
-    assert!(!ctd.fetch(&node.hosts_dir(), node.root.path(), &main.addr()).status.success());
+    assert_eq!(
+        run.reason(),
+        run.registry(0)["endpoints"][0]["reason"].as_str().unwrap()
+    );
+    assert_eq!(
+        run.registry(0)["detail"],
+        run.registry(0)["endpoints"][0]["detail"]
+    );
+    assert!(!ctd
+        .fetch(&node.hosts_dir(), node.root.path(), &main.addr())
+        .status
+        .success());
 }
 
 #[test]
@@ -263,10 +417,19 @@ fn system_roots_from_the_host_root() {
     let reg = Registry::start(&[&l.cert], Some(&l.key));
     let node = Node::new();
     // No per-registry CA; the node's system bundle (under the host root) holds the CA.
-    write(&node.path("/etc/containerd/certs.d").join(reg.addr()).join("hosts.toml"), format!("[host.\"https://{0}\"]\n", reg.addr()));
+    write(
+        &node
+            .path("/etc/containerd/certs.d")
+            .join(reg.addr())
+            .join("hosts.toml"),
+        format!("[host.\"https://{0}\"]\n", reg.addr()),
+    );
     node.append_file("/etc/ssl/certs/ca-certificates.crt", &ca.pem());
     let run = differential("system roots", &reg, &node, "ok");
-    assert!(run.registry(0)["endpoints"][0]["trusted_cas"][0]["source"].as_str().unwrap().starts_with("system:"));
+    assert!(run.registry(0)["endpoints"][0]["trusted_cas"][0]["source"]
+        .as_str()
+        .unwrap()
+        .starts_with("system:"));
 }
 
 #[test]
@@ -275,12 +438,18 @@ fn network_failures_have_their_own_reasons() {
     // Plain HTTP where TLS is expected.
     let plain = Registry::start_plain();
     node.trust(&plain.addr(), &ca("x").pem());
-    assert_eq!(check_json(node.root.path(), &[], &plain.addr()).reason(), "not_tls");
+    assert_eq!(
+        check_json(node.root.path(), &[], &plain.addr()).reason(),
+        "not_tls"
+    );
     // Nothing listening.
     let port = free_port();
     let refused = format!("127.0.0.1:{port}");
     node.trust(&refused, &ca("x").pem());
-    assert_eq!(check_json(node.root.path(), &[], &refused).reason(), "connection_refused");
+    assert_eq!(
+        check_json(node.root.path(), &[], &refused).reason(),
+        "connection_refused"
+    );
     // Accepts TCP, never speaks: timeout in the TLS phase, within the configured deadline.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_addr = silent.local_addr().unwrap().to_string();
@@ -301,13 +470,25 @@ fn network_failures_have_their_own_reasons() {
     });
     node.trust(&silent_addr, &ca("x").pem());
     let root = node.root.path().display().to_string();
-    let run = regtrust(&["check", "--host-root", &root, "--output", "json", "--timeout", "1", &silent_addr]);
+    let run = regtrust(&[
+        "check",
+        "--host-root",
+        &root,
+        "--output",
+        "json",
+        "--timeout",
+        "1",
+        &silent_addr,
+    ]);
     assert_eq!(run.reason(), "timeout", "{}", run.stdout);
     assert!(run.registry(0)["detail"].as_str().unwrap().contains("tls"));
     drop(holder);
     // DNS failure (.invalid never resolves, RFC 6761).
     node.trust("nowhere.invalid", &ca("x").pem());
-    assert_eq!(check_json(node.root.path(), &[], "nowhere.invalid").reason(), "dns_failure");
+    assert_eq!(
+        check_json(node.root.path(), &[], "nowhere.invalid").reason(),
+        "dns_failure"
+    );
 }
 
 #[test]
@@ -331,12 +512,22 @@ fn v2_not_found_is_http_status() {
 fn usage_and_config_errors_exit_2_and_discovery_checks_every_host_dir() {
     let node = Node::new();
     let root = node.root.path().display().to_string();
-    assert_eq!(regtrust(&["check", "--host-root", &root, "https://not-a-host"]).code, 2);
-    assert_eq!(regtrust(&["check", "--host-root", "/does/not/exist", "r.test"]).code, 2);
+    assert_eq!(
+        regtrust(&["check", "--host-root", &root, "https://not-a-host"]).code,
+        2
+    );
+    assert_eq!(
+        regtrust(&["check", "--host-root", "/does/not/exist", "r.test"]).code,
+        2
+    );
     write(&node.path("/etc/containerd/config.toml"), "version = = 2");
     let bad = regtrust(&["check", "--host-root", &root, "r.test"]);
     assert_eq!(bad.code, 2);
-    assert!(bad.stderr.contains("/etc/containerd/config.toml"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("/etc/containerd/config.toml"),
+        "{}",
+        bad.stderr
+    );
     std::fs::remove_file(node.path("/etc/containerd/config.toml")).unwrap();
 
     // No registry given: every host dir except _default is checked.
@@ -345,14 +536,33 @@ fn usage_and_config_errors_exit_2_and_discovery_checks_every_host_dir() {
     let reg = Registry::start(&[&l.cert], Some(&l.key));
     node.trust(&reg.addr(), &ca.pem());
     std::fs::create_dir_all(node.hosts_dir().join("_default")).unwrap();
-    write(&node.hosts_dir().join("broken.test/ca.crt"), "not a certificate");
-    let run = regtrust(&["check", "--host-root", &root, "--output", "json", "--timeout", "5"]);
-    let regs: Vec<_> = run.json["registries"].as_array().unwrap().iter().map(|r| r["registry"].as_str().unwrap().to_string()).collect();
+    write(
+        &node.hosts_dir().join("broken.test/ca.crt"),
+        "not a certificate",
+    );
+    let run = regtrust(&[
+        "check",
+        "--host-root",
+        &root,
+        "--output",
+        "json",
+        "--timeout",
+        "5",
+    ]);
+    let regs: Vec<_> = run.json["registries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["registry"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(regs, vec![reg.addr(), "broken.test".to_string()]);
     assert_eq!(run.code, 1);
     let broken = &run.json["registries"][1];
     assert_eq!(broken["reason"], "config_error");
-    assert!(broken["findings"][0]["path"].as_str().unwrap().ends_with("broken.test/ca.crt"));
+    assert!(broken["findings"][0]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("broken.test/ca.crt"));
 }
 
 #[test]
@@ -365,6 +575,3 @@ fn demo_reproduces_the_incident() {
     let km = &after["endpoints"][0]["key_mismatch"];
     assert_eq!(km["trusted"][0]["sha256"], run.json["ca_a_sha256"]);
 }
-
-#[allow(dead_code)]
-fn unused(_: SanType) {}

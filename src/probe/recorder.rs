@@ -96,10 +96,7 @@ impl ServerCertVerifier for RecordingVerifier {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(Error::InvalidCertificate(CertificateError::Other(
-                rustls::OtherError(Arc::new(std::io::Error::new(
-                    std::io::ErrorKind::Other,
-                    msg.unwrap_or_default(),
-                ))),
+                rustls::OtherError(Arc::new(std::io::Error::other(msg.unwrap_or_default()))),
             )))
         }
     }

@@ -11,7 +11,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
+};
 use time::OffsetDateTime;
 
 pub const IMAGE: &str = "demo/img:v1";
@@ -45,17 +48,25 @@ pub fn ca_params(cn: &str) -> CertificateParams {
 
 pub fn ca(cn: &str) -> Issued {
     let key = KeyPair::generate().unwrap();
-    Issued { cert: ca_params(cn).self_signed(&key).unwrap(), key }
+    Issued {
+        cert: ca_params(cn).self_signed(&key).unwrap(),
+        key,
+    }
 }
 
 /// Serving-certificate parameters for 127.0.0.1 / localhost / registry.test.
 pub fn leaf_params() -> CertificateParams {
-    let mut p = CertificateParams::new(vec!["localhost".to_string(), "registry.test".to_string()]).unwrap();
-    p.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
+    let mut p =
+        CertificateParams::new(vec!["localhost".to_string(), "registry.test".to_string()]).unwrap();
+    p.subject_alt_names
+        .push(SanType::IpAddress([127, 0, 0, 1].into()));
     p.distinguished_name.push(DnType::CommonName, "127.0.0.1");
     p.is_ca = IsCa::ExplicitNoCa;
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     p.use_authority_key_identifier_extension = true;
     p.not_before = days(-1);
     p.not_after = days(20);
@@ -64,7 +75,10 @@ pub fn leaf_params() -> CertificateParams {
 
 pub fn sign(p: CertificateParams, issuer: &Issued) -> Issued {
     let key = KeyPair::generate().unwrap();
-    Issued { cert: p.signed_by(&key, &issuer.cert, &issuer.key).unwrap(), key }
+    Issued {
+        cert: p.signed_by(&key, &issuer.cert, &issuer.key).unwrap(),
+        key,
+    }
 }
 
 pub fn leaf(issuer: &Issued) -> Issued {
@@ -74,7 +88,10 @@ pub fn leaf(issuer: &Issued) -> Issued {
 // === temp dirs ===
 
 pub fn tmp() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("rt-it-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+    tempfile::Builder::new()
+        .prefix("rt-it-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
 }
 
 pub fn write(p: &Path, data: impl AsRef<[u8]>) {
@@ -83,14 +100,20 @@ pub fn write(p: &Path, data: impl AsRef<[u8]>) {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls until 127.0.0.1:port accepts TCP (at most ~10 s).
 pub fn wait_port(port: u16, child: &mut Child, what: &str) {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
-        if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok() {
+        if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+            .is_ok()
+        {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -105,7 +128,10 @@ pub fn require(bin: &str) {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
         .unwrap_or(false);
-    assert!(found, "{bin} is not installed: run the README's test command (scripts/test), which installs it");
+    assert!(
+        found,
+        "{bin} is not installed: run the README's test command (scripts/test), which installs it"
+    );
 }
 
 // === docker-registry ===
@@ -123,7 +149,12 @@ impl Registry {
 
     /// Serves `chain` (leaf first) with `key`; plain HTTP when `chain` is empty.
     pub fn start(chain: &[&rcgen::Certificate], key: Option<&KeyPair>) -> Registry {
-        let tls = key.map(|k| (chain.iter().map(|c| c.pem()).collect::<String>(), k.serialize_pem()));
+        let tls = key.map(|k| {
+            (
+                chain.iter().map(|c| c.pem()).collect::<String>(),
+                k.serialize_pem(),
+            )
+        });
         Self::start_with_storage(tls, &seeded_storage())
     }
 
@@ -144,7 +175,10 @@ impl Registry {
         let tls = if let Some((pem, key)) = tls {
             write(&dir.path().join("srv.pem"), pem);
             write(&dir.path().join("srv.key"), key);
-            format!(", tls: {{certificate: {0}/srv.pem, key: {0}/srv.key}}", dir.path().display())
+            format!(
+                ", tls: {{certificate: {0}/srv.pem, key: {0}/srv.key}}",
+                dir.path().display()
+            )
         } else {
             String::new()
         };
@@ -161,7 +195,11 @@ impl Registry {
             .spawn()
             .expect("start docker-registry");
         wait_port(port, &mut child, "docker-registry");
-        Registry { port, child, _dir: dir }
+        Registry {
+            port,
+            child,
+            _dir: dir,
+        }
     }
 }
 
@@ -177,7 +215,8 @@ pub fn seeded_storage() -> PathBuf {
     static STORAGE: OnceLock<PathBuf> = OnceLock::new();
     STORAGE
         .get_or_init(|| {
-            let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("registry-storage-{}", std::process::id()));
+            let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("registry-storage-{}", std::process::id()));
             let _ = fs::remove_dir_all(&root);
             fs::create_dir_all(&root).unwrap();
             let ca = ca("seed-ca");
@@ -188,7 +227,10 @@ pub fn seeded_storage() -> PathBuf {
             build_oci_layout(&layout);
             let certs = work.path().join("certs");
             write(&certs.join("ca.crt"), ca.pem());
-            write(&work.path().join("policy.json"), r#"{"default":[{"type":"insecureAcceptAnything"}]}"#);
+            write(
+                &work.path().join("policy.json"),
+                r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+            );
             let out = Command::new("skopeo")
                 .args(["copy", "--quiet", "--policy"])
                 .arg(work.path().join("policy.json"))
@@ -199,7 +241,11 @@ pub fn seeded_storage() -> PathBuf {
                 .envs(isolated_system_roots(work.path()))
                 .output()
                 .expect("run skopeo copy");
-            assert!(out.status.success(), "seeding the registry failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "seeding the registry failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             root
         })
         .clone()
@@ -215,7 +261,14 @@ fn build_oci_layout(dir: &Path) {
     write(&src.join("hello.txt"), "hello from regtrust tests\n");
     let tar = dir.with_extension("tar");
     let st = Command::new("tar")
-        .args(["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-cf"])
+        .args([
+            "--sort=name",
+            "--mtime=@0",
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "-cf",
+        ])
         .arg(&tar)
         .arg("-C")
         .arg(&src)
@@ -224,7 +277,12 @@ fn build_oci_layout(dir: &Path) {
         .unwrap();
     assert!(st.success());
     let tar_bytes = fs::read(&tar).unwrap();
-    let gz = Command::new("gzip").args(["-n", "-c"]).arg(&tar).output().unwrap().stdout;
+    let gz = Command::new("gzip")
+        .args(["-n", "-c"])
+        .arg(&tar)
+        .output()
+        .unwrap()
+        .stdout;
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).unwrap();
     let put = |data: &[u8]| {
@@ -255,8 +313,17 @@ fn build_oci_layout(dir: &Path) {
 /// (which sets SSL_CERT_FILE globally).
 pub fn isolated_system_roots(host_root: &Path) -> Vec<(String, String)> {
     vec![
-        ("SSL_CERT_FILE".into(), host_root.join("etc/ssl/certs/ca-certificates.crt").display().to_string()),
-        ("SSL_CERT_DIR".into(), host_root.join("etc/ssl/certs").display().to_string()),
+        (
+            "SSL_CERT_FILE".into(),
+            host_root
+                .join("etc/ssl/certs/ca-certificates.crt")
+                .display()
+                .to_string(),
+        ),
+        (
+            "SSL_CERT_DIR".into(),
+            host_root.join("etc/ssl/certs").display().to_string(),
+        ),
     ]
 }
 
@@ -292,8 +359,15 @@ impl Containerd {
         while !sock.exists() && start.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(sock.exists(), "containerd did not create its socket within 10 s");
-        Containerd { sock, child, _dir: dir }
+        assert!(
+            sock.exists(),
+            "containerd did not create its socket within 10 s"
+        );
+        Containerd {
+            sock,
+            child,
+            _dir: dir,
+        }
     }
 
     /// `ctr content fetch --hosts-dir` of IMAGE from `registry`: the containerd verdict.
@@ -347,7 +421,10 @@ impl Run {
         &self.json["registries"][i]
     }
     pub fn reason(&self) -> String {
-        self.registry(0)["reason"].as_str().unwrap_or("<none>").to_string()
+        self.registry(0)["reason"]
+            .as_str()
+            .unwrap_or("<none>")
+            .to_string()
     }
     pub fn ok(&self) -> bool {
         self.registry(0)["ok"].as_bool().unwrap_or(false)
@@ -369,7 +446,15 @@ pub fn regtrust(args: &[&str]) -> Run {
 
 pub fn check_json(host_root: &Path, extra: &[&str], registry: &str) -> Run {
     let root = host_root.display().to_string();
-    let mut args = vec!["check", "--host-root", root.as_str(), "--output", "json", "--timeout", "5"];
+    let mut args = vec![
+        "check",
+        "--host-root",
+        root.as_str(),
+        "--output",
+        "json",
+        "--timeout",
+        "5",
+    ];
     args.extend_from_slice(extra);
     args.push(registry);
     regtrust(&args)
@@ -410,7 +495,54 @@ impl Node {
     pub fn append_file(&self, node_path: &str, data: &str) {
         let p = self.path(node_path);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
-        let mut f = fs::OpenOptions::new().create(true).append(true).open(p).unwrap();
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .unwrap();
         f.write_all(data.as_bytes()).unwrap();
+    }
+}
+
+// === a private mount namespace where registry.test is 127.0.0.1 ===
+
+pub struct Ns {
+    hosts: tempfile::TempDir,
+}
+
+impl Ns {
+    pub fn new() -> Ns {
+        require("unshare");
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout.starts_with(b"0\n"))
+            .unwrap_or(false);
+        assert!(
+            root,
+            "these tests need root for a private mount namespace (CI runs as root)"
+        );
+        let hosts = tmp();
+        write(
+            &hosts.path().join("hosts"),
+            "127.0.0.1 localhost registry.test\n",
+        );
+        Ns { hosts }
+    }
+
+    /// `program args…` run with registry.test → 127.0.0.1.
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("unshare");
+        c.args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+        ])
+        .arg(self.hosts.path().join("hosts"))
+        .arg(program);
+        c
     }
 }
