@@ -330,3 +330,6 @@ fn chain_allows_server_auth(chain: &[Arc<Cert>]) -> bool {
         Some(e) => e.any || e.server_auth,
     })
 }
+
+#[cfg(test)]
+mod tests;
