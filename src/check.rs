@@ -14,7 +14,7 @@ use crate::cert::{rfc3339, Cert, CertInfo};
 use crate::diagnose::{self, Diagnosis, KeyMismatch, Reason};
 use crate::probe::{self, ProbeSettings, Timings};
 use crate::trust::{
-    self, ConfigError, Finding, RegistryTrust, Runtime, SystemRoots, TrustSettings,
+    self, ConfigError, Finding, RegistryTrust, Runtime, SystemRoots, TrustLoader, TrustSettings,
 };
 
 /// Most endpoint probes in flight at once.
@@ -79,33 +79,25 @@ impl Report {
     }
 }
 
-/// Which registries to check: those given, or every configured one.
-pub fn registries_to_check(
-    settings: &TrustSettings,
-    given: &[String],
-) -> Result<Vec<String>, ConfigError> {
-    if given.is_empty() {
-        trust::discover_registries(settings)
-    } else {
-        Ok(given.to_vec())
-    }
-}
-
-/// Runs the check for `registries`.
+/// Runs the check for `registries`, or for every configured registry when none is given.
 pub async fn run(
     settings: &TrustSettings,
     registries: &[String],
     probe_settings: &ProbeSettings,
 ) -> Result<Report, ConfigError> {
+    let loader = TrustLoader::new(settings)?;
+    let registries = if registries.is_empty() {
+        loader.discover()
+    } else {
+        registries.to_vec()
+    };
     let system = Arc::new(trust::system::load(&settings.host_root));
     let mut findings = system.findings.clone();
-    if settings.runtime == Runtime::Containerd {
-        findings.extend(trust::containerd::Layout::load(settings)?.findings);
-    }
+    findings.extend_from_slice(loader.findings());
     let sem = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PROBES));
     let mut tasks = Vec::new();
-    for reg in registries {
-        let rt = trust::load_registry(settings, reg)?;
+    for reg in &registries {
+        let rt = loader.registry(reg);
         let system = system.clone();
         let ps = probe_settings.clone();
         let sem = sem.clone();

@@ -112,10 +112,7 @@ fn main() -> ExitCode {
                 timeout: Duration::from_secs_f64(timeout),
                 proxy: probe::ProxyEnv::from_env(),
             };
-            let result = rt.block_on(async {
-                let regs = check::registries_to_check(&settings, &registries)?;
-                check::run(&settings, &regs, &ps).await
-            });
+            let result = rt.block_on(check::run(&settings, &registries, &ps));
             match result {
                 Ok(report) => {
                     print!(

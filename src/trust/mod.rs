@@ -233,36 +233,51 @@ pub(crate) fn read_ca_file(hr: &HostRoot, node_path: &Path, findings: &mut Vec<F
     }
 }
 
-/// Loads the trust for `registry` under `settings` (the system pool is loaded separately, once).
-pub fn load_registry(
-    settings: &TrustSettings,
-    registry: &str,
-) -> Result<RegistryTrust, ConfigError> {
-    match settings.runtime {
-        Runtime::Containerd => {
-            let layout = containerd::Layout::load(settings)?;
-            Ok(layout.registry(&settings.host_root, registry))
-        }
-        Runtime::Crio => Ok(certsd::registry(
-            &settings.host_root,
-            Runtime::Crio,
-            registry,
-        )),
-        Runtime::Docker => Ok(certsd::registry(
-            &settings.host_root,
-            Runtime::Docker,
-            registry,
-        )),
-    }
+/// The runtime's configuration, read once; answers per registry.
+#[derive(Debug, Clone)]
+pub struct TrustLoader {
+    host_root: HostRoot,
+    runtime: Runtime,
+    /// containerd's layout (config.toml read once); `None` for the certs.d runtimes.
+    containerd: Option<containerd::Layout>,
 }
 
-/// Every registry configured on the node (host directories, except `_default`), sorted.
-pub fn discover_registries(settings: &TrustSettings) -> Result<Vec<String>, ConfigError> {
-    match settings.runtime {
-        Runtime::Containerd => {
-            Ok(containerd::Layout::load(settings)?.discover(&settings.host_root))
+impl TrustLoader {
+    /// Reads the runtime's configuration; a config the runtime could not start with is an error.
+    pub fn new(settings: &TrustSettings) -> Result<TrustLoader, ConfigError> {
+        let containerd = match settings.runtime {
+            Runtime::Containerd => Some(containerd::Layout::load(settings)?),
+            _ => None,
+        };
+        Ok(TrustLoader {
+            host_root: settings.host_root.clone(),
+            runtime: settings.runtime,
+            containerd,
+        })
+    }
+
+    /// Findings about the runtime's configuration as a whole.
+    pub fn findings(&self) -> &[Finding] {
+        self.containerd
+            .as_ref()
+            .map(|l| l.findings.as_slice())
+            .unwrap_or_default()
+    }
+
+    /// Every registry configured on the node (host directories, except `_default`), sorted.
+    pub fn discover(&self) -> Vec<String> {
+        match &self.containerd {
+            Some(layout) => layout.discover(&self.host_root),
+            None => certsd::discover(&self.host_root, self.runtime),
         }
-        rt => Ok(certsd::discover(&settings.host_root, rt)),
+    }
+
+    /// The endpoints and trust the runtime would use for `registry` (system roots apart).
+    pub fn registry(&self, registry: &str) -> RegistryTrust {
+        match &self.containerd {
+            Some(layout) => layout.registry(&self.host_root, registry),
+            None => certsd::registry(&self.host_root, self.runtime, registry),
+        }
     }
 }
 

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::trust::testutil::{ca_pem, write};
-use crate::trust::{load_registry, TrustSettings};
+use crate::trust::{TrustLoader, TrustSettings};
 
 fn settings(root: &Path) -> TrustSettings {
     TrustSettings {
@@ -15,7 +15,7 @@ fn settings(root: &Path) -> TrustSettings {
 }
 
 fn load(root: &Path, reg: &str) -> RegistryTrust {
-    load_registry(&settings(root), reg).unwrap()
+    TrustLoader::new(&settings(root)).unwrap().registry(reg)
 }
 
 fn ca_subjects(ep: &Endpoint) -> Vec<String> {
