@@ -17,19 +17,10 @@ struct Verdicts {
 }
 
 fn verdicts(ns: &Ns, node: &Node, registry: &str) -> Verdicts {
-    let root = node.root.path().display().to_string();
     let run = |extra: &[&str]| {
         let out = ns
             .cmd(env!("CARGO_BIN_EXE_regtrust"))
-            .args([
-                "check",
-                "--host-root",
-                &root,
-                "--output",
-                "json",
-                "--timeout",
-                "5",
-            ])
+            .args(check_args(node.root.path(), 5))
             .args(extra)
             .arg(registry)
             .output()

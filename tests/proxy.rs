@@ -75,18 +75,8 @@ fn start_proxy(refuse_status: Option<u16>) -> (u16, Arc<AtomicUsize>) {
 }
 
 fn check_via(ns: &Ns, node: &Node, name: &str, env: &[(&str, String)]) -> serde_json::Value {
-    let root = node.root.path().display().to_string();
     let mut cmd = ns.cmd(env!("CARGO_BIN_EXE_regtrust"));
-    cmd.args([
-        "check",
-        "--host-root",
-        &root,
-        "--output",
-        "json",
-        "--timeout",
-        "5",
-        name,
-    ]);
+    cmd.args(check_args(node.root.path(), 5)).arg(name);
     for k in [
         "HTTPS_PROXY",
         "https_proxy",

@@ -469,17 +469,9 @@ fn network_failures_have_their_own_reasons() {
         }
     });
     node.trust(&silent_addr, &ca("x").pem());
-    let root = node.root.path().display().to_string();
-    let run = regtrust(&[
-        "check",
-        "--host-root",
-        &root,
-        "--output",
-        "json",
-        "--timeout",
-        "1",
-        &silent_addr,
-    ]);
+    let mut args = check_args(node.root.path(), 1);
+    args.push(silent_addr.clone());
+    let run = regtrust(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(run.reason(), "timeout", "{}", run.stdout);
     assert!(run.registry(0)["detail"].as_str().unwrap().contains("tls"));
     drop(holder);
@@ -540,15 +532,8 @@ fn usage_and_config_errors_exit_2_and_discovery_checks_every_host_dir() {
         &node.hosts_dir().join("broken.test/ca.crt"),
         "not a certificate",
     );
-    let run = regtrust(&[
-        "check",
-        "--host-root",
-        &root,
-        "--output",
-        "json",
-        "--timeout",
-        "5",
-    ]);
+    let args = check_args(node.root.path(), 5);
+    let run = regtrust(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let regs: Vec<_> = run.json["registries"]
         .as_array()
         .unwrap()

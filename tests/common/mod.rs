@@ -444,20 +444,28 @@ pub fn regtrust(args: &[&str]) -> Run {
     }
 }
 
-pub fn check_json(host_root: &Path, extra: &[&str], registry: &str) -> Run {
+/// `check --host-root ROOT --output json --timeout SECS`: the start of every JSON check.
+pub fn check_args(host_root: &Path, timeout_secs: u32) -> Vec<String> {
     let root = host_root.display().to_string();
-    let mut args = vec![
+    let timeout = timeout_secs.to_string();
+    [
         "check",
         "--host-root",
-        root.as_str(),
+        &root,
         "--output",
         "json",
         "--timeout",
-        "5",
-    ];
-    args.extend_from_slice(extra);
-    args.push(registry);
-    regtrust(&args)
+        &timeout,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+pub fn check_json(host_root: &Path, extra: &[&str], registry: &str) -> Run {
+    let mut args = check_args(host_root, 5);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push(registry.to_string());
+    regtrust(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// A node: a host root with a containerd hosts dir and a containers certs.d for one registry.
