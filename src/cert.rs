@@ -85,6 +85,8 @@ pub struct CertInfo {
     pub issuer: String,
     pub not_before: String,
     pub not_after: String,
+    #[serde(skip)]
+    pub not_after_unix: i64,
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -188,6 +190,7 @@ impl Cert {
             issuer: self.issuer.clone(),
             not_before: rfc3339(self.not_before),
             not_after: rfc3339(self.not_after),
+            not_after_unix: self.not_after,
         }
     }
 

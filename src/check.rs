@@ -27,6 +27,17 @@ pub struct TrustedCaInfo {
     pub subject: String,
     pub source: String,
     pub not_after: String,
+    #[serde(skip)]
+    pub not_after_unix: i64,
+}
+
+/// Who issued the presented leaf: the issuing certificate's SHA-256 when it is known (verified
+/// chain, or sent by the registry), else the key id the leaf names (AKID).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct IssuerId {
+    pub subject: String,
+    /// `sha256:<hex>` or `keyid:<hex>`.
+    pub id: String,
 }
 
 /// One endpoint's result.
@@ -40,6 +51,8 @@ pub struct EndpointReport {
     pub next_step: String,
     pub http_status: Option<u16>,
     pub presented_chain: Vec<CertInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presented_issuer: Option<IssuerId>,
     /// Configured CAs, plus any system root named like an issuer in the presented chain.
     pub trusted_cas: Vec<TrustedCaInfo>,
     pub system_roots: usize,
@@ -139,6 +152,7 @@ pub async fn check_registry(
                 next_step: String::new(),
                 http_status: None,
                 presented_chain: Vec::new(),
+                presented_issuer: None,
                 trusted_cas: configured(ep),
                 system_roots: system.cas.len(),
                 skip_verify: ep.skip_verify,
@@ -238,7 +252,28 @@ fn ca_info(c: &Cert, source: &str) -> TrustedCaInfo {
         subject: c.subject.clone(),
         source: source.to_string(),
         not_after: rfc3339(c.not_after),
+        not_after_unix: c.not_after,
     }
+}
+
+/// The presented leaf's issuer, as precisely as the probe can tell.
+pub fn presented_issuer(res: &probe::ProbeResult) -> Option<IssuerId> {
+    let leaf = res.presented.first()?;
+    let sent = res
+        .presented
+        .iter()
+        .skip(1)
+        .find(|c| c.raw_subject == leaf.raw_issuer)
+        .map(|c| c.sha256.clone());
+    let id = match (res.verified_issuer_sha256.clone().or(sent), &leaf.akid) {
+        (Some(sha), _) => format!("sha256:{sha}"),
+        (None, Some(akid)) => format!("keyid:{}", crate::cert::hex(akid)),
+        (None, None) => return None,
+    };
+    Some(IssuerId {
+        subject: leaf.issuer.clone(),
+        id,
+    })
 }
 
 fn endpoint_report(
@@ -264,6 +299,7 @@ fn endpoint_report(
         next_step: diag.next_step,
         http_status: res.http_status,
         presented_chain: res.presented.iter().map(|c| c.info()).collect(),
+        presented_issuer: presented_issuer(res),
         trusted_cas: trusted,
         system_roots,
         skip_verify: ep.skip_verify,

@@ -1,7 +1,9 @@
 //! `regtrust demo`: the incident, replayed on loopback with no setup, through the same code as
 //! `check`. A TLS `/v2/` endpoint serves a certificate from CA-A; a temporary host root whose
 //! containerd hosts dir trusts CA-A checks ok; the endpoint rotates to CA-B — same subject, new
-//! key — and the check reports `ca_key_mismatch` with both sides' fingerprints.
+//! key — and the check reports `ca_key_mismatch` with both sides' fingerprints. The agent runs
+//! beside it and serves its metrics while the incident replays: first the new CA is published as the
+//! expected CA (`regtrust_expected_ca_trusted` 0 while pulls still work), then the rotation.
 //!
 //! [`TlsRegistry`] (a tiny in-process TLS server whose certificate can be swapped) is also used by
 //! tests that need a server misbehaving in ways a real registry will not.
@@ -16,7 +18,9 @@ use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::agent::{Agent, Command};
 use crate::check::{self, Report};
+use crate::config::{AgentConfig, RegistryConfig};
 use crate::diagnose::Reason;
 use crate::hostroot::HostRoot;
 use crate::probe::ProbeSettings;
@@ -33,6 +37,8 @@ pub enum DemoError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Config(#[from] crate::trust::ConfigError),
+    #[error("agent: {0}")]
+    Agent(String),
 }
 
 /// A CA: its certificate and key.
@@ -158,18 +164,91 @@ pub struct DemoOutcome {
     pub after: Report,
     pub ca_a_sha256: String,
     pub ca_b_sha256: String,
+    /// The agent's /metrics at each phase: ok; CA-B published as expected; rotated to CA-B.
+    pub metrics: Vec<(String, String)>,
+    pub metrics_url: String,
 }
 
 impl DemoOutcome {
-    /// The demo reproduced the incident and its diagnosis.
+    /// The demo reproduced the incident and its diagnosis, in the check and in the agent's metrics.
     pub fn as_expected(&self) -> bool {
+        let m =
+            |i: usize, needle: &str| self.metrics.get(i).is_some_and(|(_, t)| t.contains(needle));
         self.before.all_ok()
             && self.after.registries.first().map(|r| r.reason) == Some(Reason::CaKeyMismatch)
+            && m(0, "regtrust_probe_success{")
+            && m(1, "regtrust_expected_ca_trusted{")
+            && m(2, "reason=\"ca_key_mismatch\"")
     }
 }
 
-/// Runs the demo in a temporary host root.
-pub async fn run() -> Result<DemoOutcome, DemoError> {
+/// The metric lines a person should look at.
+pub fn interesting_metrics(text: &str) -> String {
+    const NAMES: &[&str] = &[
+        "regtrust_probe_success{",
+        "regtrust_probe_reason{",
+        "regtrust_presented_ca_info{",
+        "regtrust_expected_ca_trusted{",
+        "regtrust_ca_drift{",
+        "regtrust_ca_changes_total{",
+    ];
+    text.lines()
+        .filter(|l| NAMES.iter().any(|n| l.starts_with(n)))
+        .map(|l| format!("  {l}\n"))
+        .collect()
+}
+
+/// GET over plain HTTP on loopback, bounded in size and time (the demo's own scrape).
+pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut buf = Vec::new();
+        (&mut s)
+            .take(16 * 1024 * 1024)
+            .read_to_end(&mut buf)
+            .await?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        Ok(text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), fut)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer",
+            ))
+        })
+}
+
+/// Asks the agent to probe now, then polls /metrics until `until` holds (at most ~5 s).
+async fn probe_and_wait(agent: &AgentHandle, until: impl Fn(&str) -> bool) -> String {
+    let _ = agent.cmds.send(Command::ProbeAll).await;
+    let mut last = String::new();
+    for _ in 0..250 {
+        last = http_get(agent.addr, "/metrics").await.unwrap_or_default();
+        if until(&last) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    last
+}
+
+struct AgentHandle {
+    addr: SocketAddr,
+    cmds: tokio::sync::mpsc::Sender<Command>,
+}
+
+/// Runs the demo in a temporary host root; the agent listens on `listen` and keeps serving for
+/// `hold` after the incident has replayed.
+pub async fn run(listen: SocketAddr, hold: std::time::Duration) -> Result<DemoOutcome, DemoError> {
     let subject = "registry.test";
     let ca_a = Ca::new(subject)?;
     let (leaf_a, key_a) = ca_a.issue_server()?;
@@ -181,6 +260,8 @@ pub async fn run() -> Result<DemoOutcome, DemoError> {
     std::fs::create_dir_all(&host_dir)?;
     std::fs::write(host_dir.join("ca.crt"), ca_a.cert.pem())?;
     std::fs::write(host_dir.join("hosts.toml"), format!("server = \"https://{registry}\"\nca = \"ca.crt\"\n\n[host.\"https://{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"ca.crt\"\n"))?;
+    let expected = root.path.join("expected-ca.pem");
+    std::fs::write(&expected, ca_a.cert.pem())?;
     let settings = TrustSettings {
         host_root: HostRoot::new(&root.path),
         runtime: Runtime::Containerd,
@@ -191,15 +272,69 @@ pub async fn run() -> Result<DemoOutcome, DemoError> {
     let regs = vec![registry.clone()];
     let before = check::run(&settings, &regs, &ps).await?;
 
+    let cfg = AgentConfig {
+        host_root: root.path.clone(),
+        listen,
+        interval: std::time::Duration::from_secs(3600),
+        state_dir: root.path.join("state"),
+        registries: vec![RegistryConfig {
+            name: registry.clone(),
+            expected_ca_file: Some(expected.clone()),
+            expected_ca_sha256: vec![],
+            stage: false,
+        }],
+        ..AgentConfig::default()
+    };
+    let agent = Agent::bind(cfg)
+        .await
+        .map_err(|e| DemoError::Agent(e.to_string()))?;
+    let handle = AgentHandle {
+        addr: agent.local_addr()?,
+        cmds: agent.commands(),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(agent.run(async move {
+        let _ = stop_rx.await;
+    }));
+    let mut metrics = Vec::new();
+    let m0 = probe_and_wait(&handle, |t| {
+        t.contains("regtrust_probe_success{") && t.contains("regtrust_expected_ca_trusted{")
+    })
+    .await;
+    metrics.push((
+        "registry serves CA-A; the node trusts CA-A; expected CA: CA-A".to_string(),
+        m0,
+    ));
+
     let ca_b = Ca::new(subject)?;
+    std::fs::write(&expected, ca_b.cert.pem())?;
+    let m1 = probe_and_wait(&handle, |t| {
+        t.lines()
+            .any(|l| l.starts_with("regtrust_expected_ca_trusted{") && l.ends_with(" 0"))
+    })
+    .await;
+    metrics.push(("CA-B is published as the expected CA before the rotation: pulls still work, the rotation is not safe yet".to_string(), m1));
+
     let (leaf_b, key_b) = ca_b.issue_server()?;
     server.rotate(&[&leaf_b], &key_b)?;
     let after = check::run(&settings, &regs, &ps).await?;
+    let m2 = probe_and_wait(&handle, |t| t.contains("reason=\"ca_key_mismatch\"")).await;
+    metrics.push((
+        "the registry rotates to CA-B (same subject, new key); the node still trusts CA-A"
+            .to_string(),
+        m2,
+    ));
+
+    tokio::time::sleep(hold).await;
+    let _ = stop_tx.send(());
+    let _ = task.await;
     Ok(DemoOutcome {
         before,
         after,
         ca_a_sha256: crate::cert::sha256_hex(ca_a.cert.der()),
         ca_b_sha256: crate::cert::sha256_hex(ca_b.cert.der()),
+        metrics,
+        metrics_url: format!("http://{}/metrics", handle.addr),
     })
 }
 

@@ -16,11 +16,14 @@
 //! `unsafe` is forbidden: nothing here needs it.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod cert;
 pub mod check;
+pub mod config;
 pub mod demo;
 pub mod diagnose;
 pub mod hostroot;
+pub mod metrics;
 pub mod pem;
 pub mod probe;
 pub mod report;

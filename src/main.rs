@@ -1,10 +1,12 @@
 //! The `regtrust` binary: parse the command line, set up logging, call the library.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use regtrust::config::{AgentConfig, LogFormat, RegistryConfig};
 use regtrust::{check, demo, hostroot::HostRoot, probe, report, trust};
 
 #[derive(Parser)]
@@ -49,22 +51,151 @@ enum Cmd {
         /// Registries as in an image reference, `host[:port]`; none: every configured host dir.
         registries: Vec<String>,
     },
-    /// Replay the incident on loopback (CA rotated to a new key with the same name) and show the diagnosis.
+    /// Run the node agent: probe continuously, serve /metrics, /healthz, /readyz and a status page.
+    /// Settings come from --config (TOML), overridden by the flags given.
+    Run(RunArgs),
+    /// Replay the incident on loopback (CA rotated to a new key with the same name): the check's
+    /// diagnosis, and the agent's metrics while it happens.
     Demo {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
+        /// Where the demo agent serves /metrics.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Keep the agent serving this many seconds after the replay (to look at it with a browser).
+        #[arg(long, default_value_t = 0)]
+        hold: u64,
     },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Agent config file (deploy/regtrust.toml is a commented example).
+    #[arg(long, env = "REGTRUST_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(long, env = "REGTRUST_HOST_ROOT")]
+    host_root: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    runtime: Option<trust::Runtime>,
+    #[arg(long, conflicts_with = "containerd_config")]
+    hosts_dir: Option<PathBuf>,
+    #[arg(long)]
+    containerd_config: Option<PathBuf>,
+    /// A registry to watch (repeatable), in addition to those in the config.
+    #[arg(long = "registry")]
+    registries: Vec<String>,
+    /// Address for /metrics and the status page.
+    #[arg(long, env = "REGTRUST_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Probe interval, e.g. 60s, 5m.
+    #[arg(long)]
+    interval: Option<String>,
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    #[arg(long, value_enum, env = "REGTRUST_LOG_FORMAT")]
+    log_format: Option<Output>,
+}
+
+fn init_logging(json: bool, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REGTRUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let b = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    if json {
+        b.json().flatten_event(true).init();
+    } else {
+        b.init();
+    }
+}
+
+/// The agent's settings: the file (if any), then each flag given. All problems at once.
+fn agent_config(a: RunArgs) -> Result<AgentConfig, Vec<String>> {
+    let mut cfg = match &a.config {
+        Some(p) => AgentConfig::from_file(p)?,
+        None => AgentConfig::default(),
+    };
+    let mut errs = Vec::new();
+    if let Some(v) = a.host_root {
+        cfg.host_root = v;
+    }
+    if let Some(v) = a.runtime {
+        cfg.runtime = v;
+    }
+    if let Some(v) = a.hosts_dir {
+        cfg.hosts_dir = Some(v);
+    }
+    if let Some(v) = a.containerd_config {
+        cfg.containerd_config = v;
+        cfg.hosts_dir = None;
+    }
+    for r in a.registries {
+        match trust::validate_registry(&r) {
+            Ok(()) if !cfg.registries.iter().any(|x| x.name == r) => {
+                cfg.registries.push(RegistryConfig {
+                    name: r,
+                    expected_ca_file: None,
+                    expected_ca_sha256: vec![],
+                    stage: false,
+                })
+            }
+            Ok(()) => {}
+            Err(e) => errs.push(format!("--registry: {e}")),
+        }
+    }
+    if let Some(v) = a.listen {
+        cfg.listen = v;
+    }
+    if let Some(v) = a.interval {
+        match regtrust::config::parse_duration(&v) {
+            Ok(d) if d >= regtrust::config::MIN_INTERVAL && d > cfg.timeout => cfg.interval = d,
+            Ok(_) => errs.push(format!(
+                "--interval: must be at least 1s and longer than the timeout ({:?})",
+                cfg.timeout
+            )),
+            Err(e) => errs.push(format!("--interval: {e}")),
+        }
+    }
+    if let Some(v) = a.state_dir {
+        cfg.state_dir = v;
+    }
+    if let Some(v) = a.log_format {
+        cfg.log_format = if v == Output::Json {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        };
+    }
+    if !cfg.host_root.is_dir() {
+        errs.push(format!(
+            "host_root: {} is not a directory",
+            cfg.host_root.display()
+        ));
+    }
+    if errs.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(errs)
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("REGTRUST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -85,6 +216,7 @@ fn main() -> ExitCode {
             output,
             registries,
         } => {
+            init_logging(false, "warn");
             if !(timeout > 0.0 && timeout <= 3600.0) {
                 eprintln!("regtrust: --timeout must be between 0 and 3600 seconds, got {timeout}");
                 return ExitCode::from(2);
@@ -112,8 +244,7 @@ fn main() -> ExitCode {
                 timeout: Duration::from_secs_f64(timeout),
                 proxy: probe::ProxyEnv::from_env(),
             };
-            let result = rt.block_on(check::run(&settings, &registries, &ps));
-            match result {
+            match rt.block_on(check::run(&settings, &registries, &ps)) {
                 Ok(report) => {
                     print!(
                         "{}",
@@ -135,21 +266,50 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Demo { output } => {
-            match rt.block_on(demo::run()) {
+        Cmd::Run(args) => {
+            init_logging(args.log_format == Some(Output::Json), "info");
+            let cfg = match agent_config(args) {
+                Ok(c) => c,
+                Err(errs) => {
+                    for e in errs {
+                        eprintln!("regtrust: {e}");
+                    }
+                    return ExitCode::from(2);
+                }
+            };
+            let result = rt.block_on(async move {
+                let agent = regtrust::agent::Agent::bind(cfg).await?;
+                if let Ok(addr) = agent.local_addr() {
+                    tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "regtrust agent listening");
+                }
+                agent.run(shutdown_signal()).await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("regtrust: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Cmd::Demo {
+            output,
+            listen,
+            hold,
+        } => {
+            init_logging(false, "error");
+            match rt.block_on(demo::run(listen, Duration::from_secs(hold))) {
                 Ok(d) => {
                     if output == Output::Json {
-                        let v = serde_json::json!({"before": d.before, "after": d.after, "ca_a_sha256": d.ca_a_sha256, "ca_b_sha256": d.ca_b_sha256});
+                        let metrics: Vec<_> = d
+                            .metrics
+                            .iter()
+                            .map(|(phase, m)| serde_json::json!({"phase": phase, "metrics": m}))
+                            .collect();
+                        let v = serde_json::json!({"before": d.before, "after": d.after, "ca_a_sha256": d.ca_a_sha256, "ca_b_sha256": d.ca_b_sha256, "agent": metrics});
                         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                     } else {
-                        println!("regtrust demo: a TLS registry on loopback, a node (temporary host root) whose containerd hosts dir trusts CA-A.");
-                        println!("CA-A sha256 {}\nCA-B sha256 {}  (same subject CN=registry.test, new key)", d.ca_a_sha256, d.ca_b_sha256);
-                        println!("\n== 1. the registry serves a certificate from CA-A ==");
-                        print!("{}", report::text(&strip_node_notes(d.before.clone())));
-                        println!(
-                            "\n== 2. the registry rotates to CA-B; the node still trusts CA-A =="
-                        );
-                        print!("{}", report::text(&strip_node_notes(d.after.clone())));
+                        print_demo(&d);
                     }
                     if d.as_expected() {
                         ExitCode::SUCCESS
@@ -164,6 +324,23 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+fn print_demo(d: &demo::DemoOutcome) {
+    println!("regtrust demo: a TLS registry on loopback, a node (temporary host root) whose containerd hosts dir trusts CA-A.");
+    println!(
+        "CA-A sha256 {}\nCA-B sha256 {}  (same subject CN=registry.test, new key)",
+        d.ca_a_sha256, d.ca_b_sha256
+    );
+    println!("\n== regtrust check, before the rotation ==");
+    print!("{}", report::text(&strip_node_notes(d.before.clone())));
+    println!("\n== regtrust check, after the registry rotated to CA-B ==");
+    print!("{}", report::text(&strip_node_notes(d.after.clone())));
+    println!("\n== the agent's metrics meanwhile ({}) ==", d.metrics_url);
+    for (i, (phase, m)) in d.metrics.iter().enumerate() {
+        println!("{}. {phase}", i + 1);
+        print!("{}", demo::interesting_metrics(m));
     }
 }
 

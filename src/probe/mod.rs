@@ -99,6 +99,8 @@ pub struct ProbeResult {
     pub result: Result<(), Failure>,
     /// The proxy used, if any.
     pub via_proxy: Option<String>,
+    /// SHA-256 of the leaf's issuer in the verified chain, when verification succeeded.
+    pub verified_issuer_sha256: Option<String>,
 }
 
 /// Settings shared by all probes of a run.
@@ -140,6 +142,7 @@ pub async fn probe(
         timings: Timings::default(),
         result: Ok(()),
         via_proxy: settings.proxy.proxy_for(&ep.scheme, ep.host(), ep.port()),
+        verified_issuer_sha256: None,
     };
     let result = run(ep, roots, deadline, &mut out).await;
     out.result = result;
@@ -243,6 +246,7 @@ async fn run(
         let rec = record.lock().unwrap_or_else(|p| p.into_inner()).clone();
         out.presented = rec.presented;
         out.unparsed_presented = rec.unparsed;
+        out.verified_issuer_sha256 = rec.verified_issuer_sha256;
         match res {
             Err(_) => return Err(Failure::Timeout(Phase::Tls)),
             Ok(Err(e)) => {

@@ -21,6 +21,9 @@ pub struct Recorded {
     pub unparsed: Vec<String>,
     /// `Some` once verification ran.
     pub verdict: Option<Result<(), VerifyError>>,
+    /// SHA-256 of the certificate that issued the leaf in the verified chain (the leaf itself when
+    /// it is trusted directly).
+    pub verified_issuer_sha256: Option<String>,
 }
 
 #[derive(Debug)]
@@ -88,10 +91,20 @@ impl ServerCertVerifier for RecordingVerifier {
             server_name: &self.server_name,
             now: now.as_secs() as i64,
         };
-        let verdict = verify::verify(&leaf, &opts).map(|_| ());
+        let verdict = verify::verify(&leaf, &opts);
+        let issuer = verdict
+            .as_ref()
+            .ok()
+            .and_then(|chains| chains.first())
+            .and_then(|chain| chain.get(1).or(chain.first()))
+            .map(|c| c.sha256.clone());
+        let verdict = verdict.map(|_| ());
         let ok = verdict.is_ok();
         let msg = verdict.as_ref().err().map(|e| e.to_string());
-        self.store(|r| r.verdict = Some(verdict));
+        self.store(|r| {
+            r.verdict = Some(verdict);
+            r.verified_issuer_sha256 = issuer;
+        });
         if ok {
             Ok(ServerCertVerified::assertion())
         } else {

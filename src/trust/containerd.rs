@@ -259,6 +259,7 @@ impl Layout {
             match self.find_host_dir(hr, registry) {
                 Ok(Some(dir)) => {
                     rt.host_dir = Some(dir.display().to_string());
+                    rt.watched.push(dir.clone());
                     match load_host_dir(hr, &dir, &mut rt.findings) {
                         Ok(h) => hosts = Some(h),
                         Err(e) => rt.config_error = Some(e),

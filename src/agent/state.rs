@@ -1,0 +1,147 @@
+//! What the agent remembers across restarts: per endpoint, the issuing CA it last saw and how many
+//! times that changed (and from what), so a restart neither forgets a rotation nor counts it twice.
+//!
+//! The file is JSON, written atomically (temp file in the same directory, fsync, rename). A corrupt
+//! or unreadable file is logged and replaced — never fatal.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const STATE_FILE: &str = "state.json";
+const VERSION: u32 = 1;
+/// A state file bigger than this is not ours (or is damaged): start afresh.
+const MAX_STATE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The last issuer seen at one endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Seen {
+    pub issuer_id: String,
+    pub issuer_subject: String,
+    pub seen_at: i64,
+    /// Changes counted so far (the `regtrust_ca_changes_total` value).
+    pub changes: u64,
+    #[serde(default)]
+    pub previous_issuer_id: Option<String>,
+    #[serde(default)]
+    pub changed_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct State {
+    pub version: u32,
+    /// Key: `registry endpoint-url`.
+    pub endpoints: BTreeMap<String, Seen>,
+}
+
+pub fn key(registry: &str, endpoint: &str) -> String {
+    format!("{registry} {endpoint}")
+}
+
+/// Loads and saves the state file.
+#[derive(Debug)]
+pub struct StateStore {
+    path: PathBuf,
+}
+
+impl StateStore {
+    pub fn new(dir: &Path) -> StateStore {
+        StateStore {
+            path: dir.join(STATE_FILE),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The saved state; a missing file is an empty state, a bad one is logged and ignored.
+    pub fn load(&self) -> State {
+        let data = match std::fs::metadata(&self.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return State {
+                    version: VERSION,
+                    ..Default::default()
+                }
+            }
+            Ok(m) if m.len() > MAX_STATE_BYTES => {
+                tracing::warn!(path = %self.path.display(), size = m.len(), "state file is too large; starting with an empty state");
+                return State {
+                    version: VERSION,
+                    ..Default::default()
+                };
+            }
+            _ => std::fs::read(&self.path),
+        };
+        let parsed = data
+            .map_err(|e| e.to_string())
+            .and_then(|d| serde_json::from_slice::<State>(&d).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(s) if s.version == VERSION => s,
+            Ok(s) => {
+                tracing::warn!(path = %self.path.display(), version = s.version, "state file has an unknown version; it will be replaced");
+                State {
+                    version: VERSION,
+                    ..Default::default()
+                }
+            }
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "state file is unreadable or corrupt; it will be replaced");
+                State {
+                    version: VERSION,
+                    ..Default::default()
+                }
+            }
+        }
+    }
+
+    /// Writes atomically; errors are returned for the caller to log.
+    pub fn save(&self, state: &State) -> std::io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".{STATE_FILE}.tmp-{}", std::process::id()));
+        let data = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&data)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_garbage_is_survived() {
+        let t = tempfile::tempdir().unwrap();
+        let store = StateStore::new(t.path());
+        assert!(store.load().endpoints.is_empty());
+        let mut s = store.load();
+        s.endpoints.insert(
+            key("r", "https://r/v2/"),
+            Seen {
+                issuer_id: "sha256:a".into(),
+                issuer_subject: "CN=A".into(),
+                seen_at: 1,
+                changes: 2,
+                previous_issuer_id: None,
+                changed_at: None,
+            },
+        );
+        store.save(&s).unwrap();
+        assert_eq!(store.load(), s);
+        std::fs::write(store.path(), b"\x00{not json").unwrap();
+        assert!(store.load().endpoints.is_empty());
+        store.save(&s).unwrap();
+        assert_eq!(store.load(), s);
+    }
+}
