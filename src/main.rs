@@ -99,8 +99,11 @@ struct RunArgs {
 fn init_logging(json: bool, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("REGTRUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    use std::io::IsTerminal;
+    // Colour only for a person at a terminal; journald, files and kubectl logs get plain text.
     let b = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter);
     if json {
         b.json().flatten_event(true).init();

@@ -158,6 +158,18 @@ impl Registry {
         Self::start_with_storage(tls, &seeded_storage())
     }
 
+    /// Stops this registry and serves `chain` on the same port (the registry reads its
+    /// certificate only at start).
+    pub fn restart_with(self, chain: &[&rcgen::Certificate], key: &KeyPair) -> Registry {
+        let port = self.port;
+        drop(self);
+        let tls = Some((
+            chain.iter().map(|c| c.pem()).collect::<String>(),
+            key.serialize_pem(),
+        ));
+        Self::start_on(tls, &seeded_storage(), port)
+    }
+
     /// Serves a PEM chain and PEM key (for keys rcgen cannot make, e.g. RSA-1024).
     pub fn start_pem(chain_pem: String, key_pem: String) -> Registry {
         Self::start_with_storage(Some((chain_pem, key_pem)), &seeded_storage())
@@ -169,9 +181,12 @@ impl Registry {
     }
 
     fn start_with_storage(tls: Option<(String, String)>, storage: &Path) -> Registry {
+        Self::start_on(tls, storage, free_port())
+    }
+
+    fn start_on(tls: Option<(String, String)>, storage: &Path, port: u16) -> Registry {
         require("docker-registry");
         let dir = tmp();
-        let port = free_port();
         let tls = if let Some((pem, key)) = tls {
             write(&dir.path().join("srv.pem"), pem);
             write(&dir.path().join("srv.key"), key);
@@ -553,4 +568,107 @@ impl Ns {
         .arg(program);
         c
     }
+}
+
+// === the agent ===
+
+/// A running `regtrust run`, killed on drop.
+pub struct AgentProc {
+    pub child: Child,
+    pub addr: String,
+    pub log: PathBuf,
+}
+
+impl AgentProc {
+    /// Starts `regtrust run --config <cfg>` where `cfg` is TOML without `listen` (added here).
+    pub fn start(dir: &Path, cfg: &str) -> AgentProc {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let path = dir.join(format!("agent-{port}.toml"));
+        write(&path, format!("listen = \"{addr}\"\n{cfg}"));
+        let log = dir.join(format!("agent-{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_regtrust"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("REGTRUST_LOG", "regtrust=debug")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start regtrust run");
+        let mut a = AgentProc { child, addr, log };
+        a.wait_until("agent /healthz", Duration::from_secs(20), |a| {
+            a.get("/healthz").map(|(c, _)| c == 200).unwrap_or(false)
+        });
+        a
+    }
+
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        let r = reqwest::blocking::Client::new()
+            .get(format!("http://{}{path}", self.addr))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .ok()?;
+        let code = r.status().as_u16();
+        Some((code, r.text().ok()?))
+    }
+
+    pub fn metrics(&self) -> String {
+        self.get("/metrics").map(|(_, t)| t).unwrap_or_default()
+    }
+
+    /// Polls `cond` every 50 ms until it holds; panics with the agent's log after `limit`.
+    pub fn wait_until(&mut self, what: &str, limit: Duration, cond: impl Fn(&AgentProc) -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if cond(self) {
+                return;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!(
+                    "agent exited ({st}) while waiting for {what}:\n{}",
+                    fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out waiting for {what}; metrics:\n{}\nlog:\n{}",
+            self.metrics(),
+            fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// SIGTERM, then the exit status (bounded wait).
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of the first series of `name` whose labels contain every `label="value"` given.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }

@@ -1,0 +1,419 @@
+//! `regtrust run` as a process against the real `docker-registry`, scraped by the real
+//! `prometheus`, its exposition linted by the real `promtool`.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn agent_cfg(node: &Node, extra: &str) -> String {
+    format!(
+        "host_root = \"{}\"\nhosts_dir = \"/etc/containerd/certs.d\"\nstate_dir = \"{}\"\nproc_dir = \"{}\"\njitter = 0.0\ntimeout = \"1s\"\n{extra}",
+        node.root.path().display(),
+        node.path("/var/lib/regtrust").display(),
+        node.path("/proc-none").display(),
+    )
+}
+
+fn success(text: &str, reg: &str) -> Option<f64> {
+    metric(text, "regtrust_probe_success", &[("registry", reg)])
+}
+
+#[test]
+fn rotation_to_same_subject_new_key_is_seen_with_drift_and_a_change() {
+    let ca_a = ca("registry.test");
+    let ca_b = ca("registry.test");
+    let la = leaf(&ca_a);
+    let reg = Registry::start(&[&la.cert], Some(&la.key));
+    let name = reg.addr();
+    let node = Node::new();
+    node.trust(&name, &ca_a.pem());
+    // Expected CA published before the rotation: the node does not trust it yet.
+    let expected = node.path("/expected/ca.pem");
+    write(&expected, ca_b.pem());
+    let cfg = agent_cfg(
+        &node,
+        &format!(
+            "interval = \"2s\"\n[[registry]]\nname = \"{name}\"\nexpected_ca_file = \"{}\"\n",
+            expected.display()
+        ),
+    );
+    let mut agent = AgentProc::start(node.root.path(), &cfg);
+    agent.wait_until("first round", Duration::from_secs(20), |a| {
+        a.get("/readyz").map(|(c, _)| c == 200).unwrap_or(false)
+    });
+    let m = agent.metrics();
+    assert_eq!(success(&m, &name), Some(1.0), "{m}");
+    assert_eq!(
+        metric(&m, "regtrust_expected_ca_trusted", &[("registry", &name)]),
+        Some(0.0),
+        "rotation not safe yet while pulls work:\n{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "regtrust_ca_drift",
+            &[("registry", &name), ("kind", "expected_untrusted")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "regtrust_ca_drift",
+            &[("registry", &name), ("kind", "presented_untrusted")]
+        ),
+        Some(0.0)
+    );
+    let a_sha = regtrust::cert::sha256_hex(ca_a.cert.der());
+    assert_eq!(
+        metric(
+            &m,
+            "regtrust_presented_ca_info",
+            &[("registry", &name), ("sha256", &format!("sha256:{a_sha}"))]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(metric(
+        &m,
+        "regtrust_trusted_ca_info",
+        &[("registry", &name), ("sha256", &a_sha)]
+    )
+    .is_some());
+
+    // The registry rotates to CA-B, same subject.
+    let lb = leaf(&ca_b);
+    let _reg = reg.restart_with(&[&lb.cert], &lb.key);
+    agent.wait_until("ca_key_mismatch", Duration::from_secs(30), |a| {
+        metric(
+            &a.metrics(),
+            "regtrust_probe_reason",
+            &[("registry", &name), ("reason", "ca_key_mismatch")],
+        ) == Some(1.0)
+    });
+    let m = agent.metrics();
+    assert_eq!(success(&m, &name), Some(0.0));
+    assert_eq!(
+        metric(
+            &m,
+            "regtrust_ca_drift",
+            &[("registry", &name), ("kind", "presented_untrusted")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "regtrust_ca_changes_total", &[("registry", &name)]),
+        Some(1.0),
+        "{m}"
+    );
+    // The old fingerprint's series is gone, not left at 1.
+    assert_eq!(
+        metric(
+            &m,
+            "regtrust_presented_ca_info",
+            &[("registry", &name), ("sha256", &format!("sha256:{a_sha}"))]
+        ),
+        None,
+        "{m}"
+    );
+    // The status page says it too.
+    let (code, page) = agent.get("/").unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("ca_key_mismatch") && page.contains(&name),
+        "{page}"
+    );
+    // One log event per state change, not per probe: several probes ran since the rotation.
+    agent.wait_until(
+        "more probes after the change",
+        Duration::from_secs(30),
+        |a| {
+            metric(
+                &a.metrics(),
+                "regtrust_probes_total",
+                &[("registry", &name), ("reason", "ca_key_mismatch")],
+            )
+            .unwrap_or(0.0)
+                >= 3.0
+        },
+    );
+    let log = std::fs::read_to_string(&agent.log).unwrap();
+    let verdicts = log
+        .lines()
+        .filter(|l| l.contains("endpoint verdict") && l.contains("reason=ca_key_mismatch"))
+        .count();
+    assert_eq!(
+        verdicts, 1,
+        "one event for the change, none for unchanged probes:\n{log}"
+    );
+    assert!(log.contains("CA drift started"), "{log}");
+    assert!(log.contains("the registry's issuing CA changed"), "{log}");
+    assert_eq!(
+        agent.terminate().map(|s| s.code()),
+        Some(Some(0)),
+        "SIGTERM must exit 0"
+    );
+}
+
+#[test]
+fn a_trust_file_change_triggers_a_probe_long_before_the_tick() {
+    let ca_a = ca("registry.test");
+    let la = leaf(&ca_a);
+    let reg = Registry::start(&[&la.cert], Some(&la.key));
+    let name = reg.addr();
+    let node = Node::new();
+    node.trust(&name, &ca("wrong").pem());
+    let mut agent = AgentProc::start(node.root.path(), &agent_cfg(&node, "interval = \"1h\"\n"));
+    agent.wait_until("first round", Duration::from_secs(20), |a| {
+        success(&a.metrics(), &name).is_some()
+    });
+    assert_eq!(success(&agent.metrics(), &name), Some(0.0));
+    let probes = |a: &AgentProc| {
+        a.metrics()
+            .lines()
+            .filter(|l| {
+                l.starts_with("regtrust_probes_total{")
+                    && l.contains(&format!("registry=\"{name}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let before = probes(&agent);
+    // Fix the CA file: the agent must notice the change, not wait an hour.
+    write(&node.hosts_dir().join(&name).join("ca.crt"), ca_a.pem());
+    agent.wait_until(
+        "a probe caused by the file change",
+        Duration::from_secs(30),
+        |a| probes(a) > before && success(&a.metrics(), &name) == Some(1.0),
+    );
+
+    // A new host directory appears: discovered and probed; removed: its series go away.
+    let other = Registry::start(&[&la.cert], Some(&la.key));
+    node.trust(&other.addr(), &ca_a.pem());
+    agent.wait_until("the new registry", Duration::from_secs(30), |a| {
+        success(&a.metrics(), &other.addr()) == Some(1.0)
+    });
+    std::fs::remove_dir_all(node.hosts_dir().join(other.addr())).unwrap();
+    agent.wait_until(
+        "the departed registry's series removed",
+        Duration::from_secs(30),
+        |a| {
+            !a.metrics()
+                .contains(&format!("registry=\"{}\"", other.addr()))
+        },
+    );
+}
+
+#[test]
+fn restart_keeps_the_change_and_survives_a_garbage_state_file() {
+    let ca_a = ca("registry.test");
+    let ca_b = ca("registry.test");
+    let la = leaf(&ca_a);
+    let reg = Registry::start(&[&la.cert], Some(&la.key));
+    let name = reg.addr();
+    let node = Node::new();
+    node.trust(&name, &format!("{}{}", ca_a.pem(), ca_b.pem()));
+    let cfg = agent_cfg(&node, "interval = \"2s\"\n");
+    let mut agent = AgentProc::start(node.root.path(), &cfg);
+    agent.wait_until("ok", Duration::from_secs(20), |a| {
+        success(&a.metrics(), &name) == Some(1.0)
+    });
+    let lb = leaf(&ca_b);
+    let _reg = reg.restart_with(&[&lb.cert], &lb.key);
+    agent.wait_until("the change", Duration::from_secs(30), |a| {
+        metric(
+            &a.metrics(),
+            "regtrust_ca_changes_total",
+            &[("registry", &name)],
+        ) == Some(1.0)
+    });
+    assert_eq!(agent.terminate().and_then(|s| s.code()), Some(0));
+    let state_file = node.path("/var/lib/regtrust/state.json");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    let seen = state["endpoints"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    let b_sha = format!("sha256:{}", regtrust::cert::sha256_hex(ca_b.cert.der()));
+    let a_sha = format!("sha256:{}", regtrust::cert::sha256_hex(ca_a.cert.der()));
+    assert_eq!(seen["issuer_id"], b_sha.as_str());
+    assert_eq!(
+        seen["previous_issuer_id"],
+        a_sha.as_str(),
+        "the cause of the change is kept"
+    );
+
+    // Restarted: the counter carries on from the state, and the same CA is not a new change.
+    let mut agent = AgentProc::start(node.root.path(), &cfg);
+    agent.wait_until("ok again", Duration::from_secs(20), |a| {
+        success(&a.metrics(), &name) == Some(1.0)
+    });
+    assert_eq!(
+        metric(
+            &agent.metrics(),
+            "regtrust_ca_changes_total",
+            &[("registry", &name)]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(agent.terminate().and_then(|s| s.code()), Some(0));
+
+    // A garbage state file is logged and replaced, never fatal.
+    std::fs::write(&state_file, b"\x00\x01 definitely not json").unwrap();
+    let mut agent = AgentProc::start(node.root.path(), &cfg);
+    agent.wait_until(
+        "ok with a garbage state file",
+        Duration::from_secs(20),
+        |a| success(&a.metrics(), &name) == Some(1.0),
+    );
+    assert_eq!(agent.terminate().and_then(|s| s.code()), Some(0));
+    let log = std::fs::read_to_string(&agent.log).unwrap();
+    assert!(log.contains("corrupt"), "{log}");
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(&state_file).unwrap()).is_ok(),
+        "state file was not replaced"
+    );
+}
+
+#[test]
+fn runtime_staleness_follows_the_bundle_and_the_runtime_start() {
+    let _ctd = Containerd::start();
+    let node = Node::new();
+    let bundle = node.path("/etc/ssl/certs/ca-certificates.crt");
+    write(&bundle, ca("sys").pem());
+    let certs_dir = node.path("/etc/ssl/certs");
+    let touch = |when: &str, p: &std::path::Path| {
+        assert!(Command::new("touch")
+            .args(["-d", when])
+            .arg(p)
+            .status()
+            .unwrap()
+            .success())
+    };
+    // Both the bundle and its directory count (update-ca-certificates changes both).
+    touch("1 day ago", &bundle);
+    touch("1 day ago", &certs_dir);
+    let cfg = format!(
+        "host_root = \"{}\"\nhosts_dir = \"/etc/containerd/certs.d\"\nstate_dir = \"{}\"\ninterval = \"1h\"\n",
+        node.root.path().display(),
+        node.path("/var/lib/regtrust").display()
+    );
+    let mut agent = AgentProc::start(node.root.path(), &cfg);
+    let stale = |a: &AgentProc| {
+        metric(
+            &a.metrics(),
+            "regtrust_runtime_trust_stale",
+            &[("runtime", "containerd")],
+        )
+    };
+    agent.wait_until("staleness 0", Duration::from_secs(20), |a| {
+        stale(a) == Some(0.0)
+    });
+    // The bundle changes after containerd started: the running runtime has old roots.
+    touch("+1 minute", &bundle);
+    agent.wait_until("staleness 1", Duration::from_secs(30), |a| {
+        stale(a) == Some(1.0)
+    });
+}
+
+#[test]
+fn prometheus_scrapes_the_agent_and_promtool_lints_it() {
+    require("prometheus");
+    require("promtool");
+    let ca_a = ca("registry.test");
+    let la = leaf(&ca_a);
+    let reg = Registry::start(&[&la.cert], Some(&la.key));
+    let name = reg.addr();
+    let node = Node::new();
+    node.trust(&name, &ca("someone-else").pem());
+    let mut agent = AgentProc::start(node.root.path(), &agent_cfg(&node, "interval = \"2s\"\n"));
+    agent.wait_until("first probe", Duration::from_secs(20), |a| {
+        success(&a.metrics(), &name).is_some()
+    });
+
+    // promtool lints the live exposition.
+    let exposition = agent.metrics();
+    let mut lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    lint.stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let out = lint.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A real Prometheus scrapes it; PromQL sees the drift.
+    let dir = tmp();
+    let port = free_port();
+    write(
+        &dir.path().join("prom.yml"),
+        format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: regtrust\n    static_configs: [{{targets: ['{}']}}]\n", agent.addr),
+    );
+    let mut prom = Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prom.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    wait_port(port, &mut prom, "prometheus");
+    let _prom = Kill(prom);
+    let query =
+        format!("regtrust_ca_drift{{kind=\"presented_untrusted\",registry=\"{name}\"}} == 1");
+    let client = reqwest::blocking::Client::new();
+    let start = std::time::Instant::now();
+    let mut last = serde_json::Value::Null;
+    while start.elapsed() < Duration::from_secs(60) {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+            .query(&[("query", query.as_str())])
+            .timeout(Duration::from_secs(5))
+            .send()
+        {
+            last = r.json().unwrap_or_default();
+            if last["data"]["result"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+            {
+                let series = &last["data"]["result"][0]["metric"];
+                assert_eq!(series["endpoint"], format!("https://{name}/v2/"));
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("Prometheus never saw the drift; last answer: {last}");
+}
