@@ -417,3 +417,23 @@ fn prometheus_scrapes_the_agent_and_promtool_lints_it() {
     }
     panic!("Prometheus never saw the drift; last answer: {last}");
 }
+
+#[test]
+fn the_example_config_in_deploy_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/regtrust.toml");
+    let cfg = regtrust::config::AgentConfig::from_file(std::path::Path::new(path)).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(cfg.listen.to_string(), regtrust::config::DEFAULT_LISTEN);
+    // With the commented registry enabled it is still valid.
+    let text = std::fs::read_to_string(path).unwrap();
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if rest.starts_with("[[registry]]") || rest.starts_with("name") || rest.starts_with("expected_ca") => rest.split(" # ").next().unwrap_or(rest).to_string(),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg = regtrust::config::AgentConfig::from_toml(&uncommented).unwrap_or_else(|e| panic!("{e:?}\n{uncommented}"));
+    assert_eq!(cfg.registries.len(), 1);
+    assert_eq!(cfg.registries[0].expected_ca_sha256.len(), 1);
+}
