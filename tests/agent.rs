@@ -166,11 +166,25 @@ fn a_trust_file_change_triggers_a_probe_long_before_the_tick() {
     let name = reg.addr();
     let node = Node::new();
     node.trust(&name, &ca("wrong").pem());
-    let mut agent = AgentProc::start(node.root.path(), &agent_cfg(&node, "interval = \"1h\"\n"));
+    let cfg = agent_cfg(&node, "interval = \"1h\"\nlog_format = \"json\"\n");
+    let mut agent = AgentProc::start(node.root.path(), &cfg);
     agent.wait_until("first round", Duration::from_secs(20), |a| {
         success(&a.metrics(), &name).is_some()
     });
     assert_eq!(success(&agent.metrics(), &name), Some(0.0));
+    // log_format = "json" in the file: one JSON object per line, with the fields to filter on.
+    let log = std::fs::read_to_string(&agent.log).unwrap();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let verdict = events
+        .iter()
+        .find(|e| e["message"] == "endpoint verdict")
+        .unwrap_or_else(|| panic!("no verdict event in:\n{log}"));
+    assert_eq!(verdict["registry"], name.as_str());
+    assert_eq!(verdict["reason"], "unknown_authority");
+    assert_eq!(verdict["endpoint"], format!("https://{name}/v2/"));
     let probes = |a: &AgentProc| {
         a.metrics()
             .lines()
@@ -421,19 +435,27 @@ fn prometheus_scrapes_the_agent_and_promtool_lints_it() {
 #[test]
 fn the_example_config_in_deploy_is_valid() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/regtrust.toml");
-    let cfg = regtrust::config::AgentConfig::from_file(std::path::Path::new(path)).unwrap_or_else(|e| panic!("{e:?}"));
+    let cfg = regtrust::config::AgentConfig::from_file(std::path::Path::new(path))
+        .unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(cfg.listen.to_string(), regtrust::config::DEFAULT_LISTEN);
     // With the commented registry enabled it is still valid.
     let text = std::fs::read_to_string(path).unwrap();
     let uncommented: String = text
         .lines()
         .map(|l| match l.strip_prefix("# ") {
-            Some(rest) if rest.starts_with("[[registry]]") || rest.starts_with("name") || rest.starts_with("expected_ca") => rest.split(" # ").next().unwrap_or(rest).to_string(),
+            Some(rest)
+                if rest.starts_with("[[registry]]")
+                    || rest.starts_with("name")
+                    || rest.starts_with("expected_ca") =>
+            {
+                rest.split(" # ").next().unwrap_or(rest).to_string()
+            }
             _ => l.to_string(),
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let cfg = regtrust::config::AgentConfig::from_toml(&uncommented).unwrap_or_else(|e| panic!("{e:?}\n{uncommented}"));
+    let cfg = regtrust::config::AgentConfig::from_toml(&uncommented)
+        .unwrap_or_else(|e| panic!("{e:?}\n{uncommented}"));
     assert_eq!(cfg.registries.len(), 1);
     assert_eq!(cfg.registries[0].expected_ca_sha256.len(), 1);
 }

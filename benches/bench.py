@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""regtrust agent vs prometheus-blackbox-exporter vs curl on the same TLS registry.
+
+Run through scripts/bench (it sets up the names). Every endpoint probe is a fresh TCP connection and
+a full TLS handshake in all three tools. Prints a markdown table for the README.
+"""
+import json, os, re, resource, shutil, socket, statistics, subprocess, sys, tempfile, time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+SECONDS = int(os.environ.get("BENCH_SECONDS", "30"))
+INTERVAL = 5
+COUNTS = [1, 50, 200]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REGTRUST = os.path.join(ROOT, "target/release/regtrust")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+
+def wait_port(port, proc, what, limit=15):
+    end = time.time() + limit
+    while time.time() < end:
+        if proc.poll() is not None:
+            sys.exit(f"{what} exited early")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close(); return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"{what} did not listen")
+
+
+def rss_mib(pid, key="VmRSS:"):
+    """VmRSS: all resident pages; RssAnon: private memory (heap, stacks), without the binary's pages."""
+    with open(f"/proc/{pid}/status") as f:
+        for l in f:
+            if l.startswith(key):
+                return int(l.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def get(url, timeout=10):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read().decode()
+
+
+def sh(*a, **k):
+    return subprocess.run(a, check=True, capture_output=True, **k)
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="regtrust-bench-")
+    procs = []
+    try:
+        # Certificates: RSA-2048 CA and leaf for r*.test and 127.0.0.1.
+        os.chdir(work)
+        open("san.ext", "w").write("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+                                   "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:*.test\n")
+        sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "5",
+           "-subj", "/CN=bench CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        sh("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=r1.test")
+        sh("openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "srv.pem",
+           "-days", "5", "-extfile", "san.ext")
+        rport = free_port()
+        os.makedirs("data")
+        open("registry.yml", "w").write(
+            "version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage: {filesystem: {rootdirectory: data}}\n"
+            f"http: {{addr: 127.0.0.1:{rport}, secret: bench, tls: {{certificate: srv.pem, key: srv.key}}}}\n")
+        reg = subprocess.Popen(["docker-registry", "serve", "registry.yml"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(reg); wait_port(rport, reg, "docker-registry")
+
+        # A node for regtrust: the real system bundle plus one legacy host dir (ca.crt) per registry name.
+        hostroot = os.path.join(work, "host")
+        os.makedirs(f"{hostroot}/etc/ssl/certs")
+        if os.path.exists("/etc/ssl/certs/ca-certificates.crt"):
+            shutil.copy("/etc/ssl/certs/ca-certificates.crt", f"{hostroot}/etc/ssl/certs/")
+
+        # curl: fresh-connection GETs, CPU from rusage of the children.
+        curl_wall = []
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        n_curl = 100
+        for _ in range(n_curl):
+            out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{time_total}", "--cacert", "ca.pem",
+                                  f"https://r1.test:{rport}/v2/"], capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+            curl_wall.append(float(out.stdout) * 1000)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        curl_cpu = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / n_curl * 1000
+
+        rows = {}
+
+        def regtrust_run(n):
+            d = f"{hostroot}/etc/containerd/certs.d"
+            shutil.rmtree(d, ignore_errors=True)
+            for i in range(1, n + 1):
+                os.makedirs(f"{d}/r{i}.test:{rport}")
+                shutil.copy("ca.pem", f"{d}/r{i}.test:{rport}/ca.crt")
+            port = free_port()
+            state = tempfile.mkdtemp(dir=work)
+            p = subprocess.Popen([REGTRUST, "run", "--host-root", hostroot, "--hosts-dir", "/etc/containerd/certs.d",
+                                  "--interval", f"{INTERVAL}s", "--timeout", "4s", "--listen", f"127.0.0.1:{port}", "--state-dir", state],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"PATH": os.environ["PATH"], "REGTRUST_LOG": "error"})
+            procs.append(p); wait_port(port, p, "regtrust")
+            time.sleep(1)
+            idle = rss_mib(p.pid) if n == 0 else None
+            c0, t0 = cpu_s(p.pid), time.time()
+            m0 = probes(get(f"http://127.0.0.1:{port}/metrics"))
+            time.sleep(SECONDS)
+            text = get(f"http://127.0.0.1:{port}/metrics")
+            c1 = cpu_s(p.pid)
+            m1 = probes(text)
+            ok = len(re.findall(r'^regtrust_probe_success\{.*\} 1$', text, re.M))
+            walls = [float(x) * 1000 for x in re.findall(r'^regtrust_probe_duration_seconds\{.*phase="total".*\} (\S+)$', text, re.M)]
+            scrape = []
+            for _ in range(20):
+                s = time.perf_counter(); get(f"http://127.0.0.1:{port}/metrics"); scrape.append((time.perf_counter() - s) * 1000)
+            r = dict(rss=rss_mib(p.pid), anon=rss_mib(p.pid, "RssAnon:"), idle=idle, cpu=(c1 - c0) / max(m1 - m0, 1) * 1000, probes=m1 - m0, ok=ok,
+                     wall=statistics.median(walls) if walls else None, scrape=statistics.median(scrape))
+            p.terminate(); p.wait(10)
+            return r
+
+        def probes(text):
+            return sum(float(v) for v in re.findall(r'^regtrust_probes_total\{.*\} (\S+)$', text, re.M))
+
+        def blackbox_run(n):
+            port = free_port()
+            open("bb.yml", "w").write("modules:\n  registry_v2:\n    prober: http\n    timeout: 10s\n    http:\n"
+                                      "      valid_status_codes: [200, 401]\n      fail_if_not_ssl: true\n"
+                                      f"      tls_config: {{ca_file: {work}/ca.pem}}\n")
+            p = subprocess.Popen(["prometheus-blackbox-exporter", "--config.file=bb.yml", f"--web.listen-address=127.0.0.1:{port}"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(p); wait_port(port, p, "blackbox")
+            time.sleep(1)
+            idle = rss_mib(p.pid) if n == 0 else None
+            c0 = cpu_s(p.pid)
+            done, walls, oks = 0, [], 0
+            pool = ThreadPoolExecutor(16)
+
+            def one(i):
+                t = get(f"http://127.0.0.1:{port}/probe?module=registry_v2&target=https://r{i}.test:{rport}/v2/")
+                m = re.search(r'^probe_duration_seconds (\S+)$', t, re.M)
+                return float(m.group(1)) * 1000 if m else None, "probe_success 1" in t
+
+            end = time.time() + SECONDS
+            while n and time.time() < end:
+                start = time.time()
+                for w, ok in pool.map(one, range(1, n + 1)):
+                    done += 1; oks += ok
+                    if w is not None: walls.append(w)
+                time.sleep(max(0, INTERVAL - (time.time() - start)))
+            if not n:
+                time.sleep(SECONDS)
+            c1 = cpu_s(p.pid)
+            r = dict(rss=rss_mib(p.pid), anon=rss_mib(p.pid, "RssAnon:"), idle=idle, cpu=(c1 - c0) / max(done, 1) * 1000, probes=done, ok=oks,
+                     wall=statistics.median(walls) if walls else None, scrape=None)
+            p.terminate(); p.wait(10)
+            return r
+
+        for tool, fn in (("regtrust", regtrust_run), ("blackbox", blackbox_run)):
+            rows[tool] = {n: fn(n) for n in [0] + COUNTS}
+
+        print(f"\nregtrust {sh(REGTRUST, '--version').stdout.decode().strip()} vs prometheus-blackbox-exporter, "
+              f"{SECONDS} s per point, every endpoint probed every {INTERVAL} s, RSA-2048 chain, {os.cpu_count()} cores\n")
+        print("| | regtrust | blackbox_exporter | curl |")
+        print("|---|---|---|---|")
+        fmt = lambda v, u="": "—" if v is None else f"{v:.1f}{u}"
+        print(f"| RSS idle | {fmt(rows['regtrust'][0]['rss'], ' MiB')} | {fmt(rows['blackbox'][0]['rss'], ' MiB')} | |")
+        for n in COUNTS:
+            print(f"| RSS, {n} endpoints | {fmt(rows['regtrust'][n]['rss'], ' MiB')} | {fmt(rows['blackbox'][n]['rss'], ' MiB')} | |")
+        print(f"| private memory (RssAnon) idle | {fmt(rows['regtrust'][0]['anon'], ' MiB')} | {fmt(rows['blackbox'][0]['anon'], ' MiB')} | |")
+        for n in COUNTS:
+            print(f"| private memory (RssAnon), {n} endpoints | {fmt(rows['regtrust'][n]['anon'], ' MiB')} | {fmt(rows['blackbox'][n]['anon'], ' MiB')} | |")
+        for n in COUNTS:
+            print(f"| CPU per probe, {n} endpoints | {fmt(rows['regtrust'][n]['cpu'], ' ms')} | {fmt(rows['blackbox'][n]['cpu'], ' ms')} | {fmt(curl_cpu, ' ms')} (whole process) |")
+        for n in COUNTS:
+            print(f"| wall per probe (median), {n} endpoints | {fmt(rows['regtrust'][n]['wall'], ' ms')} | {fmt(rows['blackbox'][n]['wall'], ' ms')} | {fmt(statistics.median(curl_wall), ' ms')} |")
+        print(f"| /metrics scrape, 200 endpoints (median of 20) | {fmt(rows['regtrust'][200]['scrape'], ' ms')} | (one /probe per target) | |")
+        print(f"| probes done / ok, 200 endpoints | {rows['regtrust'][200]['probes']:.0f} / {rows['regtrust'][200]['ok']} endpoints ok | "
+              f"{rows['blackbox'][200]['probes']} / {rows['blackbox'][200]['ok']} | |")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill(); p.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
