@@ -53,6 +53,9 @@ pub struct EndpointReport {
     pub presented_chain: Vec<CertInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub presented_issuer: Option<IssuerId>,
+    /// The presented certificates themselves (for staging from a pinned fingerprint).
+    #[serde(skip)]
+    pub presented_certs: Vec<Arc<Cert>>,
     /// Configured CAs, plus any system root named like an issuer in the presented chain.
     pub trusted_cas: Vec<TrustedCaInfo>,
     pub system_roots: usize,
@@ -153,6 +156,7 @@ pub async fn check_registry(
                 http_status: None,
                 presented_chain: Vec::new(),
                 presented_issuer: None,
+                presented_certs: Vec::new(),
                 trusted_cas: configured(ep),
                 system_roots: system.cas.len(),
                 skip_verify: ep.skip_verify,
@@ -300,6 +304,7 @@ fn endpoint_report(
         http_status: res.http_status,
         presented_chain: res.presented.iter().map(|c| c.info()).collect(),
         presented_issuer: presented_issuer(res),
+        presented_certs: res.presented.clone(),
         trusted_cas: trusted,
         system_roots,
         skip_verify: ep.skip_verify,

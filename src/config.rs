@@ -24,6 +24,9 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/regtrust";
 pub const DEFAULT_PROC_DIR: &str = "/proc";
 /// Smallest interval accepted: below this the agent would be a load test.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// At most one staging attempt per registry this often, so a flapping registry cannot make the
+/// agent rewrite files in a loop.
+pub const DEFAULT_STAGE_MIN_INTERVAL: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -62,6 +65,8 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Where the runtime's process is visible (the node's /proc: hostPID in a DaemonSet).
     pub proc_dir: PathBuf,
+    /// Least time between two staging attempts for one registry.
+    pub stage_min_interval: Duration,
 }
 
 impl Default for AgentConfig {
@@ -83,6 +88,7 @@ impl Default for AgentConfig {
             log_format: LogFormat::Text,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             proc_dir: PathBuf::from(DEFAULT_PROC_DIR),
+            stage_min_interval: DEFAULT_STAGE_MIN_INTERVAL,
         }
     }
 }
@@ -129,11 +135,12 @@ impl AgentConfig {
                 "listen" => listen(v).map(|a| cfg.listen = a),
                 "log_format" => log_format(v).map(|f| cfg.log_format = f),
                 "state_dir" => path(v).map(|p| cfg.state_dir = p),
+                "stage_min_interval" => duration(v).and_then(min_interval).map(|d| cfg.stage_min_interval = d),
                 "proc_dir" => path(v).map(|p| cfg.proc_dir = p),
                 "registry" => {
                     registries(v, &mut errs).map(|r| cfg.registries = r)
                 }
-                other => Err(format!("unknown key (known: host_root, runtime, hosts_dir, containerd_config, discover, interval, jitter, timeout, concurrency, listen, log_format, state_dir, proc_dir, [[registry]]): {other}")),
+                other => Err(format!("unknown key (known: host_root, runtime, hosts_dir, containerd_config, discover, interval, jitter, timeout, concurrency, listen, log_format, state_dir, proc_dir, stage_min_interval, [[registry]]): {other}")),
             };
             if let Err(e) = r {
                 errs.push(format!("{key}: {e}"));

@@ -27,5 +27,6 @@ pub mod metrics;
 pub mod pem;
 pub mod probe;
 pub mod report;
+pub mod stage;
 pub mod trust;
 pub mod verify;

@@ -54,6 +54,11 @@ enum Cmd {
     /// Run the node agent: probe continuously, serve /metrics, /healthz, /readyz and a status page.
     /// Settings come from --config (TOML), overridden by the flags given.
     Run(RunArgs),
+    /// Stage a corrected CA where the runtime reads it: plan and print; write only with --apply.
+    /// The candidate must come from --ca (a file the operator trusts) or --pin (a fingerprint of a
+    /// certificate the registry presents), and must make the live chain verify. Exit 0: applied or
+    /// planned; 1: refused, rolled back or failed; 2: usage.
+    Stage(StageArgs),
     /// Replay the incident on loopback (CA rotated to a new key with the same name): the check's
     /// diagnosis, and the agent's metrics while it happens.
     Demo {
@@ -66,6 +71,38 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         hold: u64,
     },
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("candidate").required(true).args(["ca", "pin"])))]
+struct StageArgs {
+    /// Write (without it: show what would be written where).
+    #[arg(long)]
+    apply: bool,
+    #[arg(long, default_value = "/", env = "REGTRUST_HOST_ROOT")]
+    host_root: PathBuf,
+    #[arg(long, default_value = trust::DEFAULT_CONTAINERD_CONFIG, conflicts_with = "hosts_dir")]
+    containerd_config: PathBuf,
+    #[arg(long)]
+    hosts_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "containerd")]
+    runtime: trust::Runtime,
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// The registry, `host[:port]`.
+    #[arg(long)]
+    registry: String,
+    /// A PEM file holding the CA to install (e.g. the mounted expected-CA ConfigMap).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// SHA-256 of a certificate the registry itself presents (repeatable).
+    #[arg(long)]
+    pin: Vec<String>,
+    /// keep: the file's current CAs stay beside the new one; replace: the new CA alone.
+    #[arg(long, value_enum, default_value = "keep")]
+    policy: regtrust::stage::Policy,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
 }
 
 #[derive(clap::Args)]
@@ -315,6 +352,63 @@ fn main() -> ExitCode {
                     eprintln!("regtrust: {e}");
                     ExitCode::from(2)
                 }
+            }
+        }
+        Cmd::Stage(a) => {
+            init_logging(false, "warn");
+            if let Err(e) = trust::validate_registry(&a.registry) {
+                eprintln!("regtrust: {e}");
+                return ExitCode::from(2);
+            }
+            if !(a.timeout > 0.0 && a.timeout <= 3600.0) || !a.host_root.is_dir() {
+                eprintln!("regtrust: --timeout must be in (0, 3600] and --host-root a directory");
+                return ExitCode::from(2);
+            }
+            let source = match &a.ca {
+                Some(f) => regtrust::stage::Source::File(f.clone()),
+                None => {
+                    let pins: Result<Vec<String>, String> = a
+                        .pin
+                        .iter()
+                        .map(|p| regtrust::config::normalize_sha256(p))
+                        .collect();
+                    match pins {
+                        Ok(p) => regtrust::stage::Source::Pin(p),
+                        Err(e) => {
+                            eprintln!("regtrust: --pin: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
+            };
+            let settings = trust::TrustSettings {
+                host_root: HostRoot::new(a.host_root),
+                runtime: a.runtime,
+                hosts_dir: a.hosts_dir,
+                containerd_config: a.containerd_config,
+            };
+            let ps = probe::ProbeSettings {
+                timeout: Duration::from_secs_f64(a.timeout),
+                proxy: probe::ProxyEnv::from_env(),
+            };
+            let rep = rt.block_on(regtrust::stage::run(
+                &settings,
+                &a.registry,
+                &source,
+                a.policy,
+                a.apply,
+                &ps,
+            ));
+            if a.output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&rep).unwrap_or_default());
+            } else {
+                print!("{}", regtrust::stage::text(&rep));
+            }
+            match rep.outcome {
+                regtrust::stage::Outcome::Applied | regtrust::stage::Outcome::DryRun => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(1),
             }
         }
         Cmd::Demo {

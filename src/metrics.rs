@@ -120,6 +120,7 @@ struct Families {
     runtime_stale: Tracked,
     probes_total: TrackedCounter,
     ca_changes_total: TrackedCounter,
+    stage_total: TrackedCounter,
 }
 
 /// What one endpoint probe contributes.
@@ -161,6 +162,12 @@ impl Metrics {
             runtime_stale: g("regtrust_runtime_trust_stale", "1 if the node's system CA bundle changed after the runtime process started: the running runtime still uses the old roots and needs a restart.", &["runtime"])?,
             probes_total: TrackedCounter::new(&r, "regtrust_probes_total", "Probes of the endpoint, by reason.", &["registry", "endpoint", "reason"])?,
             ca_changes_total: TrackedCounter::new(&r, "regtrust_ca_changes_total", "Times the issuing CA presented by the endpoint changed since the last probe (persisted across restarts).", &["registry", "endpoint"])?,
+            stage_total: TrackedCounter::new(
+                &r,
+                "regtrust_stage_total",
+                "Attempts to stage a corrected CA, by result (applied, refused, rolled_back, failed, dry_run).",
+                &["registry", "result"],
+            )?,
         };
         let build = GaugeVec::new(
             Opts::new("regtrust_build_info", "regtrust's version; always 1."),
@@ -307,6 +314,13 @@ impl Metrics {
             .inc_by(registry, &[registry, endpoint], n);
     }
 
+    /// Counts one staging attempt.
+    pub fn stage(&self, registry: &str, result: &str) {
+        self.families()
+            .stage_total
+            .inc_by(registry, &[registry, result], 1);
+    }
+
     /// `None` removes the series (runtime process not found).
     pub fn runtime_stale(&self, runtime: &str, stale: Option<bool>) {
         let mut guard = self.families();
@@ -341,6 +355,7 @@ impl Metrics {
         }
         f.probes_total.forget(registry);
         f.ca_changes_total.forget(registry);
+        f.stage_total.forget(registry);
     }
 
     /// The text exposition format.

@@ -30,6 +30,7 @@ use crate::config::{AgentConfig, RegistryConfig};
 use crate::diagnose::Reason;
 use crate::metrics::{EndpointSample, Metrics};
 use crate::probe::{ProbeSettings, ProxyEnv};
+use crate::stage;
 use crate::trust::{self, ConfigError, RegistryTrust, SystemRoots, TrustLoader, TrustSettings};
 use state::{Seen, State, StateStore};
 
@@ -189,6 +190,11 @@ struct Loop {
     probe: ProbeSettings,
     sem: Arc<tokio::sync::Semaphore>,
     stale: Option<bool>,
+    /// Staging attempts decided by `handle`, spawned by the loop.
+    pending_stage: Vec<(String, stage::Source)>,
+    /// When each registry's last staging attempt started (the rate limit).
+    last_stage: HashMap<String, Instant>,
+    staging: HashSet<String>,
 }
 
 type Done = (String, RegistryReport);
@@ -224,6 +230,9 @@ impl Loop {
             watcher,
             watch_rx,
             stale: None,
+            pending_stage: Vec::new(),
+            last_stage: HashMap::new(),
+            staging: HashSet::new(),
         })
     }
 
@@ -244,11 +253,13 @@ impl Loop {
     ) -> Result<(), AgentError> {
         tokio::pin!(shutdown);
         let mut tasks: JoinSet<Done> = JoinSet::new();
+        let mut stages: JoinSet<stage::StageReport> = JoinSet::new();
         self.reconcile()?;
         let mut reconcile_at: Option<Instant> = None;
         let mut stale_due = Instant::now();
         loop {
             self.spawn_due(&mut tasks);
+            self.spawn_stages(&mut stages);
             let next_due = self
                 .regs
                 .values()
@@ -266,6 +277,12 @@ impl Loop {
                     match done {
                         Ok((name, report)) => self.handle(name, report),
                         Err(e) => tracing::error!(error = %e, "a probe task failed"),
+                    }
+                }
+                Some(done) = stages.join_next(), if !stages.is_empty() => {
+                    match done {
+                        Ok(rep) => self.staged(rep),
+                        Err(e) => tracing::error!(error = %e, "a staging task failed"),
                     }
                 }
                 Some(()) = self.watch_rx.recv() => {
@@ -647,11 +664,42 @@ impl Loop {
             &findings.into_iter().collect::<Vec<_>>(),
             expected_trusted,
         );
+        let untrusted = r
+            .last
+            .values()
+            .any(|(_, d)| d.contains(&"presented_untrusted"));
+        let report_ok = report.ok;
         {
             let mut st = self.app.status.write().unwrap_or_else(|p| p.into_inner());
             st.retain(|(rep, _)| rep.registry != name && self.regs.contains_key(&rep.registry));
             st.push((report, expected_trusted));
             st.sort_by(|a, b| a.0.registry.cmp(&b.0.registry));
+        }
+        // Staging: only when enabled for the registry, with an authenticated candidate source, while
+        // the registry's chain does not verify, at most once per stage_min_interval.
+        if let Some(rc) = self
+            .cfg
+            .registries
+            .iter()
+            .find(|c| c.name == name && c.stage)
+        {
+            let source = match (&rc.expected_ca_file, rc.expected_ca_sha256.is_empty()) {
+                (Some(f), _) => Some(stage::Source::File(f.clone())),
+                (None, false) => Some(stage::Source::Pin(rc.expected_ca_sha256.clone())),
+                (None, true) => None,
+            };
+            let due = self
+                .last_stage
+                .get(&name)
+                .is_none_or(|t| t.elapsed() >= self.cfg.stage_min_interval);
+            if let (true, Some(source), true, false) = (
+                untrusted && !report_ok,
+                source,
+                due,
+                self.staging.contains(&name),
+            ) {
+                self.pending_stage.push((name.clone(), source));
+            }
         }
         if state_changed {
             self.save_state();
@@ -661,6 +709,45 @@ impl Loop {
                 registries = self.regs.len(),
                 "first probe round done: ready"
             );
+        }
+    }
+
+    fn spawn_stages(&mut self, stages: &mut JoinSet<stage::StageReport>) {
+        for (name, source) in std::mem::take(&mut self.pending_stage) {
+            self.last_stage.insert(name.clone(), Instant::now());
+            self.staging.insert(name.clone());
+            tracing::info!(registry = %name, "staging the expected CA");
+            let (settings, ps) = (self.settings.clone(), self.probe.clone());
+            stages.spawn(async move {
+                stage::run(&settings, &name, &source, stage::Policy::Keep, true, &ps).await
+            });
+        }
+    }
+
+    /// Folds a staging attempt into metrics and logs; an applied CA is probed again at once.
+    fn staged(&mut self, rep: stage::StageReport) {
+        self.staging.remove(&rep.registry);
+        self.metrics.stage(&rep.registry, rep.outcome.as_str());
+        let (reg, target, before, after) = (
+            &rep.registry,
+            rep.target.as_deref().unwrap_or(""),
+            rep.before.join(","),
+            rep.after.join(","),
+        );
+        match rep.outcome {
+            stage::Outcome::Applied => {
+                tracing::info!(registry = %reg, result = rep.outcome.as_str(), target, before, after, message = %rep.message, "staged a corrected CA")
+            }
+            _ => {
+                tracing::warn!(registry = %reg, result = rep.outcome.as_str(), target, before, after, message = %rep.message, "staging did not install a CA")
+            }
+        }
+        if let Some(r) = self.regs.get_mut(&rep.registry) {
+            if r.in_flight {
+                r.again = true;
+            } else {
+                r.next_due = Instant::now();
+            }
         }
     }
 

@@ -132,6 +132,7 @@ fn load_dir(
     for e in &entries {
         let path = dir.join(&e.name);
         if e.name.ends_with(".crt") {
+            ep.ca_files.push(path.clone());
             match read_ca_file(hr, &path, findings) {
                 CaRead::Certs(cas) => ep.cas.extend(cas),
                 CaRead::Empty => findings.push(Finding::new(

@@ -301,6 +301,7 @@ impl Layout {
             }
             for ca in h.ca.iter().flatten() {
                 rt.watched.push(ca.clone());
+                ep.ca_files.push(ca.clone());
                 match read_ca_file(hr, ca, &mut rt.findings) {
                     CaRead::Certs(cas) => ep.cas.extend(cas),
                     CaRead::Empty => {

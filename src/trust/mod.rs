@@ -96,6 +96,8 @@ pub struct Endpoint {
     pub skip_verify: bool,
     /// Where the endpoint was configured (hosts.toml table, `server`, default, …).
     pub origin: String,
+    /// The CA files configured for this endpoint (node paths), whether or not they could be read.
+    pub ca_files: Vec<PathBuf>,
 }
 
 impl Endpoint {
@@ -129,6 +131,7 @@ impl Endpoint {
             cas: Vec::new(),
             skip_verify: false,
             origin: origin.into(),
+            ca_files: Vec::new(),
         }
     }
 }
@@ -254,6 +257,11 @@ impl TrustLoader {
             runtime: settings.runtime,
             containerd,
         })
+    }
+
+    /// containerd's layout, when the runtime is containerd.
+    pub fn containerd_layout(&self) -> Option<&containerd::Layout> {
+        self.containerd.as_ref()
     }
 
     /// Findings about the runtime's configuration as a whole.
