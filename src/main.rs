@@ -360,7 +360,7 @@ fn main() -> ExitCode {
                 eprintln!("regtrust: {e}");
                 return ExitCode::from(2);
             }
-            if !(a.timeout > 0.0 && a.timeout <= 3600.0) || !a.host_root.is_dir() {
+            if !(a.timeout > 0.0 && a.timeout <= 3600.0 && a.host_root.is_dir()) {
                 eprintln!("regtrust: --timeout must be in (0, 3600] and --host-root a directory");
                 return ExitCode::from(2);
             }
