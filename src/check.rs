@@ -38,6 +38,30 @@ pub struct IssuerId {
     pub subject: String,
     /// `sha256:<hex>` or `keyid:<hex>`.
     pub id: String,
+    /// SHA-256 of the issuing certificate, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The issuer's key id as the leaf names it (AKID), when present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+}
+
+impl IssuerId {
+    /// Same issuing CA? Fingerprints when both are known, else key ids, else the ids. The same CA
+    /// is first known by key id only (its chain did not verify) and by fingerprint once it does:
+    /// that is not a change.
+    pub fn same_issuer(&self, sha256: Option<&str>, key_id: Option<&str>, id: &str) -> bool {
+        match (
+            self.sha256.as_deref(),
+            sha256,
+            self.key_id.as_deref(),
+            key_id,
+        ) {
+            (Some(a), Some(b), _, _) => a == b,
+            (_, _, Some(a), Some(b)) => a == b,
+            _ => self.id == id,
+        }
+    }
 }
 
 /// One endpoint's result.
@@ -269,14 +293,18 @@ pub fn presented_issuer(res: &probe::ProbeResult) -> Option<IssuerId> {
         .skip(1)
         .find(|c| c.raw_subject == leaf.raw_issuer)
         .map(|c| c.sha256.clone());
-    let id = match (res.verified_issuer_sha256.clone().or(sent), &leaf.akid) {
+    let sha256 = res.verified_issuer_sha256.clone().or(sent);
+    let key_id = leaf.akid.as_deref().map(crate::cert::hex);
+    let id = match (&sha256, &key_id) {
         (Some(sha), _) => format!("sha256:{sha}"),
-        (None, Some(akid)) => format!("keyid:{}", crate::cert::hex(akid)),
+        (None, Some(k)) => format!("keyid:{k}"),
         (None, None) => return None,
     };
     Some(IssuerId {
         subject: leaf.issuer.clone(),
         id,
+        sha256,
+        key_id,
     })
 }
 

@@ -162,6 +162,8 @@ impl Drop for TlsRegistry {
 pub struct DemoOutcome {
     pub before: Report,
     pub after: Report,
+    /// The check after the agent staged CA-B.
+    pub remedied: Report,
     pub ca_a_sha256: String,
     pub ca_b_sha256: String,
     /// The agent's /metrics at each phase: ok; CA-B published as expected; rotated to CA-B.
@@ -179,6 +181,8 @@ impl DemoOutcome {
             && m(0, "regtrust_probe_success{")
             && m(1, "regtrust_expected_ca_trusted{")
             && m(2, "reason=\"ca_key_mismatch\"")
+            && m(3, "result=\"applied\"")
+            && self.remedied.all_ok()
     }
 }
 
@@ -191,6 +195,7 @@ pub fn interesting_metrics(text: &str) -> String {
         "regtrust_expected_ca_trusted{",
         "regtrust_ca_drift{",
         "regtrust_ca_changes_total{",
+        "regtrust_stage_total{",
     ];
     text.lines()
         .filter(|l| NAMES.iter().any(|n| l.starts_with(n)))
@@ -285,19 +290,10 @@ pub async fn run(listen: SocketAddr, hold: std::time::Duration) -> Result<DemoOu
         }],
         ..AgentConfig::default()
     };
-    let agent = Agent::bind(cfg)
-        .await
-        .map_err(|e| DemoError::Agent(e.to_string()))?;
-    let handle = AgentHandle {
-        addr: agent.local_addr()?,
-        cmds: agent.commands(),
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(agent.run(async move {
-        let _ = stop_rx.await;
-    }));
+    let running = RunningAgent::start(cfg.clone()).await?;
+    let handle = &running.handle;
     let mut metrics = Vec::new();
-    let m0 = probe_and_wait(&handle, |t| {
+    let m0 = probe_and_wait(handle, |t| {
         t.contains("regtrust_probe_success{") && t.contains("regtrust_expected_ca_trusted{")
     })
     .await;
@@ -308,7 +304,7 @@ pub async fn run(listen: SocketAddr, hold: std::time::Duration) -> Result<DemoOu
 
     let ca_b = Ca::new(subject)?;
     std::fs::write(&expected, ca_b.cert.pem())?;
-    let m1 = probe_and_wait(&handle, |t| {
+    let m1 = probe_and_wait(handle, |t| {
         t.lines()
             .any(|l| l.starts_with("regtrust_expected_ca_trusted{") && l.ends_with(" 0"))
     })
@@ -318,24 +314,71 @@ pub async fn run(listen: SocketAddr, hold: std::time::Duration) -> Result<DemoOu
     let (leaf_b, key_b) = ca_b.issue_server()?;
     server.rotate(&[&leaf_b], &key_b)?;
     let after = check::run(&settings, &regs, &ps).await?;
-    let m2 = probe_and_wait(&handle, |t| t.contains("reason=\"ca_key_mismatch\"")).await;
+    let m2 = probe_and_wait(handle, |t| t.contains("reason=\"ca_key_mismatch\"")).await;
     metrics.push((
         "the registry rotates to CA-B (same subject, new key); the node still trusts CA-A"
             .to_string(),
         m2,
     ));
 
+    // The remedy: the agent restarts (same state dir) with staging on for the registry; it installs
+    // CA-B from the expected CA file where containerd reads it, and the re-probe is ok.
+    running.stop().await;
+    let mut staging_cfg = cfg;
+    staging_cfg.registries[0].stage = true;
+    let running = RunningAgent::start(staging_cfg).await?;
+    let m3 = probe_and_wait(&running.handle, |t| {
+        t.contains("result=\"applied\"")
+            && t.lines()
+                .any(|l| l.starts_with("regtrust_probe_success{") && l.ends_with(" 1"))
+    })
+    .await;
+    metrics.push((
+        "the agent stages the expected CA-B (keeping CA-A beside it) into the hosts dir; the re-probe is ok".to_string(),
+        m3,
+    ));
+    let remedied = check::run(&settings, &regs, &ps).await?;
+    let metrics_url = format!("http://{}/metrics", running.handle.addr);
     tokio::time::sleep(hold).await;
-    let _ = stop_tx.send(());
-    let _ = task.await;
+    running.stop().await;
     Ok(DemoOutcome {
         before,
         after,
+        remedied,
         ca_a_sha256: crate::cert::sha256_hex(ca_a.cert.der()),
         ca_b_sha256: crate::cert::sha256_hex(ca_b.cert.der()),
         metrics,
-        metrics_url: format!("http://{}/metrics", handle.addr),
+        metrics_url,
     })
+}
+
+/// An agent running in this process, stopped on request.
+struct RunningAgent {
+    handle: AgentHandle,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), crate::agent::AgentError>>,
+}
+
+impl RunningAgent {
+    async fn start(cfg: AgentConfig) -> Result<RunningAgent, DemoError> {
+        let agent = Agent::bind(cfg)
+            .await
+            .map_err(|e| DemoError::Agent(e.to_string()))?;
+        let handle = AgentHandle {
+            addr: agent.local_addr()?,
+            cmds: agent.commands(),
+        };
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(agent.run(async move {
+            let _ = rx.await;
+        }));
+        Ok(RunningAgent { handle, stop, task })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
 }
 
 /// A temporary directory removed on drop (no extra crate for one use).

@@ -425,7 +425,7 @@ fn main() -> ExitCode {
                             .iter()
                             .map(|(phase, m)| serde_json::json!({"phase": phase, "metrics": m}))
                             .collect();
-                        let v = serde_json::json!({"before": d.before, "after": d.after, "ca_a_sha256": d.ca_a_sha256, "ca_b_sha256": d.ca_b_sha256, "agent": metrics});
+                        let v = serde_json::json!({"before": d.before, "after": d.after, "remedied": d.remedied, "ca_a_sha256": d.ca_a_sha256, "ca_b_sha256": d.ca_b_sha256, "agent": metrics});
                         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                     } else {
                         print_demo(&d);
@@ -461,6 +461,9 @@ fn print_demo(d: &demo::DemoOutcome) {
         println!("{}. {phase}", i + 1);
         print!("{}", demo::interesting_metrics(m));
     }
+    println!("\n== regtrust check, after the agent staged CA-B ==");
+    print!("{}", report::text(&strip_node_notes(d.remedied.clone())));
+    if false {}
 }
 
 /// The demo's temporary host root has no system roots or containerd config; saying so is noise.

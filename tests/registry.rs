@@ -559,4 +559,28 @@ fn demo_reproduces_the_incident() {
     assert_eq!(after["reason"], "ca_key_mismatch");
     let km = &after["endpoints"][0]["key_mismatch"];
     assert_eq!(km["trusted"][0]["sha256"], run.json["ca_a_sha256"]);
+    // The agent's phases: expected CA untrusted before the rotation, the incident, the remedy.
+    let phase = |i: usize| {
+        run.json["agent"][i]["metrics"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        metric(&phase(1), "regtrust_expected_ca_trusted", &[]),
+        Some(0.0)
+    );
+    assert_eq!(metric(&phase(1), "regtrust_probe_success", &[]), Some(1.0));
+    assert_eq!(metric(&phase(2), "regtrust_probe_success", &[]), Some(0.0));
+    assert_eq!(
+        metric(&phase(3), "regtrust_stage_total", &[("result", "applied")]),
+        Some(1.0)
+    );
+    assert_eq!(metric(&phase(3), "regtrust_probe_success", &[]), Some(1.0));
+    // One rotation is one change, however the CA was first identified (key id, then fingerprint).
+    assert_eq!(
+        metric(&phase(3), "regtrust_ca_changes_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(run.json["remedied"]["registries"][0]["reason"], "ok");
 }

@@ -530,18 +530,37 @@ impl Loop {
             if let Some(iss) = &e.presented_issuer {
                 let key = state::key(&name, &e.endpoint);
                 match self.state.endpoints.get_mut(&key) {
-                    Some(seen) if seen.issuer_id != iss.id => {
+                    Some(seen)
+                        if !iss.same_issuer(
+                            seen.issuer_sha256.as_deref(),
+                            seen.issuer_key_id.as_deref(),
+                            &seen.issuer_id,
+                        ) =>
+                    {
                         tracing::warn!(registry = %name, endpoint = %e.endpoint, previous = %seen.issuer_id, current = %iss.id, subject = %iss.subject, "the registry's issuing CA changed");
                         seen.previous_issuer_id =
                             Some(std::mem::replace(&mut seen.issuer_id, iss.id.clone()));
                         seen.issuer_subject = iss.subject.clone();
+                        seen.issuer_sha256 = iss.sha256.clone();
+                        seen.issuer_key_id = iss.key_id.clone();
                         seen.changes += 1;
                         seen.changed_at = Some(now_unix);
                         seen.seen_at = now_unix;
                         self.metrics.ca_changed(&name, &e.endpoint, 1);
                         state_changed = true;
                     }
-                    Some(seen) => seen.seen_at = now_unix,
+                    Some(seen) => {
+                        // The same CA, perhaps known more precisely now (verified: its fingerprint).
+                        seen.seen_at = now_unix;
+                        if seen.issuer_sha256.is_none() && iss.sha256.is_some() {
+                            seen.issuer_sha256 = iss.sha256.clone();
+                            seen.issuer_id = iss.id.clone();
+                            state_changed = true;
+                        }
+                        if seen.issuer_key_id.is_none() && iss.key_id.is_some() {
+                            seen.issuer_key_id = iss.key_id.clone();
+                        }
+                    }
                     None => {
                         self.state.endpoints.insert(
                             key,
@@ -552,6 +571,8 @@ impl Loop {
                                 changes: 0,
                                 previous_issuer_id: None,
                                 changed_at: None,
+                                issuer_sha256: iss.sha256.clone(),
+                                issuer_key_id: iss.key_id.clone(),
                             },
                         );
                         state_changed = true;

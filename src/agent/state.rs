@@ -27,6 +27,10 @@ pub struct Seen {
     pub previous_issuer_id: Option<String>,
     #[serde(default)]
     pub changed_at: Option<i64>,
+    #[serde(default)]
+    pub issuer_sha256: Option<String>,
+    #[serde(default)]
+    pub issuer_key_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
@@ -135,6 +139,8 @@ mod tests {
                 changes: 2,
                 previous_issuer_id: None,
                 changed_at: None,
+                issuer_sha256: Some("a".into()),
+                issuer_key_id: None,
             },
         );
         store.save(&s).unwrap();
