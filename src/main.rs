@@ -48,6 +48,10 @@ enum Cmd {
         timeout: f64,
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
+        /// node-problem-detector plugin mode: one line of at most 80 characters; exit 0 ok,
+        /// 1 problem, 2 unknown (configuration error).
+        #[arg(long)]
+        npd: bool,
         /// Registries as in an image reference, `host[:port]`; none: every configured host dir.
         registries: Vec<String>,
     },
@@ -275,25 +279,38 @@ fn main() -> ExitCode {
             runtime,
             timeout,
             output,
+            npd,
             registries,
         } => {
-            init_logging(false, "warn");
+            init_logging(false, if npd { "off" } else { "warn" });
+            // node-problem-detector reads one line from stdout; anything that stops the check is
+            // "unknown" (2), with the reason on that line.
+            let fail = |msg: String| {
+                if npd {
+                    println!(
+                        "{}",
+                        report::truncate_line(&format!("unknown: {msg}"), report::NPD_MAX_LINE)
+                    );
+                } else {
+                    eprintln!("regtrust: {msg}");
+                }
+                ExitCode::from(2)
+            };
             if !(timeout > 0.0 && timeout <= 3600.0) {
-                eprintln!("regtrust: --timeout must be between 0 and 3600 seconds, got {timeout}");
-                return ExitCode::from(2);
+                return fail(format!(
+                    "--timeout must be between 0 and 3600 seconds, got {timeout}"
+                ));
             }
             for r in &registries {
                 if let Err(e) = trust::validate_registry(r) {
-                    eprintln!("regtrust: {e}");
-                    return ExitCode::from(2);
+                    return fail(e);
                 }
             }
             if !host_root.is_dir() {
-                eprintln!(
-                    "regtrust: --host-root {} is not a directory",
+                return fail(format!(
+                    "--host-root {} is not a directory",
                     host_root.display()
-                );
-                return ExitCode::from(2);
+                ));
             }
             let settings = trust::TrustSettings {
                 host_root: HostRoot::new(host_root),
@@ -307,24 +324,20 @@ fn main() -> ExitCode {
             };
             match rt.block_on(check::run(&settings, &registries, &ps)) {
                 Ok(report) => {
-                    print!(
-                        "{}",
-                        if output == Output::Json {
-                            report::json(&report) + "\n"
-                        } else {
-                            report::text(&report)
-                        }
-                    );
+                    if npd {
+                        println!("{}", report::npd_line(&report));
+                    } else if output == Output::Json {
+                        println!("{}", report::json(&report));
+                    } else {
+                        print!("{}", report::text(&report));
+                    }
                     if report.all_ok() {
                         ExitCode::SUCCESS
                     } else {
                         ExitCode::from(1)
                     }
                 }
-                Err(e) => {
-                    eprintln!("regtrust: {e}");
-                    ExitCode::from(2)
-                }
+                Err(e) => fail(e.to_string()),
             }
         }
         Cmd::Run(args) => {

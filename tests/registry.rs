@@ -584,3 +584,49 @@ fn demo_reproduces_the_incident() {
     );
     assert_eq!(run.json["remedied"]["registries"][0]["reason"], "ok");
 }
+
+#[test]
+fn npd_mode_prints_one_short_line_with_npd_exit_codes() {
+    let ca = ca("registry.test");
+    let l = leaf(&ca);
+    let reg = Registry::start(&[&l.cert], Some(&l.key));
+    let node = Node::new();
+    node.trust(&reg.addr(), &ca.pem());
+    let root = node.root.path().display().to_string();
+    let ok = regtrust(&["check", "--npd", "--host-root", &root, &reg.addr()]);
+    assert_eq!(ok.code, 0, "{}", ok.stdout);
+    assert_eq!(ok.stdout.lines().count(), 1);
+    assert!(ok.stdout.trim_end().chars().count() <= 80);
+    // Many failing registries: still one line of at most 80 characters, exit 1.
+    let mut args = vec![
+        "check".to_string(),
+        "--npd".into(),
+        "--host-root".into(),
+        root.clone(),
+        "--timeout".into(),
+        "2".into(),
+    ];
+    for _ in 0..6 {
+        let port = free_port();
+        let name = format!("127.0.0.1:{port}");
+        node.trust(&name, &ca.pem());
+        args.push(name);
+    }
+    let bad = regtrust(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(bad.code, 1, "{}", bad.stdout);
+    assert_eq!(bad.stdout.lines().count(), 1);
+    let line = bad.stdout.trim_end();
+    assert!(
+        line.chars().count() <= 80 && line.contains("connection_refused"),
+        "{line}"
+    );
+    // A configuration error is "unknown": exit 2, still one line on stdout.
+    write(&node.path("/etc/containerd/config.toml"), "not = = toml");
+    let unknown = regtrust(&["check", "--npd", "--host-root", &root]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stdout.starts_with("unknown: ") && unknown.stdout.lines().count() == 1,
+        "{}",
+        unknown.stdout
+    );
+}
