@@ -582,8 +582,17 @@ pub struct AgentProc {
 impl AgentProc {
     /// Starts `regtrust run --config <cfg>` where `cfg` is TOML without `listen` (added here).
     pub fn start(dir: &Path, cfg: &str) -> AgentProc {
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
+        Self::start_on(dir, cfg, "127.0.0.1")
+    }
+
+    /// The same, listening on `ip` (a loopback address: 127.0.0.1, 127.0.1.2, …).
+    pub fn start_on(dir: &Path, cfg: &str, ip: &str) -> AgentProc {
+        let port = TcpListener::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("{ip}:{port}");
         let path = dir.join(format!("agent-{port}.toml"));
         write(&path, format!("listen = \"{addr}\"\n{cfg}"));
         let log = dir.join(format!("agent-{port}.log"));
