@@ -40,6 +40,11 @@ pub struct State {
     pub endpoints: BTreeMap<String, Seen>,
 }
 
+/// Parses a state file's bytes. Pure: the entry point the fuzzer uses too.
+pub fn parse(data: &[u8]) -> Result<State, String> {
+    serde_json::from_slice::<State>(data).map_err(|e| e.to_string())
+}
+
 pub fn key(registry: &str, endpoint: &str) -> String {
     format!("{registry} {endpoint}")
 }
@@ -79,9 +84,7 @@ impl StateStore {
             }
             _ => std::fs::read(&self.path),
         };
-        let parsed = data
-            .map_err(|e| e.to_string())
-            .and_then(|d| serde_json::from_slice::<State>(&d).map_err(|e| e.to_string()));
+        let parsed = data.map_err(|e| e.to_string()).and_then(|d| parse(&d));
         match parsed {
             Ok(s) if s.version == VERSION => s,
             Ok(s) => {

@@ -105,7 +105,25 @@ impl Layout {
             }
         };
         layout.config_file = Some(cfg_path.clone());
-        let text = String::from_utf8_lossy(&data);
+        layout.apply_config(&data, cfg_path)?;
+        Ok(layout)
+    }
+
+    /// Parses containerd's config.toml (`data`, read from `cfg_path`): where the hosts dirs are,
+    /// or the deprecated CRI registry settings. Pure: the entry point the fuzzer uses too.
+    pub fn from_config(data: &[u8], cfg_path: &Path) -> Result<Layout, ConfigError> {
+        let mut layout = Layout {
+            config_file: Some(cfg_path.to_path_buf()),
+            ..Layout::default()
+        };
+        layout.apply_config(data, cfg_path)?;
+        Ok(layout)
+    }
+
+    fn apply_config(&mut self, data: &[u8], cfg_path: &Path) -> Result<(), ConfigError> {
+        let layout = self;
+        let cfg_path = &cfg_path.to_path_buf();
+        let text = String::from_utf8_lossy(data);
         let table: Table = text
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::ParseConfig {
@@ -206,7 +224,7 @@ impl Layout {
                 layout.legacy = Some(legacy);
             }
         }
-        Ok(layout)
+        Ok(())
     }
 
     /// Every registry configured: host directories (except `_default`) and legacy CRI entries.
@@ -541,6 +559,25 @@ fn note_unused_files(hr: &HostRoot, dir: &Path, hosts: &[HostConfig], findings: 
 type ParseErr = (&'static str, String);
 
 /// containerd's `parseHostsFile` with 1.6/1.7 semantics (no `[host]` table: ignored).
+/// The endpoint URLs a hosts.toml yields (the registry itself shown as `<registry>`), or why
+/// containerd would ignore the file. Pure: for tests, tooling and the fuzzer.
+pub fn hosts_toml_endpoints(dir: &Path, data: &[u8]) -> Result<Vec<String>, String> {
+    parse_hosts_file(dir, data)
+        .map(|hosts| {
+            hosts
+                .iter()
+                .map(|h| {
+                    if h.host.is_empty() {
+                        "<registry>".to_string()
+                    } else {
+                        format!("{}://{}{}/", h.scheme, h.host, h.path)
+                    }
+                })
+                .collect()
+        })
+        .map_err(|(kind, why)| format!("{kind}: {why}"))
+}
+
 fn parse_hosts_file(dir: &Path, data: &[u8]) -> Result<Vec<HostConfig>, ParseErr> {
     let text = std::str::from_utf8(data).map_err(|e| ("bad_toml", format!("not UTF-8: {e}")))?;
     let table: Table = text
