@@ -158,7 +158,12 @@ pub fn diagnose(probe: &ProbeResult, trusted: &[(Arc<Cert>, String)]) -> Diagnos
         Failure::NotTls(e) => d(Reason::NotTls, e.clone(), "the port does not speak TLS: is it plain HTTP, or the wrong port? (an http registry must be configured as such for the runtime)"),
         Failure::Handshake(e) => d(Reason::HandshakeFailed, e.clone(), "TLS could not be negotiated: compare TLS versions/ciphers, and whether the registry demands a client certificate"),
         Failure::Http(e) => d(Reason::HttpError, e.clone(), "TLS worked but the registry did not answer HTTP properly: check the registry or what sits in front of it"),
-        Failure::HttpStatus(code) => d(
+        Failure::HttpStatus { code, location: Some(loc) } if (300..400).contains(code) => d(
+            Reason::HttpStatus,
+            format!("GET {} returned {code}, redirecting to {loc:?}; a registry answers /v2/ with 200 or 401 (regtrust does not follow redirects)", probe.url),
+            "a proxy or load balancer redirects the API root: point the runtime (hosts.toml server or [host]) at the final registry URL",
+        ),
+        Failure::HttpStatus { code, .. } => d(
             Reason::HttpStatus,
             format!("GET {} returned {code}; a registry answers /v2/ with 200 or 401", probe.url),
             "the endpoint is not a registry API root (wrong path, override_path, or a proxy page)",

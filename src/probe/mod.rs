@@ -71,7 +71,10 @@ pub enum Failure {
     /// The connection broke or the answer was not HTTP.
     Http(String),
     /// `/v2/` answered with a status other than 200 or 401.
-    HttpStatus(u16),
+    HttpStatus {
+        code: u16,
+        location: Option<String>,
+    },
 }
 
 /// Milliseconds per phase; absent phases did not run.
@@ -214,8 +217,8 @@ async fn run(
         match timeout_at(deadline, http_exchange(&mut tcp, req.as_bytes())).await {
             Err(_) => return Err(Failure::Timeout(Phase::Proxy)),
             Ok(Err(e)) => return Err(Failure::Proxy(format!("proxy CONNECT: {e}"))),
-            Ok(Ok(200)) => {}
-            Ok(Ok(code)) => {
+            Ok(Ok((200, _))) => {}
+            Ok(Ok((code, _))) => {
                 return Err(Failure::Proxy(format!(
                     "proxy CONNECT {} answered {code}",
                     ep.authority
@@ -279,12 +282,13 @@ async fn run(
         Ok(Err(e)) => return Err(Failure::Http(e)),
         Ok(Ok(s)) => s,
     };
+    let (status, location) = status;
     out.timings.http = Some(ms(t));
     out.http_status = Some(status);
     let _ = timeout_at(deadline, conn.shutdown()).await;
     match status {
         200 | 401 => Ok(()),
-        other => Err(Failure::HttpStatus(other)),
+        code => Err(Failure::HttpStatus { code, location }),
     }
 }
 
@@ -292,7 +296,7 @@ async fn run(
 async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
     s: &mut S,
     req: &[u8],
-) -> Result<u16, String> {
+) -> Result<(u16, Option<String>), String> {
     s.write_all(req).await.map_err(|e| format!("write: {e}"))?;
     s.flush().await.map_err(|e| format!("write: {e}"))?;
     let mut buf = Vec::with_capacity(1024);
@@ -322,7 +326,7 @@ async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
         parts.next(),
         parts.next().and_then(|c| c.parse::<u16>().ok()),
     ) {
-        (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok(code),
+        (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok((code, header(&buf, "location"))),
         _ => Err(format!(
             "malformed HTTP response: {:?}",
             line.chars().take(80).collect::<String>()
@@ -330,19 +334,38 @@ async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
     }
 }
 
+/// Most characters of a header value kept (e.g. a redirect's Location, for the detail).
+const MAX_HEADER_VALUE_CHARS: usize = 256;
+
+/// The first value of header `name` (lowercase) in a response head.
+fn header(head: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(head);
+    text.lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim().eq_ignore_ascii_case(name))
+                .then(|| v.trim().chars().take(MAX_HEADER_VALUE_CHARS).collect())
+        })
+}
+
 fn classify_tls_error(e: &std::io::Error) -> Failure {
+    use rustls::InvalidMessage as M;
     let text = e.to_string();
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         return match inner {
-            rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
-                Failure::NotTls(format!(
-                    "tls: first record does not look like a TLS handshake ({inner})"
-                ))
+            // Record-layer nonsense: the peer does not speak TLS at all (HTTP, garbage).
+            rustls::Error::InvalidMessage(M::InvalidContentType | M::UnknownProtocolVersion | M::MessageTooLarge) => {
+                Failure::NotTls(format!("tls: first record does not look like a TLS handshake ({inner})"))
             }
+            rustls::Error::InvalidMessage(M::HandshakePayloadTooLarge) => Failure::Handshake(format!(
+                "tls: the registry's handshake message is larger than a TLS client accepts (64 KiB): too many or too large certificates in its chain ({inner})"
+            )),
             other => Failure::Handshake(format!("tls: {other}")),
         };
     }
-    if text.contains("corrupt message") || text.contains("InvalidContentType") {
+    if text.contains("InvalidContentType") {
         return Failure::NotTls(format!(
             "tls: first record does not look like a TLS handshake ({text})"
         ));
