@@ -46,6 +46,24 @@ pub struct RegistryConfig {
     pub stage: bool,
 }
 
+/// Protection of the metrics/status listener, after Prometheus' web configuration: TLS, and a
+/// bearer token or basic-auth users with bcrypt hashes. `/healthz` and `/readyz` stay open (kubelet
+/// probes carry no credentials); `/metrics` and `/` need them when any is set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WebConfig {
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub bearer_token_file: Option<PathBuf>,
+    /// user → bcrypt hash (`$2y$…`, as `htpasswd -B` makes).
+    pub basic_auth_users: Vec<(String, String)>,
+}
+
+impl WebConfig {
+    pub fn requires_auth(&self) -> bool {
+        self.bearer_token_file.is_some() || !self.basic_auth_users.is_empty()
+    }
+}
+
 /// Validated agent settings.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -67,6 +85,7 @@ pub struct AgentConfig {
     pub proc_dir: PathBuf,
     /// Least time between two staging attempts for one registry.
     pub stage_min_interval: Duration,
+    pub web: WebConfig,
 }
 
 impl Default for AgentConfig {
@@ -89,6 +108,7 @@ impl Default for AgentConfig {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             proc_dir: PathBuf::from(DEFAULT_PROC_DIR),
             stage_min_interval: DEFAULT_STAGE_MIN_INTERVAL,
+            web: WebConfig::default(),
         }
     }
 }
@@ -135,12 +155,13 @@ impl AgentConfig {
                 "listen" => listen(v).map(|a| cfg.listen = a),
                 "log_format" => log_format(v).map(|f| cfg.log_format = f),
                 "state_dir" => path(v).map(|p| cfg.state_dir = p),
+                "web" => web(v, &mut errs).map(|w| cfg.web = w),
                 "stage_min_interval" => duration(v).and_then(min_interval).map(|d| cfg.stage_min_interval = d),
                 "proc_dir" => path(v).map(|p| cfg.proc_dir = p),
                 "registry" => {
                     registries(v, &mut errs).map(|r| cfg.registries = r)
                 }
-                other => Err(format!("unknown key (known: host_root, runtime, hosts_dir, containerd_config, discover, interval, jitter, timeout, concurrency, listen, log_format, state_dir, proc_dir, stage_min_interval, [[registry]]): {other}")),
+                other => Err(format!("unknown key (known: host_root, runtime, hosts_dir, containerd_config, discover, interval, jitter, timeout, concurrency, listen, log_format, state_dir, proc_dir, stage_min_interval, [web], [[registry]]): {other}")),
             };
             if let Err(e) = r {
                 errs.push(format!("{key}: {e}"));
@@ -298,6 +319,41 @@ pub fn normalize_sha256(s: &str) -> Result<String, String> {
             "{s:?} is not a SHA-256 fingerprint (64 hex digits)"
         ))
     }
+}
+
+fn web(v: &Value, errs: &mut Vec<String>) -> Result<WebConfig, String> {
+    let t = v.as_table().ok_or("expected a [web] table")?;
+    let mut w = WebConfig::default();
+    for (k, v) in t {
+        let r: Result<(), String> = match k.as_str() {
+            "tls_cert_file" => path(v).map(|p| w.tls_cert_file = Some(p)),
+            "tls_key_file" => path(v).map(|p| w.tls_key_file = Some(p)),
+            "bearer_token_file" => path(v).map(|p| w.bearer_token_file = Some(p)),
+            "basic_auth_users" => match v.as_table() {
+                Some(users) => {
+                    for (user, hash) in users {
+                        match hash.as_str() {
+                            Some(h) if h.starts_with("$2") => w.basic_auth_users.push((user.clone(), h.to_string())),
+                            _ => errs.push(format!("web.basic_auth_users.{user}: expected a bcrypt hash (\"$2y$...\", e.g. from htpasswd -nB)")),
+                        }
+                    }
+                    Ok(())
+                }
+                None => Err("expected a table of user = \"bcrypt hash\"".into()),
+            },
+            other => Err(format!("unknown key (known: tls_cert_file, tls_key_file, bearer_token_file, basic_auth_users): {other}")),
+        };
+        if let Err(e) = r {
+            errs.push(format!("web.{k}: {e}"));
+        }
+    }
+    if w.tls_cert_file.is_some() != w.tls_key_file.is_some() {
+        errs.push("web: tls_cert_file and tls_key_file go together".into());
+    }
+    if w.bearer_token_file.is_some() && !w.basic_auth_users.is_empty() {
+        errs.push("web: give bearer_token_file or basic_auth_users, not both".into());
+    }
+    Ok(w)
 }
 
 fn registries(v: &Value, errs: &mut Vec<String>) -> Result<Vec<RegistryConfig>, String> {

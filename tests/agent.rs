@@ -459,3 +459,195 @@ fn the_example_config_in_deploy_is_valid() {
     assert_eq!(cfg.registries.len(), 1);
     assert_eq!(cfg.registries[0].expected_ca_sha256.len(), 1);
 }
+
+fn curl_code(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn the_listener_serves_tls_with_a_bearer_token_and_keeps_probes_open() {
+    let node = Node::new();
+    let ca = ca("listener CA");
+    let l = leaf(&ca);
+    let dir = node.path("/etc/regtrust/web");
+    write(&dir.join("tls.crt"), l.pem());
+    write(&dir.join("tls.key"), l.key.serialize_pem());
+    write(&dir.join("ca.pem"), ca.pem());
+    write(&dir.join("token"), "s3cret-token-0123456789abcdef\n");
+    let cfg = agent_cfg(
+        &node,
+        &format!(
+            "interval = \"1h\"\n[web]\ntls_cert_file = \"{0}/tls.crt\"\ntls_key_file = \"{0}/tls.key\"\nbearer_token_file = \"{0}/token\"\n",
+            dir.display()
+        ),
+    );
+    let mut agent = AgentProc::start(node.root.path(), &cfg);
+    let url = |addr: &str, p: &str| format!("https://{addr}{p}");
+    let addr = agent.addr.clone();
+    let cacert = dir.join("ca.pem").display().to_string();
+    agent.wait_until("TLS /healthz", Duration::from_secs(20), |_| {
+        curl_code(&["--cacert", &cacert, &url(&addr, "/healthz")]) == "200"
+    });
+    assert_eq!(
+        curl_code(&["--cacert", &cacert, &url(&addr, "/readyz")]),
+        "200",
+        "probes stay open"
+    );
+    assert_eq!(
+        curl_code(&["--cacert", &cacert, &url(&addr, "/metrics")]),
+        "401"
+    );
+    assert_eq!(
+        curl_code(&[
+            "--cacert",
+            &cacert,
+            "-H",
+            "Authorization: Bearer wrong-token-0123456789",
+            &url(&addr, "/metrics")
+        ]),
+        "401"
+    );
+    assert_eq!(
+        curl_code(&[
+            "--cacert",
+            &cacert,
+            "-H",
+            "Authorization: Bearer s3cret-token-0123456789abcdef",
+            &url(&addr, "/metrics")
+        ]),
+        "200"
+    );
+    assert_eq!(
+        curl_code(&[
+            "--cacert",
+            &cacert,
+            "-H",
+            "Authorization: Bearer s3cret-token-0123456789abcdef",
+            &url(&addr, "/")
+        ]),
+        "200"
+    );
+    // Plain HTTP to the TLS listener gets no page.
+    assert_ne!(curl_code(&[&format!("http://{addr}/metrics")]), "200");
+}
+
+#[test]
+fn the_listener_checks_basic_auth_and_bounds_requests_and_connections() {
+    let node = Node::new();
+    let hash = bcrypt::hash("right-password", 4).unwrap();
+    let cfg = agent_cfg(
+        &node,
+        &format!("interval = \"1h\"\n[web.basic_auth_users]\nprometheus = \"{hash}\"\n"),
+    );
+    let agent = AgentProc::start(node.root.path(), &cfg);
+    let base = format!("http://{}", agent.addr);
+    assert_eq!(curl_code(&[&format!("{base}/metrics")]), "401");
+    assert_eq!(
+        curl_code(&["-u", "prometheus:wrong", &format!("{base}/metrics")]),
+        "401"
+    );
+    assert_eq!(
+        curl_code(&["-u", "nobody:right-password", &format!("{base}/metrics")]),
+        "401"
+    );
+    assert_eq!(
+        curl_code(&[
+            "-u",
+            "prometheus:right-password",
+            &format!("{base}/metrics")
+        ]),
+        "200"
+    );
+    assert_eq!(
+        curl_code(&[
+            "-u",
+            "prometheus:right-password",
+            &format!("{base}/metrics")
+        ]),
+        "200",
+        "cached"
+    );
+    // Only GET/HEAD, only known paths, bounded heads.
+    assert_eq!(
+        curl_code(&["-X", "POST", &format!("{base}/healthz")]),
+        "405"
+    );
+    assert_eq!(
+        curl_code(&["-u", "prometheus:right-password", &format!("{base}/nope")]),
+        "404"
+    );
+    assert_eq!(curl_code(&["-I", &format!("{base}/healthz")]), "200");
+    let big = format!("X-Big: {}", "a".repeat(10_000));
+    assert_eq!(curl_code(&["-H", &big, &format!("{base}/healthz")]), "431");
+
+    // Connection limit: 64 idle connections fill it; the next is closed unanswered; it recovers.
+    use std::io::{Read, Write};
+    let idle: Vec<std::net::TcpStream> = (0..64)
+        .map(|_| std::net::TcpStream::connect(&agent.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut extra = std::net::TcpStream::connect(&agent.addr).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buf = Vec::new();
+    let _ = extra.read_to_end(&mut buf);
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("200 OK"),
+        "a 65th connection was served"
+    );
+    drop(idle);
+    let start = std::time::Instant::now();
+    while curl_code(&[&format!("{base}/healthz")]) != "200" {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the listener did not recover"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn bad_web_settings_are_refused_at_start() {
+    let node = Node::new();
+    let errs = regtrust::config::AgentConfig::from_toml(
+        "[web]\ntls_cert_file = \"/x\"\nbasic_auth_users = { a = \"plaintext\" }\ncolour = 1\n",
+    )
+    .unwrap_err()
+    .join("\n");
+    for needle in [
+        "tls_cert_file and tls_key_file go together",
+        "web.basic_auth_users.a: expected a bcrypt hash",
+        "web.colour: unknown key",
+    ] {
+        assert!(errs.contains(needle), "{needle} missing in {errs}");
+    }
+    // A token file that does not exist: the agent names it and exits 2.
+    let cfg = agent_cfg(
+        &node,
+        "interval = \"1h\"\n[web]\nbearer_token_file = \"/nonexistent/token\"\n",
+    );
+    let path = node.path("/bad.toml");
+    write(&path, format!("listen = \"127.0.0.1:0\"\n{cfg}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_regtrust"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/token"));
+}

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::check::RegistryReport;
 use crate::metrics::Metrics;
@@ -19,6 +19,130 @@ pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
 pub const MAX_CONNECTIONS: usize = 64;
 /// Time a client has to send its request head.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// TLS and credentials for the listener, loaded once at start.
+#[derive(Default)]
+pub struct Web {
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    bearer: Option<Vec<u8>>,
+    users: Vec<(String, String)>,
+    /// SHA-256 of credentials bcrypt accepted: bcrypt is slow on purpose, and must not become a
+    /// way to load the agent.
+    verified: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl Web {
+    /// Reads the certificate, key and token files named in `cfg`; an error names the file.
+    pub fn load(cfg: &crate::config::WebConfig) -> Result<Web, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let tls = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+            (Some(c), Some(k)) => {
+                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(c)
+                    .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| format!("web.tls_cert_file {}: {e}", c.display()))?;
+                if certs.is_empty() {
+                    return Err(format!("web.tls_cert_file {}: no certificate", c.display()));
+                }
+                let key = PrivateKeyDer::from_pem_file(k)
+                    .map_err(|e| format!("web.tls_key_file {}: {e}", k.display()))?;
+                let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+                let config = rustls::ServerConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+                    .map_err(|e| format!("web TLS: {e}"))?;
+                Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+            }
+            _ => None,
+        };
+        let bearer = match &cfg.bearer_token_file {
+            Some(f) => {
+                let t = std::fs::read_to_string(f)
+                    .map_err(|e| format!("web.bearer_token_file {}: {e}", f.display()))?;
+                let t = t.trim().as_bytes().to_vec();
+                if t.len() < 16 {
+                    return Err(format!(
+                        "web.bearer_token_file {}: a token needs at least 16 characters",
+                        f.display()
+                    ));
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        Ok(Web {
+            tls,
+            bearer,
+            users: cfg.basic_auth_users.clone(),
+            verified: Default::default(),
+        })
+    }
+
+    fn requires_auth(&self) -> bool {
+        self.bearer.is_some() || !self.users.is_empty()
+    }
+
+    /// Does the request head carry valid credentials?
+    fn authorized(&self, head: &[u8]) -> bool {
+        use base64::Engine;
+        let Some(auth) = header(head, "authorization") else {
+            return false;
+        };
+        if let (Some(token), Some(given)) = (&self.bearer, auth.strip_prefix("Bearer ")) {
+            return constant_time_eq(token, given.trim().as_bytes());
+        }
+        let Some(b64) = auth.strip_prefix("Basic ") else {
+            return false;
+        };
+        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
+            return false;
+        };
+        let Ok(pair) = String::from_utf8(raw) else {
+            return false;
+        };
+        let Some((user, pass)) = pair.split_once(':') else {
+            return false;
+        };
+        let Some((_, hash)) = self.users.iter().find(|(u, _)| u == user) else {
+            return false;
+        };
+        let key = crate::cert::sha256_hex(format!("{user}\0{pass}\0{hash}").as_bytes());
+        if self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key)
+        {
+            return true;
+        }
+        let ok = bcrypt::verify(pass, hash).unwrap_or(false);
+        if ok {
+            self.verified
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key);
+        }
+        ok
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The first value of header `name` in a request head.
+fn header(head: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(head);
+    text.lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+}
 
 /// What the listener shows.
 pub struct AppState {
@@ -32,6 +156,7 @@ pub struct AppState {
 pub async fn serve(
     listener: TcpListener,
     app: Arc<AppState>,
+    web: Arc<Web>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -44,17 +169,33 @@ pub async fn serve(
                     drop(stream); // over the connection limit
                     continue;
                 };
-                let app = app.clone();
+                let (app, web) = (app.clone(), web.clone());
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let _ = tokio::time::timeout(REQUEST_TIMEOUT * 2, handle(stream, &app)).await;
+                    let _ = tokio::time::timeout(REQUEST_TIMEOUT * 2, async {
+                        match &web.tls {
+                            Some(acc) => {
+                                if let Ok(Ok(tls)) = tokio::time::timeout(REQUEST_TIMEOUT, acc.accept(stream)).await {
+                                    let _ = handle(tls, &app, &web).await;
+                                }
+                            }
+                            None => {
+                                let _ = handle(stream, &app, &web).await;
+                            }
+                        }
+                    })
+                    .await;
                 });
             }
         }
     }
 }
 
-async fn handle(mut s: TcpStream, app: &AppState) -> std::io::Result<()> {
+async fn handle<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    app: &AppState,
+    web: &Web,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let head_done =
@@ -75,12 +216,13 @@ async fn handle(mut s: TcpStream, app: &AppState) -> std::io::Result<()> {
     let (status, ctype, body) = match read {
         Err(_) => (408, "text/plain", "request timeout\n".to_string()),
         Ok(Err(code)) => (code, "text/plain", "bad request\n".to_string()),
-        Ok(Ok(())) => route(&buf, app),
+        Ok(Ok(())) => route(&buf, app, web),
     };
     let head_only = buf.starts_with(b"HEAD ");
     let reason = match status {
         200 => "OK",
         404 => "Not Found",
+        401 => "Unauthorized",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         431 => "Request Header Fields Too Large",
@@ -94,6 +236,13 @@ async fn handle(mut s: TcpStream, app: &AppState) -> std::io::Result<()> {
     if status == 405 {
         resp.push_str("Allow: GET, HEAD\r\n");
     }
+    if status == 401 {
+        resp.push_str(if web.bearer.is_some() {
+            "WWW-Authenticate: Bearer\r\n"
+        } else {
+            "WWW-Authenticate: Basic realm=\"regtrust\"\r\n"
+        });
+    }
     resp.push_str("\r\n");
     if !head_only {
         resp.push_str(&body);
@@ -102,7 +251,7 @@ async fn handle(mut s: TcpStream, app: &AppState) -> std::io::Result<()> {
     s.shutdown().await
 }
 
-fn route(req: &[u8], app: &AppState) -> (u16, &'static str, String) {
+fn route(req: &[u8], app: &AppState, web: &Web) -> (u16, &'static str, String) {
     let line = req.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
@@ -111,6 +260,10 @@ fn route(req: &[u8], app: &AppState) -> (u16, &'static str, String) {
         return (405, "text/plain", "only GET and HEAD\n".into());
     }
     let path = target.split('?').next().unwrap_or("");
+    // Probes stay open (kubelet sends no credentials); everything else needs them when configured.
+    if web.requires_auth() && !matches!(path, "/healthz" | "/readyz") && !web.authorized(req) {
+        return (401, "text/plain", "credentials required\n".into());
+    }
     match path {
         "/metrics" => (
             200,

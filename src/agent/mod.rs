@@ -51,6 +51,8 @@ pub enum AgentError {
     Metrics(#[from] prometheus::Error),
     #[error("cannot watch files: {0}")]
     Watch(#[from] notify::Error),
+    #[error("listener: {0}")]
+    Web(String),
 }
 
 /// Commands another part of the program (the demo, staging) can send the running agent.
@@ -119,6 +121,7 @@ struct Reg {
 pub struct Agent {
     cfg: AgentConfig,
     listener: TcpListener,
+    web: Arc<http::Web>,
     app: Arc<http::AppState>,
     cmd_tx: mpsc::Sender<Command>,
     cmd_rx: mpsc::Receiver<Command>,
@@ -138,10 +141,12 @@ impl Agent {
             ready: Default::default(),
             status: RwLock::new(Vec::new()),
         });
+        let web = Arc::new(http::Web::load(&cfg.web).map_err(AgentError::Web)?);
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
         Ok(Agent {
             cfg,
             listener,
+            web,
             app,
             cmd_tx,
             cmd_rx,
@@ -162,12 +167,13 @@ impl Agent {
         let Agent {
             cfg,
             listener,
+            web,
             app,
             cmd_rx,
             ..
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(http::serve(listener, app.clone(), stop_rx));
+        let server = tokio::spawn(http::serve(listener, app.clone(), web, stop_rx));
         let mut lp = Loop::new(cfg, app.clone())?;
         let result = lp.run(shutdown, cmd_rx).await;
         let _ = stop_tx.send(true);
