@@ -24,6 +24,13 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/regtrust";
 pub const DEFAULT_PROC_DIR: &str = "/proc";
 /// Smallest interval accepted: below this the agent would be a load test.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Largest interval accepted: a day between probes is already no monitoring (and bounds keep
+/// every `now + interval` far from overflow).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// Largest per-probe timeout accepted.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+/// Largest stage_min_interval accepted.
+pub const MAX_STAGE_MIN_INTERVAL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// At most one staging attempt per registry this often, so a flapping registry cannot make the
 /// agent rewrite files in a loop.
 pub const DEFAULT_STAGE_MIN_INTERVAL: Duration = Duration::from_secs(600);
@@ -148,15 +155,15 @@ impl AgentConfig {
                 "hosts_dir" => path(v).map(|p| cfg.hosts_dir = Some(p)),
                 "containerd_config" => path(v).map(|p| cfg.containerd_config = p),
                 "discover" => boolean(v).map(|b| cfg.discover = b),
-                "interval" => duration(v).and_then(min_interval).map(|d| cfg.interval = d),
+                "interval" => duration(v).and_then(min_interval).and_then(|d| at_most(d, MAX_INTERVAL)).map(|d| cfg.interval = d),
                 "jitter" => jitter(v).map(|j| cfg.jitter = j),
-                "timeout" => duration(v).and_then(positive).map(|d| cfg.timeout = d),
+                "timeout" => duration(v).and_then(positive).and_then(|d| at_most(d, MAX_TIMEOUT)).map(|d| cfg.timeout = d),
                 "concurrency" => concurrency(v).map(|c| cfg.concurrency = c),
                 "listen" => listen(v).map(|a| cfg.listen = a),
                 "log_format" => log_format(v).map(|f| cfg.log_format = f),
                 "state_dir" => path(v).map(|p| cfg.state_dir = p),
                 "web" => web(v, &mut errs).map(|w| cfg.web = w),
-                "stage_min_interval" => duration(v).and_then(min_interval).map(|d| cfg.stage_min_interval = d),
+                "stage_min_interval" => duration(v).and_then(min_interval).and_then(|d| at_most(d, MAX_STAGE_MIN_INTERVAL)).map(|d| cfg.stage_min_interval = d),
                 "proc_dir" => path(v).map(|p| cfg.proc_dir = p),
                 "registry" => {
                     registries(v, &mut errs).map(|r| cfg.registries = r)
@@ -240,7 +247,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             return Err(bad());
         };
         rest = &rest[len..];
-        total += Duration::from_secs_f64(num * unit);
+        // Checked: a huge number must be an error, not a panic (found by fuzzing).
+        let part = Duration::try_from_secs_f64(num * unit).map_err(|_| bad())?;
+        total = total.checked_add(part).ok_or_else(bad)?;
     }
     Ok(total)
 }
@@ -259,6 +268,14 @@ fn duration(v: &Value) -> Result<Duration, String> {
 fn positive(d: Duration) -> Result<Duration, String> {
     if d.is_zero() {
         Err("must be more than zero".into())
+    } else {
+        Ok(d)
+    }
+}
+
+fn at_most(d: Duration, max: Duration) -> Result<Duration, String> {
+    if d > max {
+        Err(format!("must be at most {max:?}"))
     } else {
         Ok(d)
     }
@@ -477,6 +494,14 @@ stage = "yes"
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert!(parse_duration("5 minutes").is_err());
+        // Found by fuzzing: a huge number panicked in Duration::from_secs_f64.
+        assert!(parse_duration(&format!("{}m3", "1".repeat(80))).is_err());
+        assert!(
+            parse_duration(&"9".repeat(400)).is_err(),
+            "no unit, too large for u64"
+        );
+        assert!(AgentConfig::from_toml("interval = \"9999999h\"").is_err());
+        assert!(AgentConfig::from_toml("timeout = 100000").is_err());
         assert!(AgentConfig::from_toml("interval = \"10s\"\ntimeout = \"20s\"").is_err());
     }
 }

@@ -195,18 +195,24 @@ fn agent_config(a: RunArgs) -> Result<AgentConfig, Vec<String>> {
     }
     if let Some(v) = a.interval {
         match regtrust::config::parse_duration(&v) {
-            Ok(d) if d >= regtrust::config::MIN_INTERVAL => cfg.interval = d,
+            Ok(d) if d >= regtrust::config::MIN_INTERVAL && d <= regtrust::config::MAX_INTERVAL => {
+                cfg.interval = d
+            }
             Ok(_) => errs.push(format!(
-                "--interval: must be at least {:?}",
-                regtrust::config::MIN_INTERVAL
+                "--interval: must be between {:?} and {:?}",
+                regtrust::config::MIN_INTERVAL,
+                regtrust::config::MAX_INTERVAL
             )),
             Err(e) => errs.push(format!("--interval: {e}")),
         }
     }
     if let Some(v) = a.timeout {
         match regtrust::config::parse_duration(&v) {
-            Ok(d) if !d.is_zero() => cfg.timeout = d,
-            Ok(_) => errs.push("--timeout: must be more than zero".into()),
+            Ok(d) if !d.is_zero() && d <= regtrust::config::MAX_TIMEOUT => cfg.timeout = d,
+            Ok(_) => errs.push(format!(
+                "--timeout: must be more than zero and at most {:?}",
+                regtrust::config::MAX_TIMEOUT
+            )),
             Err(e) => errs.push(format!("--timeout: {e}")),
         }
     }
