@@ -31,21 +31,8 @@ enum Cmd {
     /// Check registries once, as the node's runtime would reach them. Exit 0: all ok; 1: a
     /// registry would fail; 2: usage or configuration error.
     Check {
-        /// Where the node's filesystem is mounted (a DaemonSet mounts it, e.g. /host).
-        #[arg(long, default_value = "/", env = "REGTRUST_HOST_ROOT")]
-        host_root: PathBuf,
-        /// containerd config file (a node path).
-        #[arg(long, default_value = trust::DEFAULT_CONTAINERD_CONFIG, conflicts_with = "hosts_dir")]
-        containerd_config: PathBuf,
-        /// containerd hosts directory (a node path), instead of reading it from the config.
-        #[arg(long)]
-        hosts_dir: Option<PathBuf>,
-        /// Whose trust rules to apply.
-        #[arg(long, value_enum, default_value = "containerd")]
-        runtime: trust::Runtime,
-        /// Deadline for each endpoint probe, all phases together, in seconds.
-        #[arg(long, default_value_t = 10.0)]
-        timeout: f64,
+        #[command(flatten)]
+        trust: TrustArgs,
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
         /// node-problem-detector plugin mode: one line of at most 80 characters; exit 0 ok,
@@ -77,22 +64,64 @@ enum Cmd {
     },
 }
 
+/// Where the node's trust is, and the probe deadline: the same flags for check and stage.
+#[derive(clap::Args)]
+struct TrustArgs {
+    /// Where the node's filesystem is mounted (a DaemonSet mounts it, e.g. /host).
+    #[arg(long, default_value = "/", env = "REGTRUST_HOST_ROOT")]
+    host_root: PathBuf,
+    /// containerd config file (a node path).
+    #[arg(long, default_value = trust::DEFAULT_CONTAINERD_CONFIG, conflicts_with = "hosts_dir")]
+    containerd_config: PathBuf,
+    /// containerd hosts directory (a node path), instead of reading it from the config.
+    #[arg(long)]
+    hosts_dir: Option<PathBuf>,
+    /// Whose trust rules to apply.
+    #[arg(long, value_enum, default_value = "containerd")]
+    runtime: trust::Runtime,
+    /// Deadline for each endpoint probe, all phases together, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+}
+
+impl TrustArgs {
+    /// The validated settings, or what is wrong with them (exit 2).
+    fn settings(self) -> Result<(trust::TrustSettings, probe::ProbeSettings), String> {
+        if !(self.timeout > 0.0 && self.timeout <= regtrust::config::MAX_TIMEOUT.as_secs_f64()) {
+            return Err(format!(
+                "--timeout must be more than 0 and at most {} seconds, got {}",
+                regtrust::config::MAX_TIMEOUT.as_secs(),
+                self.timeout
+            ));
+        }
+        if !self.host_root.is_dir() {
+            return Err(format!(
+                "--host-root {} is not a directory",
+                self.host_root.display()
+            ));
+        }
+        let settings = trust::TrustSettings {
+            host_root: HostRoot::new(self.host_root),
+            runtime: self.runtime,
+            hosts_dir: self.hosts_dir,
+            containerd_config: self.containerd_config,
+        };
+        let ps = probe::ProbeSettings {
+            timeout: Duration::from_secs_f64(self.timeout),
+            proxy: probe::ProxyEnv::from_env(),
+        };
+        Ok((settings, ps))
+    }
+}
+
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("candidate").required(true).args(["ca", "pin"])))]
 struct StageArgs {
     /// Write (without it: show what would be written where).
     #[arg(long)]
     apply: bool,
-    #[arg(long, default_value = "/", env = "REGTRUST_HOST_ROOT")]
-    host_root: PathBuf,
-    #[arg(long, default_value = trust::DEFAULT_CONTAINERD_CONFIG, conflicts_with = "hosts_dir")]
-    containerd_config: PathBuf,
-    #[arg(long)]
-    hosts_dir: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "containerd")]
-    runtime: trust::Runtime,
-    #[arg(long, default_value_t = 10.0)]
-    timeout: f64,
+    #[command(flatten)]
+    trust: TrustArgs,
     /// The registry, `host[:port]`.
     #[arg(long)]
     registry: String,
@@ -279,11 +308,7 @@ fn main() -> ExitCode {
     };
     match cli.cmd {
         Cmd::Check {
-            host_root,
-            containerd_config,
-            hosts_dir,
-            runtime,
-            timeout,
+            trust,
             output,
             npd,
             registries,
@@ -302,31 +327,14 @@ fn main() -> ExitCode {
                 }
                 ExitCode::from(2)
             };
-            if !(timeout > 0.0 && timeout <= 3600.0) {
-                return fail(format!(
-                    "--timeout must be between 0 and 3600 seconds, got {timeout}"
-                ));
-            }
             for r in &registries {
                 if let Err(e) = trust::validate_registry(r) {
                     return fail(e);
                 }
             }
-            if !host_root.is_dir() {
-                return fail(format!(
-                    "--host-root {} is not a directory",
-                    host_root.display()
-                ));
-            }
-            let settings = trust::TrustSettings {
-                host_root: HostRoot::new(host_root),
-                runtime,
-                hosts_dir,
-                containerd_config,
-            };
-            let ps = probe::ProbeSettings {
-                timeout: Duration::from_secs_f64(timeout),
-                proxy: probe::ProxyEnv::from_env(),
+            let (settings, ps) = match trust.settings() {
+                Ok(s) => s,
+                Err(e) => return fail(e),
             };
             match rt.block_on(check::run(&settings, &registries, &ps)) {
                 Ok(report) => {
@@ -379,10 +387,13 @@ fn main() -> ExitCode {
                 eprintln!("regtrust: {e}");
                 return ExitCode::from(2);
             }
-            if !(a.timeout > 0.0 && a.timeout <= 3600.0 && a.host_root.is_dir()) {
-                eprintln!("regtrust: --timeout must be in (0, 3600] and --host-root a directory");
-                return ExitCode::from(2);
-            }
+            let (settings, ps) = match a.trust.settings() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("regtrust: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let source = match &a.ca {
                 Some(f) => regtrust::stage::Source::File(f.clone()),
                 None => {
@@ -399,16 +410,6 @@ fn main() -> ExitCode {
                         }
                     }
                 }
-            };
-            let settings = trust::TrustSettings {
-                host_root: HostRoot::new(a.host_root),
-                runtime: a.runtime,
-                hosts_dir: a.hosts_dir,
-                containerd_config: a.containerd_config,
-            };
-            let ps = probe::ProbeSettings {
-                timeout: Duration::from_secs_f64(a.timeout),
-                proxy: probe::ProxyEnv::from_env(),
             };
             let rep = rt.block_on(regtrust::stage::run(
                 &settings,

@@ -376,56 +376,34 @@ fn prometheus_scrapes_the_agent_and_promtool_lints_it() {
     );
 
     // A real Prometheus scrapes it; PromQL sees the drift.
-    let dir = tmp();
-    let port = free_port();
-    write(
-        &dir.path().join("prom.yml"),
-        format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: regtrust\n    static_configs: [{{targets: ['{}']}}]\n", agent.addr),
+    let prom = Prometheus::start(
+        &format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: regtrust\n    static_configs: [{{targets: ['{}']}}]\n", agent.addr),
+        &[],
     );
-    let mut prom = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("prom.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    wait_port(port, &mut prom, "prometheus");
-    let _prom = Kill(prom);
     let query =
         format!("regtrust_ca_drift{{kind=\"presented_untrusted\",registry=\"{name}\"}} == 1");
-    let client = reqwest::blocking::Client::new();
+    let path = format!(
+        "/api/v1/query?query={}",
+        query
+            .replace(' ', "%20")
+            .replace('{', "%7B")
+            .replace('}', "%7D")
+            .replace('"', "%22")
+            .replace('=', "%3D")
+    );
     let start = std::time::Instant::now();
     let mut last = serde_json::Value::Null;
     while start.elapsed() < Duration::from_secs(60) {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/api/v1/query"))
-            .query(&[("query", query.as_str())])
-            .timeout(Duration::from_secs(5))
-            .send()
+        last = prom.api(&path);
+        if last["data"]["result"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
         {
-            last = r.json().unwrap_or_default();
-            if last["data"]["result"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
-            {
-                let series = &last["data"]["result"][0]["metric"];
-                assert_eq!(series["endpoint"], format!("https://{name}/v2/"));
-                return;
-            }
+            assert_eq!(
+                last["data"]["result"][0]["metric"]["endpoint"],
+                format!("https://{name}/v2/")
+            );
+            return;
         }
         std::thread::sleep(Duration::from_millis(250));
     }

@@ -7,26 +7,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn firing(prom: u16, alert: &str) -> BTreeSet<String> {
-    let v: serde_json::Value = reqwest::blocking::Client::new()
-        .get(format!("http://127.0.0.1:{prom}/api/v1/alerts"))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .and_then(|r| r.json())
-        .unwrap_or_default();
+fn firing(prom: &Prometheus, alert: &str) -> BTreeSet<String> {
+    let v = prom.api("/api/v1/alerts");
     v["data"]["alerts"]
         .as_array()
         .map(|a| {
@@ -97,7 +84,6 @@ fn the_incident_alert_fires_for_exactly_the_stale_nodes_and_staging_resolves_one
         })
         .collect::<Vec<_>>()
         .join("\n");
-    write(&dir.path().join("alerts.yaml"), fast);
     let targets: Vec<String> = agents
         .iter()
         .zip(["n1", "n2", "n3"])
@@ -108,38 +94,18 @@ fn the_incident_alert_fires_for_exactly_the_stale_nodes_and_staging_resolves_one
             )
         })
         .collect();
-    write(
-        &dir.path().join("prom.yml"),
-        format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [alerts.yaml]\nscrape_configs:\n  - job_name: regtrust\n    static_configs:\n{}", targets.join("")),
-    );
-    let port = free_port();
-    let mut child = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("prom.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_port(port, &mut child, "prometheus");
-    let _prom = Kill(child);
+    let prom = Prometheus::start(&format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [alerts.yaml]\nscrape_configs:\n  - job_name: regtrust\n    static_configs:\n{}", targets.join("")), &[("alerts.yaml", &fast)]);
 
     // Before the rotation: every node pulls; the expected CA (B) is trusted only on n3.
     wait_for(
         "the expected-CA alert on n1 and n2",
         Duration::from_secs(90),
         || {
-            firing(port, "RegistryExpectedCANotTrusted")
+            firing(&prom, "RegistryExpectedCANotTrusted")
                 == BTreeSet::from(["n1".to_string(), "n2".to_string()])
         },
     );
-    assert!(firing(port, "RegistryCAKeyMismatch").is_empty());
+    assert!(firing(&prom, "RegistryCAKeyMismatch").is_empty());
 
     // The registry rotates to CA-B.
     let lb = leaf(&ca_b);
@@ -148,16 +114,16 @@ fn the_incident_alert_fires_for_exactly_the_stale_nodes_and_staging_resolves_one
         "the incident alert on exactly n1 and n2",
         Duration::from_secs(90),
         || {
-            firing(port, "RegistryCAKeyMismatch")
+            firing(&prom, "RegistryCAKeyMismatch")
                 == BTreeSet::from(["n1".to_string(), "n2".to_string()])
         },
     );
     assert!(
-        !firing(port, "RegistryCAKeyMismatch").contains("n3"),
+        !firing(&prom, "RegistryCAKeyMismatch").contains("n3"),
         "n3 trusts B: no alert"
     );
     assert!(
-        firing(port, "RegistryUnreachableWithTLS").is_empty(),
+        firing(&prom, "RegistryUnreachableWithTLS").is_empty(),
         "the incident has its own alert"
     );
 
@@ -195,6 +161,6 @@ fn the_incident_alert_fires_for_exactly_the_stale_nodes_and_staging_resolves_one
     wait_for(
         "n2's alert to resolve while n1's stays",
         Duration::from_secs(90),
-        || firing(port, "RegistryCAKeyMismatch") == BTreeSet::from(["n1".to_string()]),
+        || firing(&prom, "RegistryCAKeyMismatch") == BTreeSet::from(["n1".to_string()]),
     );
 }

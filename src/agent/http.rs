@@ -85,7 +85,7 @@ impl Web {
     /// Does the request head carry valid credentials?
     fn authorized(&self, head: &[u8]) -> bool {
         use base64::Engine;
-        let Some(auth) = header(head, "authorization") else {
+        let Some(auth) = crate::httphead::header(head, "authorization") else {
             return false;
         };
         if let (Some(token), Some(given)) = (&self.bearer, auth.strip_prefix("Bearer ")) {
@@ -128,20 +128,6 @@ impl Web {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The first value of header `name` in a request head.
-fn header(head: &[u8], name: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(head);
-    text.lines()
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
 }
 
 /// What the listener shows.

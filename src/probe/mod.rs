@@ -326,28 +326,14 @@ async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
         parts.next(),
         parts.next().and_then(|c| c.parse::<u16>().ok()),
     ) {
-        (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok((code, header(&buf, "location"))),
+        (Some(v), Some(code)) if v.starts_with("HTTP/") => {
+            Ok((code, crate::httphead::header(&buf, "location")))
+        }
         _ => Err(format!(
             "malformed HTTP response: {:?}",
             line.chars().take(80).collect::<String>()
         )),
     }
-}
-
-/// Most characters of a header value kept (e.g. a redirect's Location, for the detail).
-const MAX_HEADER_VALUE_CHARS: usize = 256;
-
-/// The first value of header `name` (lowercase) in a response head.
-fn header(head: &[u8], name: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(head);
-    text.lines()
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            (k.trim().eq_ignore_ascii_case(name))
-                .then(|| v.trim().chars().take(MAX_HEADER_VALUE_CHARS).collect())
-        })
 }
 
 fn classify_tls_error(e: &std::io::Error) -> Failure {

@@ -684,3 +684,57 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+// === prometheus ===
+
+/// A real Prometheus on 127.0.0.1 with `config` (prom.yml) and any extra files in its own dir.
+pub struct Prometheus {
+    pub port: u16,
+    child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    pub fn start(config: &str, files: &[(&str, &str)]) -> Prometheus {
+        require("prometheus");
+        let dir = tmp();
+        write(&dir.path().join("prom.yml"), config);
+        for (name, data) in files {
+            write(&dir.path().join(name), data);
+        }
+        let port = free_port();
+        let mut child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prom.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        wait_port(port, &mut child, "prometheus");
+        Prometheus { port, child, dir }
+    }
+
+    /// GET an API path (bounded), as JSON; Null when it does not answer.
+    pub fn api(&self, path_and_query: &str) -> serde_json::Value {
+        reqwest::blocking::Client::new()
+            .get(format!("http://127.0.0.1:{}{path_and_query}", self.port))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
