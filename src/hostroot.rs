@@ -119,28 +119,7 @@ impl HostRoot {
 
     /// Reads a node file whole, refusing directories and anything over [`MAX_TRUST_FILE_BYTES`].
     pub fn read(&self, node_path: &Path) -> Result<Vec<u8>, ReadError> {
-        let real = self.resolve(node_path)?;
-        let file = fs::File::open(&real)?;
-        let meta = file.metadata()?;
-        if meta.is_dir() {
-            return Err(ReadError::IsDir);
-        }
-        if meta.len() > MAX_TRUST_FILE_BYTES {
-            return Err(ReadError::TooLarge {
-                size: meta.len(),
-                max: MAX_TRUST_FILE_BYTES,
-            });
-        }
-        let mut buf = Vec::with_capacity(meta.len() as usize);
-        // take() bounds the read even if the file grows under us.
-        file.take(MAX_TRUST_FILE_BYTES + 1).read_to_end(&mut buf)?;
-        if buf.len() as u64 > MAX_TRUST_FILE_BYTES {
-            return Err(ReadError::TooLarge {
-                size: buf.len() as u64,
-                max: MAX_TRUST_FILE_BYTES,
-            });
-        }
-        Ok(buf)
+        read_bounded(&self.resolve(node_path)?)
     }
 
     /// `stat` of a node path (following symlinks under the root).
@@ -165,6 +144,32 @@ impl HostRoot {
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
+}
+
+/// Reads a local file whole, refusing directories and anything over [`MAX_TRUST_FILE_BYTES`],
+/// without reading more than that, even from a file that grows meanwhile.
+pub fn read_bounded(path: &Path) -> Result<Vec<u8>, ReadError> {
+    let file = fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(ReadError::IsDir);
+    }
+    if meta.len() > MAX_TRUST_FILE_BYTES {
+        return Err(ReadError::TooLarge {
+            size: meta.len(),
+            max: MAX_TRUST_FILE_BYTES,
+        });
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    // take() bounds the read even if the file grows under us.
+    file.take(MAX_TRUST_FILE_BYTES + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_TRUST_FILE_BYTES {
+        return Err(ReadError::TooLarge {
+            size: buf.len() as u64,
+            max: MAX_TRUST_FILE_BYTES,
+        });
+    }
+    Ok(buf)
 }
 
 /// One directory entry as the runtimes see it.

@@ -81,17 +81,14 @@ impl Expected {
             error: None,
         };
         if let Some(f) = &rc.expected_ca_file {
-            match std::fs::read(f) {
-                Ok(data) if data.len() as u64 <= crate::hostroot::MAX_TRUST_FILE_BYTES => {
+            match crate::hostroot::read_bounded(f) {
+                Ok(data) => {
                     let scan = crate::pem::scan_certs(&data);
                     if scan.certs.is_empty() {
                         e.error = Some(format!("{}: holds no PEM certificate", f.display()));
                     }
                     e.shas
                         .extend(scan.certs.iter().map(|d| crate::cert::sha256_hex(d)));
-                }
-                Ok(_) => {
-                    e.error = Some(format!("{}: larger than the trust file limit", f.display()))
                 }
                 Err(err) => e.error = Some(format!("{}: {err}", f.display())),
             }

@@ -384,16 +384,10 @@ impl Applied {
 pub fn candidates(source: &Source, current: &RegistryReport) -> Result<Vec<Arc<Cert>>, Refusal> {
     match source {
         Source::File(path) => {
-            let data = std::fs::read(path).map_err(|e| Refusal::BadCandidate {
+            let data = crate::hostroot::read_bounded(path).map_err(|e| Refusal::BadCandidate {
                 path: path.display().to_string(),
                 why: e.to_string(),
             })?;
-            if data.len() as u64 > crate::hostroot::MAX_TRUST_FILE_BYTES {
-                return Err(Refusal::BadCandidate {
-                    path: path.display().to_string(),
-                    why: "too large".into(),
-                });
-            }
             let certs: Vec<Arc<Cert>> = pem::scan_certs(&data)
                 .certs
                 .iter()
