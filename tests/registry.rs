@@ -630,3 +630,68 @@ fn npd_mode_prints_one_short_line_with_npd_exit_codes() {
         unknown.stdout
     );
 }
+
+#[test]
+fn client_certificates_are_presented_as_the_runtimes_present_them() {
+    let ca = ca("registry.test");
+    let l = leaf(&ca);
+    let client_ca = common::ca("client CA");
+    let mut cp = CertificateParams::new(Vec::<String>::new()).unwrap();
+    cp.distinguished_name
+        .push(rcgen::DnType::CommonName, "node client");
+    cp.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    cp.use_authority_key_identifier_extension = true;
+    let client = sign(cp, &client_ca);
+    let reg = Registry::start_mtls(&[&l.cert], &l.key, &client_ca.pem());
+    let addr = reg.addr();
+
+    // Without a client certificate every runtime fails, and regtrust says why.
+    let node = Node::new();
+    node.trust(&addr, &ca.pem());
+    let run = differential(
+        "mTLS without a client certificate",
+        &reg,
+        &node,
+        "handshake_failed",
+    );
+    assert!(
+        run.registry(0)["next_step"]
+            .as_str()
+            .unwrap()
+            .contains("client certificate"),
+        "{}",
+        run.stdout
+    );
+
+    // With the pair where each runtime reads it: containerd's hosts.toml `client`, certs.d's .cert/.key.
+    let dir = node.hosts_dir().join(&addr);
+    write(&dir.join("client.cert"), client.pem());
+    write(&dir.join("client.key"), client.key.serialize_pem());
+    write(
+        &dir.join("hosts.toml"),
+        format!("server = \"https://{addr}\"\nca = \"ca.crt\"\nclient = [[\"client.cert\", \"client.key\"]]\n\n[host.\"https://{addr}\"]\n  ca = \"ca.crt\"\n  client = [[\"client.cert\", \"client.key\"]]\n"),
+    );
+    write(
+        &node.containers_dir(&addr).join("client.cert"),
+        client.pem(),
+    );
+    write(
+        &node.containers_dir(&addr).join("client.key"),
+        client.key.serialize_pem(),
+    );
+    differential("mTLS with a client certificate", &reg, &node, "ok");
+
+    // A client pair that does not load fails the pull before dialling, in both runtimes.
+    write(&dir.join("client.key"), "not a key");
+    write(&node.containers_dir(&addr).join("client.key"), "not a key");
+    let run = check_json(node.root.path(), &[], &addr);
+    assert_eq!(run.reason(), "config_error", "{}", run.stdout);
+    assert!(run.registry(0)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("failed to load X509 key pair"));
+    assert_eq!(
+        check_json(node.root.path(), &["--runtime", "crio"], &addr).reason(),
+        "config_error"
+    );
+}

@@ -803,7 +803,18 @@ fn digest(t: &RegistryTrust, expected: &Option<Expected>, system: &str) -> Strin
     let mut s = format!("{system}|{:?}|{:?}|", t.config_error, t.host_dir);
     for e in &t.endpoints {
         let cas: Vec<&str> = e.cas.iter().map(|c| c.cert.sha256.as_str()).collect();
-        s.push_str(&format!("{}:{}:{};", e.url(), e.skip_verify, cas.join(",")));
+        let client = e
+            .client
+            .as_ref()
+            .and_then(|c| c.chain.first())
+            .map(|d| crate::cert::sha256_hex(d))
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "{}:{}:{}:{client};",
+            e.url(),
+            e.skip_verify,
+            cas.join(",")
+        ));
     }
     for f in &t.findings {
         s.push_str(&format!("{}:{:?};", f.kind, f.path));

@@ -240,8 +240,23 @@ async fn run(
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| Failure::Handshake(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier);
+        // The runtime's client certificate, when its configuration has one.
+        let config = match &ep.client {
+            Some(id) => {
+                let chain = id
+                    .chain
+                    .iter()
+                    .map(|c| rustls::pki_types::CertificateDer::from(c.clone()))
+                    .collect();
+                config
+                    .with_client_auth_cert(chain, id.key.clone_key())
+                    .map_err(|e| {
+                        Failure::Handshake(format!("client certificate {}: {e}", id.source))
+                    })?
+            }
+            None => config.with_no_client_auth(),
+        };
         let name = rustls::pki_types::ServerName::try_from(ep.host().to_string())
             .map_err(|e| Failure::Handshake(format!("invalid server name {:?}: {e}", ep.host())))?;
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
@@ -279,7 +294,14 @@ async fn run(
     );
     let status = match timeout_at(deadline, http_exchange(&mut conn, req.as_bytes())).await {
         Err(_) => return Err(Failure::Timeout(Phase::Http)),
-        Ok(Err(e)) => return Err(Failure::Http(e)),
+        // In TLS 1.3 a server's verdict on our client certificate (or its absence) arrives as an
+        // alert on the first read: that is a handshake failure, not a broken HTTP answer.
+        Ok(Err(HttpError::Io { err, .. }))
+            if err.get_ref().is_some_and(|i| i.is::<rustls::Error>()) =>
+        {
+            return Err(classify_tls_error(&err))
+        }
+        Ok(Err(e)) => return Err(Failure::Http(e.to_string())),
         Ok(Ok(s)) => s,
     };
     let (status, location) = status;
@@ -292,13 +314,45 @@ async fn run(
     }
 }
 
+/// Why an HTTP exchange failed.
+#[derive(Debug)]
+enum HttpError {
+    Io {
+        op: &'static str,
+        err: std::io::Error,
+    },
+    Protocol(String),
+}
+
+impl From<String> for HttpError {
+    fn from(s: String) -> Self {
+        HttpError::Protocol(s)
+    }
+}
+
+impl From<&str> for HttpError {
+    fn from(s: &str) -> Self {
+        HttpError::Protocol(s.to_string())
+    }
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpError::Io { op, err } => write!(f, "{op}: {err}"),
+            HttpError::Protocol(s) => f.write_str(s),
+        }
+    }
+}
+
 /// Sends `req`, reads the status line and headers (bounded), returns the status code.
 async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
     s: &mut S,
     req: &[u8],
-) -> Result<(u16, Option<String>), String> {
-    s.write_all(req).await.map_err(|e| format!("write: {e}"))?;
-    s.flush().await.map_err(|e| format!("write: {e}"))?;
+) -> Result<(u16, Option<String>), HttpError> {
+    let io = |op: &'static str| move |err: std::io::Error| HttpError::Io { op, err };
+    s.write_all(req).await.map_err(io("write"))?;
+    s.flush().await.map_err(io("write"))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -306,11 +360,9 @@ async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
             break;
         }
         if buf.len() > MAX_HEADER_BYTES {
-            return Err(format!(
-                "response headers larger than {MAX_HEADER_BYTES} bytes"
-            ));
+            return Err(format!("response headers larger than {MAX_HEADER_BYTES} bytes").into());
         }
-        let n = s.read(&mut chunk).await.map_err(|e| format!("read: {e}"))?;
+        let n = s.read(&mut chunk).await.map_err(io("read"))?;
         if n == 0 {
             if buf.is_empty() {
                 return Err("connection closed before any response (EOF)".into());
@@ -332,7 +384,8 @@ async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
         _ => Err(format!(
             "malformed HTTP response: {:?}",
             line.chars().take(80).collect::<String>()
-        )),
+        )
+        .into()),
     }
 }
 

@@ -628,6 +628,7 @@ pub fn plan(
             skip_verify: false,
             origin: "staged".into(),
             ca_files: vec![target.clone()],
+            client: None,
         }];
     }
     for ep in &mut own {

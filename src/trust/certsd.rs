@@ -153,6 +153,22 @@ fn load_dir(
                 }
             }
         } else if let Some(stem) = e.name.strip_suffix(".cert") {
+            if has(&format!("{stem}.key")) {
+                // tls.LoadX509KeyPair: a pair that does not load fails the pull.
+                match super::read_client_pair(hr, &path, Some(&dir.join(format!("{stem}.key")))) {
+                    Ok(id) => {
+                        ep.client.get_or_insert_with(|| std::sync::Arc::new(id));
+                    }
+                    Err(msg) => {
+                        findings.push(Finding::new(
+                            "client_cert_unusable",
+                            Some(&path),
+                            msg.clone(),
+                        ));
+                        return Err(msg);
+                    }
+                }
+            }
             if !has(&format!("{stem}.key")) {
                 findings.push(Finding::new(
                     "client_key_missing",

@@ -58,6 +58,8 @@ struct HostConfig {
     path: String,
     ca: Option<Vec<PathBuf>>,
     skip_verify: Option<bool>,
+    /// Client pairs (certificate, key file or none: the key is in the certificate file).
+    client: Vec<(PathBuf, Option<PathBuf>)>,
     pull_or_resolve: bool,
     origin: String,
 }
@@ -344,6 +346,22 @@ impl Layout {
                     }
                 }
             }
+            // containerd loads every pair (any failure fails the pull) and presents the first.
+            for (i, (cert, key)) in h.client.iter().enumerate() {
+                rt.watched.push(cert.clone());
+                match super::read_client_pair(hr, cert, key.as_deref()) {
+                    Ok(id) if i == 0 => ep.client = Some(std::sync::Arc::new(id)),
+                    Ok(_) => {}
+                    Err(msg) => {
+                        rt.findings.push(Finding::new(
+                            "client_cert_unusable",
+                            Some(cert),
+                            msg.clone(),
+                        ));
+                        rt.config_error.get_or_insert(msg);
+                    }
+                }
+            }
             rt.endpoints.push(ep);
         }
         rt
@@ -524,12 +542,17 @@ fn load_cert_files(
                 "containerd only reads *.crt files here: this .pem is ignored (rename it to .crt, or reference it as ca in hosts.toml)",
             ));
         } else if let Some(stem) = e.name.strip_suffix(".cert") {
-            if !entries.iter().any(|x| x.name == format!("{stem}.key")) {
+            // containerd: the same-named .key if it exists, else the key must be in the .cert.
+            let key = format!("{stem}.key");
+            if entries.iter().any(|x| x.name == key) {
+                h.client.push((path, Some(dir.join(key))));
+            } else {
                 findings.push(Finding::new(
                     "client_key_missing",
                     Some(&path),
-                    "client certificate without a matching .key",
+                    "client certificate without a matching .key: containerd expects the key inside the .cert",
                 ));
+                h.client.push((path, None));
             }
         }
     }
@@ -722,6 +745,35 @@ fn apply_host_fields(h: &mut HostConfig, dir: &Path, t: &Table) -> Result<(), St
     }
     if let Some(sv) = t.get("skip_verify") {
         h.skip_verify = Some(sv.as_bool().ok_or("skip_verify must be a boolean")?);
+    }
+    if let Some(client) = t.get("client") {
+        let abs = |p: &str| {
+            if Path::new(p).is_absolute() {
+                PathBuf::from(p)
+            } else {
+                dir.join(p)
+            }
+        };
+        // A string, a list of strings, or a list of [cert, key] pairs.
+        let items: Vec<&Value> = match client {
+            Value::String(_) => vec![client],
+            Value::Array(a) => a.iter().collect(),
+            other => return Err(format!("invalid type {} for \"client\"", other.type_str())),
+        };
+        for item in items {
+            match item {
+                Value::String(s) => h.client.push((abs(s), None)),
+                Value::Array(pair) => match (
+                    pair.first().and_then(Value::as_str),
+                    pair.get(1).and_then(Value::as_str),
+                    pair.len(),
+                ) {
+                    (Some(c), Some(k), 2) => h.client.push((abs(c), Some(abs(k)))),
+                    _ => return Err(format!("invalid pair {item} for \"client\"")),
+                },
+                other => return Err(format!("invalid type {} for \"client\"", other.type_str())),
+            }
+        }
     }
     if let Some(dt) = t.get("dial_timeout") {
         let s = dt.as_str().ok_or("dial_timeout must be a string")?;

@@ -185,13 +185,42 @@ impl Registry {
     }
 
     fn start_on(tls: Option<(String, String)>, storage: &Path, port: u16) -> Registry {
+        Self::start_full(tls, None, storage, port)
+    }
+
+    /// TLS that requires a client certificate issued by `client_ca_pem`.
+    pub fn start_mtls(
+        chain: &[&rcgen::Certificate],
+        key: &KeyPair,
+        client_ca_pem: &str,
+    ) -> Registry {
+        let tls = Some((
+            chain.iter().map(|c| c.pem()).collect::<String>(),
+            key.serialize_pem(),
+        ));
+        Self::start_full(tls, Some(client_ca_pem), &seeded_storage(), free_port())
+    }
+
+    fn start_full(
+        tls: Option<(String, String)>,
+        client_ca: Option<&str>,
+        storage: &Path,
+        port: u16,
+    ) -> Registry {
         require("docker-registry");
         let dir = tmp();
         let tls = if let Some((pem, key)) = tls {
             write(&dir.path().join("srv.pem"), pem);
             write(&dir.path().join("srv.key"), key);
+            let clientcas = match client_ca {
+                Some(ca) => {
+                    write(&dir.path().join("client-ca.pem"), ca);
+                    format!(", clientcas: [{}/client-ca.pem]", dir.path().display())
+                }
+                None => String::new(),
+            };
             format!(
-                ", tls: {{certificate: {0}/srv.pem, key: {0}/srv.key}}",
+                ", tls: {{certificate: {0}/srv.pem, key: {0}/srv.key{clientcas}}}",
                 dir.path().display()
             )
         } else {
