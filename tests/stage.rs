@@ -215,98 +215,70 @@ fn refusals_change_no_byte() {
         expect,
         "a dry run wrote something"
     );
-    let before = expect;
 
     // A candidate that does not verify the live chain.
     let wrong = node.path("/candidates/wrong.pem");
     write(&wrong, ca("registry.test").pem());
-    let before_w = {
-        let mut b = before.clone();
-        b.insert(
-            wrong.clone(),
-            ("file".into(), std::fs::read(&wrong).unwrap()),
-        );
-        b
+    let apply_ca = |f: &Path| {
+        vec![
+            "--apply".to_string(),
+            "--registry".into(),
+            name.clone(),
+            "--ca".into(),
+            f.display().to_string(),
+        ]
     };
-    let (code, j, _) = stage_cli(
+    assert_refused(
         node,
-        &[
-            "--apply",
-            "--registry",
-            &name,
-            "--ca",
-            wrong.to_str().unwrap(),
-        ],
+        &apply_ca(&wrong),
+        "does not make the registry's live chain verify",
     );
-    assert_eq!((code, j["outcome"].as_str()), (1, Some("refused")), "{j}");
-    assert!(
-        j["message"]
-            .as_str()
-            .unwrap()
-            .contains("does not make the registry's live chain verify"),
-        "{j}"
-    );
-    assert_eq!(snapshot(node.root.path()), before_w);
 
     // A pin that matches nothing presented.
-    let (code, j, _) = stage_cli(
-        node,
-        &["--apply", "--registry", &name, "--pin", &"ab".repeat(32)],
-    );
-    assert_eq!((code, j["outcome"].as_str()), (1, Some("refused")), "{j}");
-    assert!(j["message"]
-        .as_str()
-        .unwrap()
-        .contains("never trusts on first use"));
-    assert_eq!(snapshot(node.root.path()), before_w);
+    let pin = vec![
+        "--apply".to_string(),
+        "--registry".into(),
+        name.clone(),
+        "--pin".into(),
+        "ab".repeat(32),
+    ];
+    assert_refused(node, &pin, "never trusts on first use");
 
-    // A hosts.toml `ca` outside the hosts dir.
+    // A hosts.toml `ca` outside the hosts dir (with an explicit https server too: a loopback
+    // default host would be tried without verification).
     let dir = node.hosts_dir().join(&name);
     write(&node.path("/opt/ca/a.pem"), inc.ca_a.pem());
-    // With an explicit https server too: a loopback default host would be tried without verification.
     write(&dir.join("hosts.toml"), format!("server = \"https://{name}\"\nca = \"/opt/ca/a.pem\"\n[host.\"https://{name}\"]\n  ca = \"/opt/ca/a.pem\"\n"));
-    let before_o = snapshot(node.root.path());
-    let (code, j, _) = stage_cli(
+    assert_refused(
         node,
-        &[
-            "--apply",
-            "--registry",
-            &name,
-            "--ca",
-            good.to_str().unwrap(),
-        ],
+        &apply_ca(&good),
+        "outside the runtime's certificate directory",
     );
-    assert_eq!((code, j["outcome"].as_str()), (1, Some("refused")), "{j}");
-    assert!(
-        j["message"]
-            .as_str()
-            .unwrap()
-            .contains("outside the runtime's certificate directory"),
-        "{j}"
-    );
-    assert_eq!(snapshot(node.root.path()), before_o);
 
-    // A symlinked host dir pointing outside the hosts dir.
+    // A symlinked host dir pointing outside the hosts dir; the target is a node path, as on a real
+    // node (resolved under the host root).
     std::fs::remove_dir_all(&dir).unwrap();
     let outside = node.path("/elsewhere/dir");
     write(&outside.join("ca.crt"), inc.ca_a.pem());
     write(&outside.join("hosts.toml"), format!("server = \"https://{name}\"\nca = \"ca.crt\"\n[host.\"https://{name}\"]\n  ca = \"ca.crt\"\n"));
-    // A node path as the target, as on a real node (resolved under the host root).
     std::os::unix::fs::symlink("/elsewhere/dir", &dir).unwrap();
-    let before_s = snapshot(node.root.path());
-    let (code, j, _) = stage_cli(
-        node,
-        &[
-            "--apply",
-            "--registry",
-            &name,
-            "--ca",
-            good.to_str().unwrap(),
-        ],
-    );
+    assert_refused(node, &apply_ca(&good), "symlink");
+}
+
+/// `regtrust stage ARGS` is refused, says `why`, and leaves every byte under the host root as it was.
+fn assert_refused(node: &Node, args: &[String], why: &str) {
+    let before = snapshot(node.root.path());
+    let (code, j, _) = stage_cli(node, &args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!((code, j["outcome"].as_str()), (1, Some("refused")), "{j}");
-    assert!(j["message"].as_str().unwrap().contains("symlink"), "{j}");
-    assert_eq!(snapshot(node.root.path()), before_s);
+    assert!(
+        j["message"].as_str().unwrap_or_default().contains(why),
+        "expected {why:?}: {j}"
+    );
+    assert_eq!(
+        snapshot(node.root.path()),
+        before,
+        "a refusal changed the tree ({why})"
+    );
 }
 
 #[test]
