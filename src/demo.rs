@@ -19,10 +19,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::agent::{Agent, Command};
-use crate::check::{self, Report};
+use crate::check;
 use crate::config::{AgentConfig, RegistryConfig};
 use crate::diagnose::Reason;
 use crate::hostroot::HostRoot;
+use crate::outcome::CheckOutcome;
 use crate::probe::ProbeSettings;
 use crate::trust::{Runtime, TrustSettings};
 
@@ -160,10 +161,10 @@ impl Drop for TlsRegistry {
 
 /// What the demo showed.
 pub struct DemoOutcome {
-    pub before: Report,
-    pub after: Report,
+    pub before: CheckOutcome,
+    pub after: CheckOutcome,
     /// The check after the agent staged CA-B.
-    pub remedied: Report,
+    pub remedied: CheckOutcome,
     pub ca_a_sha256: String,
     pub ca_b_sha256: String,
     /// The agent's /metrics at each phase: ok; CA-B published as expected; rotated to CA-B.
@@ -177,7 +178,8 @@ impl DemoOutcome {
         let m =
             |i: usize, needle: &str| self.metrics.get(i).is_some_and(|(_, t)| t.contains(needle));
         self.before.all_ok()
-            && self.after.registries.first().map(|r| r.reason) == Some(Reason::CaKeyMismatch)
+            && self.after.registries.first().map(|r| r.verdict.reason)
+                == Some(Reason::CaKeyMismatch)
             && m(0, "regtrust_probe_success{")
             && m(1, "regtrust_expected_ca_trusted{")
             && m(2, "reason=\"ca_key_mismatch\"")

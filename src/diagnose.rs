@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::cert::{hex, Cert};
 use crate::probe::{Failure, ProbeResult};
+use crate::trust::TrustedCa;
 use crate::verify::{CandidateProblem, VerifyError};
 
 /// Every outcome regtrust distinguishes.
@@ -128,7 +129,7 @@ pub struct Diagnosis {
 }
 
 /// Diagnoses one probe. `trusted` maps a root certificate to its source for the evidence.
-pub fn diagnose(probe: &ProbeResult, trusted: &[(Arc<Cert>, String)]) -> Diagnosis {
+pub fn diagnose(probe: &ProbeResult, trusted: &[TrustedCa]) -> Diagnosis {
     let d = |reason, detail: String, next: &str| Diagnosis {
         reason,
         detail,
@@ -176,11 +177,7 @@ fn tls_prefix(probe: &ProbeResult) -> String {
     format!("Get \"{}\": tls: failed to verify certificate: ", probe.url)
 }
 
-fn diagnose_verify(
-    v: &VerifyError,
-    probe: &ProbeResult,
-    trusted: &[(Arc<Cert>, String)],
-) -> Diagnosis {
+fn diagnose_verify(v: &VerifyError, probe: &ProbeResult, trusted: &[TrustedCa]) -> Diagnosis {
     let detail = format!("{}{v}", tls_prefix(probe));
     let mk = |reason, next: &str| Diagnosis {
         reason,
@@ -244,11 +241,7 @@ fn diagnose_verify(
     }
 }
 
-fn key_mismatch(
-    cert: &Arc<Cert>,
-    probe: &ProbeResult,
-    trusted: &[(Arc<Cert>, String)],
-) -> KeyMismatch {
+fn key_mismatch(cert: &Arc<Cert>, probe: &ProbeResult, trusted: &[TrustedCa]) -> KeyMismatch {
     KeyMismatch {
         subject: cert.issuer.clone(),
         presented_cert_sha256: cert.sha256.clone(),
@@ -260,11 +253,11 @@ fn key_mismatch(
             .map(|p| p.sha256.clone()),
         trusted: trusted
             .iter()
-            .filter(|(c, _)| c.raw_subject == cert.raw_issuer)
-            .map(|(c, src)| TrustedSameName {
-                sha256: c.sha256.clone(),
-                key_id: c.skid.as_deref().map(hex),
-                source: src.clone(),
+            .filter(|ca| ca.cert.raw_subject == cert.raw_issuer)
+            .map(|ca| TrustedSameName {
+                sha256: ca.cert.sha256.clone(),
+                key_id: ca.cert.skid.as_deref().map(hex),
+                source: ca.source.clone(),
             })
             .collect(),
     }

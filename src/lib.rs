@@ -10,7 +10,9 @@
 //!   network I/O.
 //! - [`diagnose`]: outcome + trust → a stable reason, detail and next step. Pure.
 //! - [`check`]: the one-shot check that ties these together, the way the runtime tries endpoints.
-//! - [`report`]: text for a person, JSON for tools.
+//! - [`outcome`]: what a check found, as domain data: every view and sink reads it.
+//! - [`offload`]: the blocking boundary: file I/O and CPU-heavy work leave the event loop.
+//! - [`report`]: every view of an outcome: text, JSON, the npd line, the status page, staging.
 //! - [`demo`]: the incident replayed on loopback, through the same code as `check`.
 //!
 //! `unsafe` is forbidden: nothing here needs it.
@@ -25,6 +27,8 @@ pub mod diagnose;
 pub mod hostroot;
 pub mod httphead;
 pub mod metrics;
+pub mod offload;
+pub mod outcome;
 pub mod pem;
 pub mod probe;
 pub mod report;

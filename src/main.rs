@@ -291,13 +291,13 @@ async fn shutdown_signal() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // One thread: probing is I/O-bound (a probe costs ~1 ms of CPU), and a single thread keeps the
-    // agent's memory small (no per-thread allocator arenas). Measured in README's benchmark.
-    // DNS lookups (getaddrinfo) run on the blocking pool: a few threads suffice and each extra
-    // thread can cost its own allocator arena.
+    // One event-loop thread: probing is I/O-bound, and everything that blocks or burns CPU (file
+    // reads, fsync, /proc, chain verification, bcrypt) leaves it through regtrust::offload for the
+    // blocking pool, so a second loop thread would only add an allocator arena. Measured in
+    // README's benchmark (scripts/bench).
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .max_blocking_threads(4)
+        .max_blocking_threads(regtrust::offload::MAX_BLOCKING_THREADS)
         .build()
     {
         Ok(rt) => rt,
@@ -422,7 +422,7 @@ fn main() -> ExitCode {
             if a.output == Output::Json {
                 println!("{}", serde_json::to_string_pretty(&rep).unwrap_or_default());
             } else {
-                print!("{}", regtrust::stage::text(&rep));
+                print!("{}", report::stage::text(&rep));
             }
             match rep.outcome {
                 regtrust::stage::Outcome::Applied | regtrust::stage::Outcome::DryRun => {
@@ -445,7 +445,8 @@ fn main() -> ExitCode {
                             .iter()
                             .map(|(phase, m)| serde_json::json!({"phase": phase, "metrics": m}))
                             .collect();
-                        let v = serde_json::json!({"before": d.before, "after": d.after, "remedied": d.remedied, "ca_a_sha256": d.ca_a_sha256, "ca_b_sha256": d.ca_b_sha256, "agent": metrics});
+                        let view = report::view::Report::from;
+                        let v = serde_json::json!({"before": view(&d.before), "after": view(&d.after), "remedied": view(&d.remedied), "ca_a_sha256": d.ca_a_sha256, "ca_b_sha256": d.ca_b_sha256, "agent": metrics});
                         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                     } else {
                         print_demo(&d);
@@ -487,7 +488,7 @@ fn print_demo(d: &demo::DemoOutcome) {
 }
 
 /// The demo's temporary host root has no system roots or containerd config; saying so is noise.
-fn strip_node_notes(mut r: check::Report) -> check::Report {
+fn strip_node_notes(mut r: regtrust::outcome::CheckOutcome) -> regtrust::outcome::CheckOutcome {
     r.findings.clear();
     r
 }

@@ -2,7 +2,6 @@
 //! (a status page for a person on the node). Only GET and HEAD, only these paths; request heads are
 //! bounded in size and time, and so is the number of connections.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -10,8 +9,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::check::RegistryReport;
 use crate::metrics::Metrics;
+use crate::outcome::RegistryOutcome;
 
 /// Largest request head accepted.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
@@ -135,7 +134,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub ready: AtomicBool,
     /// Latest report per registry, with the expected-CA verdict.
-    pub status: RwLock<Vec<(RegistryReport, Option<bool>)>>,
+    pub status: RwLock<Vec<(RegistryOutcome, Option<bool>)>>,
 }
 
 /// Serves until `shutdown` flips to true.
@@ -268,69 +267,7 @@ fn route(req: &[u8], app: &AppState, web: &Web) -> (u16, &'static str, String) {
     }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn short(sha: &str) -> String {
-    sha.chars().take(16).collect()
-}
-
 fn status_page(app: &AppState) -> String {
     let status = app.status.read().unwrap_or_else(|p| p.into_inner());
-    let mut h = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>regtrust</title><style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 6px;vertical-align:top;font-size:13px}.ok{background:#dfd}.bad{background:#fdd}code{font-size:12px}</style></head><body>",
-    );
-    let _ = write!(h, "<h1>regtrust {}</h1>", env!("CARGO_PKG_VERSION"));
-    if status.is_empty() {
-        h.push_str("<p>No registry probed yet.</p>");
-    }
-    h.push_str("<table><tr><th>registry</th><th>endpoint</th><th>verdict</th><th>presented (leaf / issuer)</th><th>node trusts</th><th>expected CA trusted</th><th>last error</th></tr>");
-    for (r, expected) in status.iter() {
-        let exp = match expected {
-            Some(true) => "yes",
-            Some(false) => "<b>NO</b>",
-            None => "—",
-        };
-        for e in &r.endpoints {
-            let class = if e.ok { "ok" } else { "bad" };
-            let presented = match (e.presented_chain.first(), &e.presented_issuer) {
-                (Some(l), Some(i)) => format!(
-                    "<code>{}</code><br>{} <code>{}</code>",
-                    short(&l.sha256),
-                    esc(&i.subject),
-                    esc(&short(&i.id))
-                ),
-                (Some(l), None) => format!("<code>{}</code>", short(&l.sha256)),
-                _ => "—".into(),
-            };
-            let trusted: Vec<String> = e
-                .trusted_cas
-                .iter()
-                .map(|t| {
-                    format!(
-                        "{} <code>{}</code><br><small>{}</small>",
-                        esc(&t.subject),
-                        short(&t.sha256),
-                        esc(&t.source)
-                    )
-                })
-                .collect();
-            let err = if e.ok { String::new() } else { esc(&e.detail) };
-            let _ = write!(
-                h,
-                "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{presented}</td><td>{} <small>(+{} system roots)</small></td><td>{exp}</td><td>{err}</td></tr>",
-                esc(&r.registry),
-                esc(&e.endpoint),
-                e.reason,
-                trusted.join("<br>"),
-                e.system_roots
-            );
-        }
-    }
-    h.push_str("</table><p><a href=\"/metrics\">/metrics</a> · <a href=\"/healthz\">/healthz</a> · <a href=\"/readyz\">/readyz</a></p></body></html>\n");
-    h
+    crate::report::status::page(&status)
 }

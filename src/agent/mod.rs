@@ -2,17 +2,22 @@
 //! a file that feeds its trust changes; turns the results into metrics, state-change logs, drift
 //! signals and a status page.
 //!
-//! The loop owns all mutable state (no locks but the status page's); probes run as tasks and report
-//! back. Drift, three ways: presented vs trusted (`presented_untrusted`), trusted vs expected
-//! (`expected_untrusted`), presented vs last seen (`regtrust_ca_changes_total`, persisted); plus
-//! runtime staleness.
+//! The loop owns all mutable state (no locks but the status page's) and is a fold: probes run as
+//! tasks and report back an outcome; [`drift::fold`] turns (memory, outcome, expected CA) into
+//! events and new memory; [`sinks`] apply them to metrics, logs and state; the status page shows
+//! the outcome. Nothing that blocks runs on the loop's thread: trust re-reads
+//! ([`reconcile::read`]), the `/proc` scan, state saves and staging go through
+//! [`crate::offload`].
 
+pub mod drift;
 pub mod http;
+pub mod reconcile;
 pub mod runtime;
+pub mod sinks;
 pub mod state;
 pub mod watch;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -25,14 +30,16 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::check::{self, RegistryReport};
-use crate::config::{AgentConfig, RegistryConfig};
-use crate::diagnose::Reason;
-use crate::metrics::{EndpointSample, Metrics};
+use crate::check;
+use crate::config::AgentConfig;
+use crate::metrics::Metrics;
+use crate::offload;
+use crate::outcome::RegistryOutcome;
 use crate::probe::{ProbeSettings, ProxyEnv};
 use crate::stage;
-use crate::trust::{self, ConfigError, RegistryTrust, SystemRoots, TrustLoader, TrustSettings};
-use state::{Seen, State, StateStore};
+use crate::trust::{ConfigError, RegistryTrust, SystemRoots, TrustSettings};
+use drift::{EndpointMemory, Expected, Memory, StagePolicy};
+use state::{State, StateStore};
 
 /// Quiet time after a file event before trust is re-read (editors write in bursts).
 pub const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -53,6 +60,8 @@ pub enum AgentError {
     Watch(#[from] notify::Error),
     #[error("listener: {0}")]
     Web(String),
+    #[error("{0}")]
+    Offload(#[from] offload::Cancelled),
 }
 
 /// Commands another part of the program (the demo, staging) can send the running agent.
@@ -60,43 +69,6 @@ pub enum AgentError {
 pub enum Command {
     /// Probe every registry now.
     ProbeAll,
-}
-
-/// The expected CAs of one registry, as last read.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Expected {
-    /// SHA-256 of each expected CA (file contents and pins).
-    shas: Vec<String>,
-    /// Why the expectation could not be read (then it is unknown).
-    error: Option<String>,
-}
-
-impl Expected {
-    fn load(rc: &RegistryConfig) -> Option<Expected> {
-        if rc.expected_ca_file.is_none() && rc.expected_ca_sha256.is_empty() {
-            return None;
-        }
-        let mut e = Expected {
-            shas: rc.expected_ca_sha256.clone(),
-            error: None,
-        };
-        if let Some(f) = &rc.expected_ca_file {
-            match crate::hostroot::read_bounded(f) {
-                Ok(data) => {
-                    let scan = crate::pem::scan_certs(&data);
-                    if scan.certs.is_empty() {
-                        e.error = Some(format!("{}: holds no PEM certificate", f.display()));
-                    }
-                    e.shas
-                        .extend(scan.certs.iter().map(|d| crate::cert::sha256_hex(d)));
-                }
-                Err(err) => e.error = Some(format!("{}: {err}", f.display())),
-            }
-        }
-        e.shas.sort();
-        e.shas.dedup();
-        Some(e)
-    }
 }
 
 /// Per registry, what the loop knows.
@@ -109,9 +81,7 @@ struct Reg {
     /// A change arrived while a probe was in flight: probe again when it returns.
     again: bool,
     probed: bool,
-    /// endpoint → (reason, drift kinds that are on)
-    last: HashMap<String, (Reason, Vec<&'static str>)>,
-    expected_trusted: Option<bool>,
+    memory: Memory,
 }
 
 /// The agent, bound to its listen address and ready to run.
@@ -171,7 +141,7 @@ impl Agent {
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(http::serve(listener, app.clone(), web, stop_rx));
-        let mut lp = Loop::new(cfg, app.clone())?;
+        let mut lp = Loop::new(cfg, app.clone()).await?;
         let result = lp.run(shutdown, cmd_rx).await;
         let _ = stop_tx.send(true);
         let _ = server.await;
@@ -186,28 +156,31 @@ struct Loop {
     metrics: Arc<Metrics>,
     regs: BTreeMap<String, Reg>,
     system: Arc<SystemRoots>,
-    store: StateStore,
+    store: Arc<StateStore>,
     state: State,
+    /// Each save gets the next number; an older save never overwrites a newer one.
+    save_gen: u64,
+    saves: JoinSet<()>,
     watcher: watch::Watcher,
     watch_rx: mpsc::Receiver<()>,
     probe: ProbeSettings,
     sem: Arc<tokio::sync::Semaphore>,
     stale: Option<bool>,
-    /// Staging attempts decided by `handle`, spawned by the loop.
+    /// Staging attempts the fold asked for, spawned by the loop.
     pending_stage: Vec<(String, stage::Source)>,
-    /// When each registry's last staging attempt started (the rate limit).
-    last_stage: HashMap<String, Instant>,
-    staging: HashSet<String>,
 }
 
-type Done = (String, RegistryReport);
+type Done = (String, RegistryOutcome);
 
 impl Loop {
-    fn new(cfg: AgentConfig, app: Arc<http::AppState>) -> Result<Loop, AgentError> {
+    async fn new(cfg: AgentConfig, app: Arc<http::AppState>) -> Result<Loop, AgentError> {
         let (tx, watch_rx) = mpsc::channel(1);
         let watcher = watch::Watcher::new(tx)?;
-        let store = StateStore::new(&cfg.state_dir);
-        let state = store.load();
+        let store = Arc::new(StateStore::new(&cfg.state_dir));
+        let loading = store.clone();
+        let state = offload::blocking(move || loading.load())
+            .await
+            .unwrap_or_default();
         let metrics = app.metrics.clone();
         for (key, seen) in &state.endpoints {
             if let Some((registry, endpoint)) = key.split_once(' ') {
@@ -230,12 +203,12 @@ impl Loop {
             system: Arc::new(SystemRoots::default()),
             store,
             state,
+            save_gen: 0,
+            saves: JoinSet::new(),
             watcher,
             watch_rx,
             stale: None,
             pending_stage: Vec::new(),
-            last_stage: HashMap::new(),
-            staging: HashSet::new(),
         })
     }
 
@@ -257,7 +230,7 @@ impl Loop {
         tokio::pin!(shutdown);
         let mut tasks: JoinSet<Done> = JoinSet::new();
         let mut stages: JoinSet<stage::StageReport> = JoinSet::new();
-        self.reconcile()?;
+        self.reconcile().await?;
         let mut reconcile_at: Option<Instant> = None;
         let mut stale_due = Instant::now();
         loop {
@@ -276,27 +249,23 @@ impl Loop {
                 .unwrap_or_else(|| Instant::now() + self.cfg.interval);
             tokio::select! {
                 _ = &mut shutdown => break,
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    match done {
-                        Ok((name, report)) => self.handle(name, report),
-                        Err(e) => tracing::error!(error = %e, "a probe task failed"),
-                    }
-                }
-                Some(done) = stages.join_next(), if !stages.is_empty() => {
-                    match done {
-                        Ok(rep) => self.staged(rep),
-                        Err(e) => tracing::error!(error = %e, "a staging task failed"),
-                    }
-                }
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => match done {
+                    Ok((name, outcome)) => self.handle(name, outcome),
+                    Err(e) => tracing::error!(error = %e, "a probe task failed"),
+                },
+                Some(done) = stages.join_next(), if !stages.is_empty() => match done {
+                    Ok(rep) => self.staged(rep),
+                    Err(e) => tracing::error!(error = %e, "a staging task failed"),
+                },
+                Some(_) = self.saves.join_next(), if !self.saves.is_empty() => {}
                 Some(()) = self.watch_rx.recv() => {
                     let at = Instant::now() + DEBOUNCE;
                     reconcile_at = Some(reconcile_at.map_or(at, |r| r.min(at)));
                 }
                 Some(cmd) = cmds.recv() => match cmd {
                     Command::ProbeAll => {
-                        let now = Instant::now();
                         for r in self.regs.values_mut() {
-                            if r.in_flight { r.again = true } else { r.next_due = now }
+                            probe_soon(r);
                         }
                     }
                 },
@@ -304,17 +273,23 @@ impl Loop {
                     let now = Instant::now();
                     if reconcile_at.is_some_and(|t| t <= now) {
                         reconcile_at = None;
-                        if let Err(e) = self.reconcile() {
+                        if let Err(e) = self.reconcile().await {
                             tracing::error!(error = %e, "cannot re-read the runtime's configuration; keeping the previous one");
                         }
                     }
                     if stale_due <= now {
-                        self.update_staleness();
+                        self.update_staleness().await;
                         stale_due = now + self.cfg.interval;
                     }
                 }
             }
         }
+        self.shut_down(tasks).await;
+        Ok(())
+    }
+
+    /// Finishes in-flight probes (bounded by the probe timeout), then saves the state.
+    async fn shut_down(&mut self, mut tasks: JoinSet<Done>) {
         tracing::info!(
             in_flight = tasks.len(),
             "shutting down: finishing in-flight probes"
@@ -322,32 +297,33 @@ impl Loop {
         let bound = self.cfg.timeout + Duration::from_secs(2);
         let _ = tokio::time::timeout(bound, async {
             while let Some(done) = tasks.join_next().await {
-                if let Ok((name, report)) = done {
-                    self.handle(name, report);
+                if let Ok((name, outcome)) = done {
+                    self.handle(name, outcome);
                 }
             }
         })
         .await;
         tasks.abort_all();
         self.save_state();
-        Ok(())
+        while self.saves.join_next().await.is_some() {}
     }
 
-    /// Re-reads the runtime's configuration, the system roots and the expected CAs; registries whose
-    /// trust changed are probed at once; departed ones are forgotten.
-    fn reconcile(&mut self) -> Result<(), AgentError> {
-        let loader = TrustLoader::new(&self.settings)?;
-        self.system = Arc::new(trust::system::load(&self.settings.host_root));
-        let mut names: Vec<String> = self.cfg.registries.iter().map(|r| r.name.clone()).collect();
-        if self.cfg.discover {
-            names.extend(loader.discover());
-        }
-        names.sort();
-        names.dedup();
+    /// Re-reads the runtime's configuration, the system roots and the expected CAs (on the blocking
+    /// pool); registries whose trust changed are probed at once; departed ones are forgotten.
+    async fn reconcile(&mut self) -> Result<(), AgentError> {
+        let (settings, configured, discover) = (
+            self.settings.clone(),
+            self.cfg.registries.clone(),
+            self.cfg.discover,
+        );
+        let reading =
+            offload::blocking(move || reconcile::read(&settings, &configured, discover)).await??;
+        self.system = reading.system;
+        let names: HashSet<&str> = reading.registries.iter().map(|r| r.name.as_str()).collect();
         let gone: Vec<String> = self
             .regs
             .keys()
-            .filter(|n| !names.contains(n))
+            .filter(|n| !names.contains(n.as_str()))
             .cloned()
             .collect();
         for n in gone {
@@ -355,65 +331,36 @@ impl Loop {
             self.regs.remove(&n);
             self.metrics.forget_registry(&n);
         }
-        let sys_digest: Vec<&str> = self
-            .system
-            .cas
-            .iter()
-            .map(|c| c.cert.sha256.as_str())
-            .collect();
-        let sys_digest = crate::cert::sha256_hex(sys_digest.join(",").as_bytes());
         let now = Instant::now();
-        let mut watch_dirs = HashSet::new();
-        for f in &self.system.files {
-            if let Ok(real) = self.settings.host_root.resolve(f) {
-                watch::dirs_for(&real, &mut watch_dirs);
-            }
-        }
-        for name in names {
-            let trust = loader.registry(&name);
-            let rc = self.cfg.registries.iter().find(|r| r.name == name);
-            let expected = rc.and_then(Expected::load);
-            for p in &trust.watched {
-                if let Ok(real) = self.settings.host_root.resolve(p) {
-                    watch::dirs_for(&real, &mut watch_dirs);
-                }
-            }
-            if let Some(f) = rc.and_then(|r| r.expected_ca_file.as_ref()) {
-                watch::dirs_for(f, &mut watch_dirs);
-            }
-            let digest = digest(&trust, &expected, &sys_digest);
-            match self.regs.get_mut(&name) {
-                Some(r) if r.digest == digest => {}
+        for read in reading.registries {
+            match self.regs.get_mut(&read.name) {
+                Some(r) if r.digest == read.digest => {}
                 Some(r) => {
-                    tracing::info!(registry = %name, "trust files changed: probing now");
-                    r.trust = trust;
-                    r.digest = digest;
-                    r.expected = expected;
-                    if r.in_flight {
-                        r.again = true
-                    } else {
-                        r.next_due = now
-                    }
+                    tracing::info!(registry = %read.name, "trust files changed: probing now");
+                    r.trust = read.trust;
+                    r.digest = read.digest;
+                    r.expected = read.expected;
+                    probe_soon(r);
                 }
                 None => {
+                    let memory = self.remembered(&read.name);
                     self.regs.insert(
-                        name,
+                        read.name,
                         Reg {
-                            trust,
-                            digest,
-                            expected,
+                            trust: read.trust,
+                            digest: read.digest,
+                            expected: read.expected,
                             next_due: now,
                             in_flight: false,
                             again: false,
                             probed: false,
-                            last: HashMap::new(),
-                            expected_trusted: None,
+                            memory,
                         },
                     );
                 }
             }
         }
-        self.watcher.set(watch_dirs);
+        self.watcher.set(reading.watch_dirs);
         tracing::debug!(
             watches = self.watcher.count(),
             registries = self.regs.len(),
@@ -422,27 +369,54 @@ impl Loop {
         if self.regs.is_empty() {
             self.app.ready.store(true, Ordering::SeqCst);
         }
-        self.update_staleness();
+        self.update_staleness().await;
         Ok(())
     }
 
-    fn update_staleness(&mut self) {
-        let stale = runtime::stale(
-            &self.settings.host_root,
-            &self.system.files,
-            &self.cfg.proc_dir,
+    /// A new registry's memory: the issuers its endpoints showed before a restart.
+    fn remembered(&self, registry: &str) -> Memory {
+        let prefix = state::key(registry, "");
+        let endpoints = self
+            .state
+            .endpoints
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, seen)| {
+                let em = EndpointMemory {
+                    seen: Some(seen.clone()),
+                    ..Default::default()
+                };
+                (k[prefix.len()..].to_string(), em)
+            })
+            .collect();
+        Memory {
+            endpoints,
+            ..Default::default()
+        }
+    }
+
+    /// Runtime staleness, from `/proc` and the bundle's mtime (on the blocking pool).
+    async fn update_staleness(&mut self) {
+        let (hr, files, proc_dir, rt) = (
+            self.settings.host_root.clone(),
+            self.system.files.clone(),
+            self.cfg.proc_dir.clone(),
             self.cfg.runtime,
         );
+        let stale = offload::blocking(move || runtime::stale(&hr, &files, &proc_dir, rt))
+            .await
+            .unwrap_or(None);
+        let rt = self.cfg.runtime.as_str();
         if stale != self.stale {
             match stale {
-                Some(true) => tracing::warn!(runtime = self.cfg.runtime.as_str(), "the system CA bundle changed after the runtime started: restart it to load the new roots"),
-                Some(false) if self.stale == Some(true) => tracing::info!(runtime = self.cfg.runtime.as_str(), "runtime trust is current again"),
-                None => tracing::debug!(runtime = self.cfg.runtime.as_str(), "runtime process or system bundle not found; staleness unknown"),
+                Some(true) => tracing::warn!(runtime = rt, "the system CA bundle changed after the runtime started: restart it to load the new roots"),
+                Some(false) if self.stale == Some(true) => tracing::info!(runtime = rt, "runtime trust is current again"),
+                None => tracing::debug!(runtime = rt, "runtime process or system bundle not found; staleness unknown"),
                 _ => {}
             }
             self.stale = stale;
         }
-        self.metrics.runtime_stale(self.cfg.runtime.as_str(), stale);
+        self.metrics.runtime_stale(rt, stale);
     }
 
     fn spawn_due(&mut self, tasks: &mut JoinSet<Done>) {
@@ -460,16 +434,16 @@ impl Loop {
                 name.clone(),
             );
             tasks.spawn(async move {
-                let report = check::check_registry(trust, &system, &ps, &sem).await;
-                (name, report)
+                let outcome = check::check_registry(trust, &system, &ps, &sem).await;
+                (name, outcome)
             });
         }
     }
 
-    /// Folds one registry's probe into metrics, drift, change tracking, logs and the status page.
-    fn handle(&mut self, name: String, report: RegistryReport) {
+    /// One registry's round: the fold, then its sinks (metrics, logs, state, status page).
+    fn handle(&mut self, name: String, outcome: RegistryOutcome) {
         let next = Instant::now() + self.jittered();
-        let system = self.system.clone();
+        let policy = self.stage_policy(&name);
         let Some(r) = self.regs.get_mut(&name) else {
             return;
         };
@@ -481,251 +455,40 @@ impl Loop {
             next
         };
         let now_unix = time::OffsetDateTime::now_utc().unix_timestamp();
-
-        // Trusted vs expected: per endpoint of the registry itself (mirrors have their own CAs).
-        let own: Vec<&trust::Endpoint> = {
-            let own: Vec<_> = r
-                .trust
-                .endpoints
-                .iter()
-                .filter(|e| e.authority == name)
-                .collect();
-            if own.is_empty() {
-                r.trust.endpoints.iter().collect()
-            } else {
-                own
-            }
+        let round = drift::Round {
+            outcome: &outcome,
+            expected: r.expected.as_ref(),
+            system: &self.system,
+            stage: policy.as_ref(),
+            now: Instant::now().into_std(),
+            now_unix,
         };
-        let expected_untrusted: HashMap<String, bool> = match &r.expected {
-            Some(exp) if exp.error.is_none() && !exp.shas.is_empty() => own
-                .iter()
-                .map(|ep| {
-                    let pool: HashSet<String> = check::pool(&system, ep)
-                        .into_iter()
-                        .map(|(c, _)| c.sha256.clone())
-                        .collect();
-                    (ep.url(), !exp.shas.iter().all(|s| pool.contains(s)))
-                })
-                .collect(),
-            _ => HashMap::new(),
-        };
-        let expected_trusted = if expected_untrusted.is_empty() {
-            None
-        } else {
-            Some(!expected_untrusted.values().any(|u| *u))
-        };
-        if expected_trusted != r.expected_trusted {
-            match expected_trusted {
-                Some(false) => {
-                    tracing::warn!(registry = %name, expected = ?r.expected.as_ref().map(|e| &e.shas), "expected CA is not trusted by the node: a rotation to it would break pulls")
-                }
-                Some(true) if r.expected_trusted.is_some() => {
-                    tracing::info!(registry = %name, "expected CA is trusted by the node again")
-                }
-                _ => {}
-            }
-            r.expected_trusted = expected_trusted;
-        }
-
-        let mut state_changed = false;
-        for e in &report.endpoints {
-            // Presented vs last seen.
-            if let Some(iss) = &e.presented_issuer {
-                let key = state::key(&name, &e.endpoint);
-                match self.state.endpoints.get_mut(&key) {
-                    Some(seen)
-                        if !iss.same_issuer(
-                            seen.issuer_sha256.as_deref(),
-                            seen.issuer_key_id.as_deref(),
-                            &seen.issuer_id,
-                        ) =>
-                    {
-                        tracing::warn!(registry = %name, endpoint = %e.endpoint, previous = %seen.issuer_id, current = %iss.id, subject = %iss.subject, "the registry's issuing CA changed");
-                        seen.previous_issuer_id =
-                            Some(std::mem::replace(&mut seen.issuer_id, iss.id.clone()));
-                        seen.issuer_subject = iss.subject.clone();
-                        seen.issuer_sha256 = iss.sha256.clone();
-                        seen.issuer_key_id = iss.key_id.clone();
-                        seen.changes += 1;
-                        seen.changed_at = Some(now_unix);
-                        seen.seen_at = now_unix;
-                        self.metrics.ca_changed(&name, &e.endpoint, 1);
-                        state_changed = true;
-                    }
-                    Some(seen) => {
-                        // The same CA, perhaps known more precisely now (verified: its fingerprint).
-                        seen.seen_at = now_unix;
-                        if seen.issuer_sha256.is_none() && iss.sha256.is_some() {
-                            seen.issuer_sha256 = iss.sha256.clone();
-                            seen.issuer_id = iss.id.clone();
-                            state_changed = true;
-                        }
-                        if seen.issuer_key_id.is_none() && iss.key_id.is_some() {
-                            seen.issuer_key_id = iss.key_id.clone();
-                        }
-                    }
-                    None => {
-                        self.state.endpoints.insert(
-                            key,
-                            Seen {
-                                issuer_id: iss.id.clone(),
-                                issuer_subject: iss.subject.clone(),
-                                seen_at: now_unix,
-                                changes: 0,
-                                previous_issuer_id: None,
-                                changed_at: None,
-                                issuer_sha256: iss.sha256.clone(),
-                                issuer_key_id: iss.key_id.clone(),
-                            },
-                        );
-                        state_changed = true;
-                    }
-                }
-            }
-            // Presented vs trusted: known only when a chain was seen.
-            let prev = r.last.get(&e.endpoint).cloned();
-            let presented_untrusted = if e.presented_chain.is_empty() || e.skip_verify {
-                prev.as_ref()
-                    .map(|(_, d)| d.contains(&"presented_untrusted"))
-                    .unwrap_or(false)
-            } else {
-                is_verification_failure(e.reason)
-            };
-            let mut drift = vec![("presented_untrusted", presented_untrusted)];
-            if let Some(u) = expected_untrusted.get(&e.endpoint) {
-                drift.push(("expected_untrusted", *u));
-            }
-            let on: Vec<&'static str> = drift.iter().filter(|(_, v)| *v).map(|(k, _)| *k).collect();
-            let prev_on = prev.as_ref().map(|(_, d)| d.clone()).unwrap_or_default();
-            for kind in on.iter().filter(|k| !prev_on.contains(k)) {
-                tracing::warn!(registry = %name, endpoint = %e.endpoint, kind, reason = %e.reason, presented_issuer = ?e.presented_issuer.as_ref().map(|i| &i.id), "CA drift started");
-            }
-            for kind in prev_on.iter().filter(|k| !on.contains(k)) {
-                tracing::info!(registry = %name, endpoint = %e.endpoint, kind, "CA drift ended");
-            }
-            if prev.as_ref().map(|(reason, _)| *reason) != Some(e.reason) {
-                let trusted: Vec<&str> = e.trusted_cas.iter().map(|t| t.sha256.as_str()).collect();
-                let leaf = e
-                    .presented_chain
-                    .first()
-                    .map(|c| c.sha256.as_str())
-                    .unwrap_or("");
-                if e.ok {
-                    tracing::info!(registry = %name, endpoint = %e.endpoint, reason = %e.reason, previous = ?prev.as_ref().map(|p| p.0), leaf, trusted = ?trusted, "endpoint verdict");
-                } else {
-                    tracing::warn!(registry = %name, endpoint = %e.endpoint, reason = %e.reason, previous = ?prev.as_ref().map(|p| p.0), detail = %e.detail, leaf, presented_issuer = ?e.presented_issuer.as_ref().map(|i| &i.id), trusted = ?trusted, "endpoint verdict");
-                }
-            }
-            r.last.insert(e.endpoint.clone(), (e.reason, on));
-
-            let mut durations = vec![("total", e.timings_ms.total / 1000.0)];
-            for (phase, v) in [
-                ("connect", e.timings_ms.connect),
-                ("tls", e.timings_ms.tls),
-                ("http", e.timings_ms.http),
-            ] {
-                if let Some(v) = v {
-                    durations.push((phase, v / 1000.0));
-                }
-            }
-            let mut expiries: Vec<(&'static str, String, i64)> = Vec::new();
-            for (i, c) in e.presented_chain.iter().enumerate() {
-                expiries.push((
-                    if i == 0 { "leaf" } else { "intermediate" },
-                    c.sha256.clone(),
-                    c.not_after_unix,
-                ));
-            }
-            for t in &e.trusted_cas {
-                expiries.push(("ca", t.sha256.clone(), t.not_after_unix));
-            }
-            self.metrics.endpoint(
-                &name,
-                &EndpointSample {
-                    endpoint: &e.endpoint,
-                    ok: e.ok,
-                    reason: e.reason.as_str(),
-                    durations,
-                    presented_issuer: e
-                        .presented_issuer
-                        .as_ref()
-                        .map(|i| (i.subject.as_str(), i.id.as_str())),
-                    expiries,
-                    timestamp: now_unix as f64,
-                    drift,
-                },
-            );
-        }
-        let urls: Vec<String> = report
-            .endpoints
-            .iter()
-            .map(|e| e.endpoint.clone())
-            .collect();
-        r.last.retain(|k, _| urls.contains(k));
-        self.metrics.retain_endpoints(&name, &urls);
-        let mut trusted: Vec<(String, String, String)> = report
-            .endpoints
-            .iter()
-            .flat_map(|e| {
-                e.trusted_cas
-                    .iter()
-                    .map(|t| (t.subject.clone(), t.sha256.clone(), t.source.clone()))
-            })
-            .collect();
-        trusted.sort();
-        trusted.dedup();
-        let mut findings: BTreeMap<String, f64> = BTreeMap::new();
-        for f in &report.findings {
-            *findings.entry(f.kind.clone()).or_default() += 1.0;
-        }
-        if let Some(err) = r.expected.as_ref().and_then(|e| e.error.clone()) {
-            tracing::warn!(registry = %name, error = %err, "cannot read the expected CA");
-            *findings.entry("expected_ca_unreadable".into()).or_default() += 1.0;
-        }
-        self.metrics.registry_trust(
-            &name,
-            &trusted,
-            &findings.into_iter().collect::<Vec<_>>(),
-            expected_trusted,
+        let (events, memory) = drift::fold(std::mem::take(&mut r.memory), &round);
+        r.memory = memory;
+        let expected_error = r.expected.as_ref().is_some_and(|e| e.error.is_some());
+        sinks::metrics(
+            &self.metrics,
+            &outcome,
+            &r.memory,
+            expected_error,
+            &events,
+            now_unix,
         );
-        let untrusted = r
-            .last
-            .values()
-            .any(|(_, d)| d.contains(&"presented_untrusted"));
-        let report_ok = report.ok;
+        sinks::log(&outcome, &events);
+        let save = sinks::state(&mut self.state, &name, &r.memory, &events);
+        for ev in &events {
+            if let drift::Event::StageDue { source } = ev {
+                self.pending_stage.push((name.clone(), source.clone()));
+            }
+        }
+        let expected_trusted = r.memory.expected_trusted;
         {
             let mut st = self.app.status.write().unwrap_or_else(|p| p.into_inner());
-            st.retain(|(rep, _)| rep.registry != name && self.regs.contains_key(&rep.registry));
-            st.push((report, expected_trusted));
-            st.sort_by(|a, b| a.0.registry.cmp(&b.0.registry));
+            st.retain(|(o, _)| o.name() != name && self.regs.contains_key(o.name()));
+            st.push((outcome, expected_trusted));
+            st.sort_by(|a, b| a.0.name().cmp(b.0.name()));
         }
-        // Staging: only when enabled for the registry, with an authenticated candidate source, while
-        // the registry's chain does not verify, at most once per stage_min_interval.
-        if let Some(rc) = self
-            .cfg
-            .registries
-            .iter()
-            .find(|c| c.name == name && c.stage)
-        {
-            let source = match (&rc.expected_ca_file, rc.expected_ca_sha256.is_empty()) {
-                (Some(f), _) => Some(stage::Source::File(f.clone())),
-                (None, false) => Some(stage::Source::Pin(rc.expected_ca_sha256.clone())),
-                (None, true) => None,
-            };
-            let due = self
-                .last_stage
-                .get(&name)
-                .is_none_or(|t| t.elapsed() >= self.cfg.stage_min_interval);
-            if let (true, Some(source), true, false) = (
-                untrusted && !report_ok,
-                source,
-                due,
-                self.staging.contains(&name),
-            ) {
-                self.pending_stage.push((name.clone(), source));
-            }
-        }
-        if state_changed {
+        if save {
             self.save_state();
         }
         if self.regs.values().all(|r| r.probed) && !self.app.ready.swap(true, Ordering::SeqCst) {
@@ -736,11 +499,26 @@ impl Loop {
         }
     }
 
+    /// The registry's staging settings, when staging is enabled and it has a candidate source.
+    fn stage_policy(&self, name: &str) -> Option<StagePolicy> {
+        let rc = self
+            .cfg
+            .registries
+            .iter()
+            .find(|c| c.name == name && c.stage)?;
+        let source = match (&rc.expected_ca_file, rc.expected_ca_sha256.is_empty()) {
+            (Some(f), _) => stage::Source::File(f.clone()),
+            (None, false) => stage::Source::Pin(rc.expected_ca_sha256.clone()),
+            (None, true) => return None,
+        };
+        Some(StagePolicy {
+            source,
+            min_interval: self.cfg.stage_min_interval,
+        })
+    }
+
     fn spawn_stages(&mut self, stages: &mut JoinSet<stage::StageReport>) {
         for (name, source) in std::mem::take(&mut self.pending_stage) {
-            self.last_stage.insert(name.clone(), Instant::now());
-            self.staging.insert(name.clone());
-            tracing::info!(registry = %name, "staging the expected CA");
             let (settings, ps) = (self.settings.clone(), self.probe.clone());
             stages.spawn(async move {
                 stage::run(&settings, &name, &source, stage::Policy::Keep, true, &ps).await
@@ -750,7 +528,6 @@ impl Loop {
 
     /// Folds a staging attempt into metrics and logs; an applied CA is probed again at once.
     fn staged(&mut self, rep: stage::StageReport) {
-        self.staging.remove(&rep.registry);
         self.metrics.stage(&rep.registry, rep.outcome.as_str());
         let (reg, target, before, after) = (
             &rep.registry,
@@ -767,60 +544,31 @@ impl Loop {
             }
         }
         if let Some(r) = self.regs.get_mut(&rep.registry) {
-            if r.in_flight {
-                r.again = true;
-            } else {
-                r.next_due = Instant::now();
+            r.memory.staging = false;
+            probe_soon(r);
+        }
+    }
+
+    /// Saves the state on the blocking pool; saves are numbered so a slow old one loses.
+    fn save_state(&mut self) {
+        self.save_gen += 1;
+        let (store, gen, state) = (self.store.clone(), self.save_gen, self.state.clone());
+        self.saves.spawn(async move {
+            let path = store.path().display().to_string();
+            match offload::blocking(move || store.save_newer(gen, &state)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(path = %path, error = %e, "cannot save state"),
+                Err(e) => tracing::warn!(path = %path, error = %e, "cannot save state"),
             }
-        }
-    }
-
-    fn save_state(&self) {
-        if let Err(e) = self.store.save(&self.state) {
-            tracing::warn!(path = %self.store.path().display(), error = %e, "cannot save state");
-        }
+        });
     }
 }
 
-/// Reasons that mean "the chain was seen and does not verify with the node's trust".
-fn is_verification_failure(r: Reason) -> bool {
-    matches!(
-        r,
-        Reason::UnknownAuthority
-            | Reason::CaKeyMismatch
-            | Reason::Expired
-            | Reason::NotYetValid
-            | Reason::CaExpired
-            | Reason::CaNotYetValid
-            | Reason::NameMismatch
-            | Reason::UntrustedSelfSigned
-            | Reason::InvalidCertificate
-    )
-}
-
-/// What, in a registry's trust, would change a probe's outcome.
-fn digest(t: &RegistryTrust, expected: &Option<Expected>, system: &str) -> String {
-    let mut s = format!("{system}|{:?}|{:?}|", t.config_error, t.host_dir);
-    for e in &t.endpoints {
-        let cas: Vec<&str> = e.cas.iter().map(|c| c.cert.sha256.as_str()).collect();
-        let client = e
-            .client
-            .as_ref()
-            .and_then(|c| c.chain.first())
-            .map(|d| crate::cert::sha256_hex(d))
-            .unwrap_or_default();
-        s.push_str(&format!(
-            "{}:{}:{}:{client};",
-            e.url(),
-            e.skip_verify,
-            cas.join(",")
-        ));
+/// Probe now, or as soon as the probe in flight returns.
+fn probe_soon(r: &mut Reg) {
+    if r.in_flight {
+        r.again = true;
+    } else {
+        r.next_due = Instant::now();
     }
-    for f in &t.findings {
-        s.push_str(&format!("{}:{:?};", f.kind, f.path));
-    }
-    if let Some(e) = expected {
-        s.push_str(&format!("exp:{:?}:{:?}", e.shas, e.error));
-    }
-    crate::cert::sha256_hex(s.as_bytes())
 }

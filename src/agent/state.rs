@@ -53,12 +53,16 @@ pub fn key(registry: &str, endpoint: &str) -> String {
 #[derive(Debug)]
 pub struct StateStore {
     path: PathBuf,
+    /// The number of the newest state written: saves run on the blocking pool, possibly out of
+    /// order, and an older one must not overwrite a newer one.
+    written: std::sync::Mutex<u64>,
 }
 
 impl StateStore {
     pub fn new(dir: &Path) -> StateStore {
         StateStore {
             path: dir.join(STATE_FILE),
+            written: std::sync::Mutex::new(0),
         }
     }
 
@@ -104,14 +108,37 @@ impl StateStore {
         }
     }
 
-    /// Writes atomically; errors are returned for the caller to log.
+    /// Saves `state`, the `gen`-th state the caller produced, unless a newer one was written.
+    /// Blocking (fsync): call it off the event loop.
+    pub fn save_newer(&self, gen: u64, state: &State) -> std::io::Result<()> {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if gen <= *written {
+            return Ok(());
+        }
+        self.save(state)?;
+        *written = gen;
+        Ok(())
+    }
+
+    /// Writes atomically; errors are returned for the caller to log. The temporary file is created
+    /// exclusively and never through a symlink (one planted there is removed, not followed).
     pub fn save(&self, state: &State) -> std::io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
         let tmp = dir.join(format!(".{STATE_FILE}.tmp-{}", std::process::id()));
         let data = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         {
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(nix::libc::O_NOFOLLOW)
+                .open(&tmp)?;
             f.write_all(&data)?;
             f.sync_all()?;
         }

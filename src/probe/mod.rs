@@ -8,8 +8,8 @@
 //! the recorded chain after a failed verification) and speak through a CONNECT proxy exactly once,
 //! which a general client such as reqwest hides.
 
+pub mod danger;
 pub mod proxy;
-pub mod recorder;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -228,12 +228,15 @@ async fn run(
     }
     let mut conn: Box<dyn Conn> = if ep.scheme == "https" {
         let t = Instant::now();
-        let verifier = Arc::new(recorder::RecordingVerifier::new(
+        let (tx, verdict) = tokio::sync::oneshot::channel();
+        let judge = (!ep.skip_verify).then(|| danger::Judge {
             roots,
-            ep.host(),
-            ep.skip_verify,
-        ));
+            server_name: ep.host().to_string(),
+            tx,
+        });
+        let verifier = Arc::new(danger::AcceptAndRecord::new(judge));
         let record = verifier.record.clone();
+        let recorder = verifier.clone();
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
@@ -260,24 +263,21 @@ async fn run(
         let name = rustls::pki_types::ServerName::try_from(ep.host().to_string())
             .map_err(|e| Failure::Handshake(format!("invalid server name {:?}: {e}", ep.host())))?;
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let res = timeout_at(deadline, connector.connect(name, tcp)).await;
+        let res = handshake(connector.connect(name, tcp), &recorder, verdict, deadline).await;
         let rec = record.lock().unwrap_or_else(|p| p.into_inner()).clone();
         out.presented = rec.presented;
         out.unparsed_presented = rec.unparsed;
-        out.verified_issuer_sha256 = rec.verified_issuer_sha256;
-        match res {
-            Err(_) => return Err(Failure::Timeout(Phase::Tls)),
-            Ok(Err(e)) => {
-                if let Some(Err(v)) = rec.verdict {
-                    return Err(Failure::Verify(v));
-                }
-                return Err(classify_tls_error(&e));
+        let stream = match res {
+            Handshake::Timeout => return Err(Failure::Timeout(Phase::Tls)),
+            Handshake::Untrusted(v) => return Err(Failure::Verify(v)),
+            Handshake::Failed(e) => return Err(classify_tls_error(&e)),
+            Handshake::Done(s, issuer) => {
+                out.verified_issuer_sha256 = issuer;
+                s
             }
-            Ok(Ok(s)) => {
-                out.timings.tls = Some(ms(t));
-                Box::new(s)
-            }
-        }
+        };
+        out.timings.tls = Some(ms(t));
+        Box::new(stream)
     } else {
         Box::new(tcp)
     };
@@ -311,6 +311,58 @@ async fn run(
     match status {
         200 | 401 => Ok(()),
         code => Err(Failure::HttpStatus { code, location }),
+    }
+}
+
+type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// How a handshake ended, with Go's verdict on the chain folded in.
+enum Handshake {
+    Timeout,
+    /// The chain does not verify (as soon as that is known, as Go aborts its handshake).
+    Untrusted(VerifyError),
+    Failed(std::io::Error),
+    /// Verified (or not to be verified); the verified leaf issuer's SHA-256 when known.
+    Done(Box<TlsStream>, Option<String>),
+}
+
+/// Drives the handshake and waits for the verdict that [`danger::AcceptAndRecord`] computes off
+/// the event loop: a failed verdict wins over everything that happens later, as in Go, where
+/// verification runs inside the handshake.
+async fn handshake(
+    connect: tokio_rustls::Connect<TcpStream>,
+    recorder: &danger::AcceptAndRecord,
+    mut verdict: tokio::sync::oneshot::Receiver<danger::Verdict>,
+    deadline: tokio::time::Instant,
+) -> Handshake {
+    tokio::pin!(connect);
+    let mut judged: Option<Option<String>> = None;
+    let res = loop {
+        tokio::select! {
+            res = &mut connect => break res,
+            v = &mut verdict, if judged.is_none() => match v {
+                Ok(Err(e)) => return Handshake::Untrusted(e),
+                Ok(Ok(issuer)) => judged = Some(issuer),
+                // No judge (skip_verify), or no chain was received.
+                Err(_) => judged = Some(None),
+            },
+            _ = tokio::time::sleep_until(deadline) => return Handshake::Timeout,
+        }
+    };
+    recorder.handshake_over();
+    // The chain arrived: its verdict comes before the handshake's own result.
+    let issuer = match judged {
+        Some(i) => i,
+        None => match timeout_at(deadline, &mut verdict).await {
+            Err(_) => return Handshake::Timeout,
+            Ok(Ok(Err(e))) => return Handshake::Untrusted(e),
+            Ok(Ok(Ok(i))) => i,
+            Ok(Err(_)) => None,
+        },
+    };
+    match res {
+        Ok(s) => Handshake::Done(Box::new(s), issuer),
+        Err(e) => Handshake::Failed(e),
     }
 }
 

@@ -26,8 +26,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::cert::Cert;
-use crate::check::{self, RegistryReport};
+use crate::check;
 use crate::diagnose::Reason;
+use crate::outcome::RegistryOutcome;
 use crate::pem;
 use crate::probe::ProbeSettings;
 use crate::trust::{
@@ -50,7 +51,7 @@ pub enum Policy {
 
 /// Where the candidate CA comes from. Both are authenticated by the operator; there is no
 /// trust-on-first-use.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// A PEM bundle the operator supplied (a file in regtrust's own filesystem, e.g. a mounted
     /// ConfigMap or Secret — not a node path).
@@ -208,15 +209,15 @@ impl Plan {
     }
 
     /// The candidate bundle must make the registry's live chain verify (a fresh probe).
-    pub async fn verify(&self, ps: &ProbeSettings) -> Result<RegistryReport, Refusal> {
+    pub async fn verify(&self, ps: &ProbeSettings) -> Result<RegistryOutcome, Refusal> {
         let sem = tokio::sync::Semaphore::new(4);
         let r = check::check_registry(self.after_trust.clone(), &self.system, ps, &sem).await;
-        if r.ok {
+        if r.ok() {
             Ok(r)
         } else {
             Err(Refusal::DoesNotVerify {
-                reason: r.reason,
-                detail: r.detail,
+                reason: r.verdict.reason,
+                detail: r.verdict.detail,
             })
         }
     }
@@ -334,17 +335,17 @@ impl Applied {
                 .to_string()
         });
         match after {
-            Ok(r) if r.ok => {
+            Ok(r) if r.ok() => {
                 rep.confirmed = Some(Reason::Ok);
                 rep.message = format!(
                     "installed; the registry verifies with the runtime's trust ({})",
-                    r.detail
+                    r.verdict.detail
                 );
                 rep
             }
             other => {
                 let (reason, detail) = match other {
-                    Ok(r) => (r.reason, r.detail),
+                    Ok(r) => (r.verdict.reason, r.verdict.detail),
                     Err(e) => (Reason::ConfigError, e.to_string()),
                 };
                 rep.confirmed = Some(reason);
@@ -381,7 +382,7 @@ impl Applied {
 }
 
 /// Reads the candidate certificates.
-pub fn candidates(source: &Source, current: &RegistryReport) -> Result<Vec<Arc<Cert>>, Refusal> {
+pub fn candidates(source: &Source, current: &RegistryOutcome) -> Result<Vec<Arc<Cert>>, Refusal> {
     match source {
         Source::File(path) => {
             let data = crate::hostroot::read_bounded(path).map_err(|e| Refusal::BadCandidate {
@@ -406,7 +407,7 @@ pub fn candidates(source: &Source, current: &RegistryReport) -> Result<Vec<Arc<C
             let found: Vec<Arc<Cert>> = current
                 .endpoints
                 .iter()
-                .flat_map(|e| e.presented_certs.iter())
+                .flat_map(|e| e.presented().iter())
                 .filter(|c| pins.contains(&c.sha256))
                 .cloned()
                 .collect();
@@ -678,7 +679,7 @@ pub async fn run(
         }
         Err(e) => return refused(e.into()),
     };
-    if current.ok {
+    if current.ok() {
         return refused(Refusal::AlreadyOk);
     }
     let cands = match candidates(source, &current) {
@@ -704,7 +705,7 @@ pub async fn run(
             Outcome::DryRun,
             format!(
                 "the candidate verifies the live chain ({}); run again with --apply to write",
-                verified.detail
+                verified.verdict.detail
             ),
         );
         rep.verified = Some(Reason::Ok);
@@ -722,38 +723,6 @@ pub async fn run(
     let mut rep = applied.confirm(ps).await;
     rep.verified = Some(Reason::Ok);
     rep
-}
-
-/// Text for a person.
-pub fn text(r: &StageReport) -> String {
-    let mut s = format!(
-        "{} {} ({}): {}\n",
-        r.outcome.as_str(),
-        r.registry,
-        r.runtime.as_str(),
-        r.message
-    );
-    if let Some(t) = &r.target {
-        s.push_str(&format!("  file:   {t}\n"));
-    }
-    for c in &r.creates {
-        s.push_str(&format!("  create: {c}\n"));
-    }
-    if r.target.is_some() {
-        s.push_str(&format!(
-            "  before: {}\n",
-            if r.before.is_empty() {
-                "(no certificate)".into()
-            } else {
-                r.before.join(", ")
-            }
-        ));
-        s.push_str(&format!("  after:  {}\n", r.after.join(", ")));
-    }
-    if let Some(b) = &r.backup {
-        s.push_str(&format!("  backup: {b}\n"));
-    }
-    s
 }
 
 #[cfg(test)]

@@ -1,20 +1,16 @@
-//! Rendering a [`Report`]: text for a person on the node at 3 a.m., JSON for tools.
+//! The text report of `regtrust check`: for a person on the node at 3 a.m.
 //!
 //! Never does: I/O beyond returning strings.
 
 use std::fmt::Write;
 
-use crate::check::{EndpointReport, RegistryReport, Report};
+use super::view::{EndpointReport, RegistryReport, Report};
 use crate::diagnose::Reason;
-
-/// The JSON document (`--output json`).
-pub fn json(report: &Report) -> String {
-    serde_json::to_string_pretty(report)
-        .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialize report: {e}\"}}"))
-}
+use crate::outcome::CheckOutcome;
 
 /// The text report.
-pub fn text(report: &Report) -> String {
+pub fn text(outcome: &CheckOutcome) -> String {
+    let report = Report::from(outcome);
     let mut s = String::new();
     for f in &report.findings {
         let _ = writeln!(
@@ -174,50 +170,5 @@ fn endpoint_text(s: &mut String, e: &EndpointReport) {
     }
     if !e.next_step.is_empty() {
         let _ = writeln!(s, "         next: {}", e.next_step);
-    }
-}
-
-/// node-problem-detector's custom plugin contract: one line, at most this many characters.
-pub const NPD_MAX_LINE: usize = 80;
-
-/// One line for node-problem-detector: what is wrong, or that all is well.
-pub fn npd_line(report: &Report) -> String {
-    let bad: Vec<_> = report.registries.iter().filter(|r| !r.ok).collect();
-    let line = if bad.is_empty() {
-        format!(
-            "all {} registries verify with the runtime's trust",
-            report.registries.len()
-        )
-    } else {
-        bad.iter()
-            .map(|r| format!("{}: {}", r.registry, r.reason))
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
-    truncate_line(&line, NPD_MAX_LINE)
-}
-
-/// Cuts at a character boundary, marking the cut with "...".
-pub fn truncate_line(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(3)).collect();
-    out.push_str("...");
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn npd_lines_fit_80_characters() {
-        assert_eq!(truncate_line("short", 80), "short");
-        let long = "r.example.com:5000: ca_key_mismatch; ".repeat(10);
-        let cut = truncate_line(&long, NPD_MAX_LINE);
-        assert_eq!(cut.chars().count(), 80);
-        assert!(cut.ends_with("..."));
-        assert_eq!(truncate_line(&"é".repeat(100), 80).chars().count(), 80);
     }
 }

@@ -1,0 +1,362 @@
+//! The agent's judgement over time, as a pure fold: (what it remembers of a registry, a new
+//! outcome, the expected CA, the time) → (events, new memory). Metrics, state, logs, the status
+//! page and staging are sinks that apply the events; nothing here does I/O or reads a clock.
+//!
+//! Three drifts: presented vs trusted ([`Drift::PresentedUntrusted`]), trusted vs expected
+//! ([`Drift::ExpectedUntrusted`]), and presented vs last seen ([`Event::CaChanged`], counted once
+//! per change, across restarts because [`EndpointMemory::seen`] is persisted).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::{Duration, Instant};
+
+use crate::diagnose::Reason;
+use crate::outcome::{EndpointOutcome, IssuerId, RegistryOutcome};
+use crate::stage;
+use crate::trust::SystemRoots;
+
+use super::state::Seen;
+
+/// A way an endpoint's trust has drifted from where it should be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Drift {
+    /// The presented chain does not verify with the node's trust.
+    PresentedUntrusted,
+    /// The node does not trust every expected CA of the registry.
+    ExpectedUntrusted,
+}
+
+impl Drift {
+    /// The `kind` label of `regtrust_ca_drift`: an interface, never renamed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Drift::PresentedUntrusted => "presented_untrusted",
+            Drift::ExpectedUntrusted => "expected_untrusted",
+        }
+    }
+}
+
+/// The expected CAs of one registry, as last read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Expected {
+    /// SHA-256 of each expected CA (file contents and pins), sorted, deduplicated.
+    pub shas: Vec<String>,
+    /// Why the expectation could not be read (then it is unknown).
+    pub error: Option<String>,
+}
+
+/// Staging as configured for a registry.
+#[derive(Debug, Clone)]
+pub struct StagePolicy {
+    pub source: stage::Source,
+    pub min_interval: Duration,
+}
+
+/// What the agent remembers of one endpoint.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EndpointMemory {
+    /// The last verdict, once probed.
+    pub reason: Option<Reason>,
+    /// Drifts that are on.
+    pub drifts: BTreeSet<Drift>,
+    /// The issuer last seen (persisted in the state file).
+    pub seen: Option<Seen>,
+    /// Drifts that were computed in the last round (a drift not computed has no series).
+    pub known: BTreeSet<Drift>,
+}
+
+/// What the agent remembers of one registry.
+#[derive(Debug, Clone, Default)]
+pub struct Memory {
+    /// By endpoint URL.
+    pub endpoints: BTreeMap<String, EndpointMemory>,
+    pub expected_trusted: Option<bool>,
+    /// When the last staging attempt started (the rate limit).
+    pub last_stage: Option<Instant>,
+    /// A staging attempt is running.
+    pub staging: bool,
+}
+
+/// Something that happened, for the sinks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The endpoint's verdict is new or changed.
+    Verdict {
+        url: String,
+        reason: Reason,
+        previous: Option<Reason>,
+    },
+    DriftStarted {
+        url: String,
+        drift: Drift,
+        reason: Reason,
+    },
+    DriftEnded {
+        url: String,
+        drift: Drift,
+    },
+    /// The issuing CA the endpoint presents is not the one last seen.
+    CaChanged {
+        url: String,
+        previous: String,
+        current: IssuerId,
+    },
+    /// The remembered issuer was first recorded or is known more precisely now.
+    IssuerRecorded {
+        url: String,
+    },
+    /// Whether the node trusts the expected CA changed.
+    ExpectedTrust {
+        trusted: Option<bool>,
+        previous: Option<bool>,
+    },
+    /// The expected CA cannot be read (every round while it lasts).
+    ExpectedUnreadable {
+        error: String,
+    },
+    /// Stage a corrected CA now.
+    StageDue {
+        source: stage::Source,
+    },
+    /// Endpoints the registry no longer has.
+    EndpointsGone {
+        urls: Vec<String>,
+    },
+}
+
+/// Everything one round of one registry brings.
+pub struct Round<'a> {
+    pub outcome: &'a RegistryOutcome,
+    pub expected: Option<&'a Expected>,
+    pub system: &'a SystemRoots,
+    pub stage: Option<&'a StagePolicy>,
+    pub now: Instant,
+    pub now_unix: i64,
+}
+
+/// Reasons that mean "the chain was seen and does not verify with the node's trust".
+pub fn is_verification_failure(r: Reason) -> bool {
+    matches!(
+        r,
+        Reason::UnknownAuthority
+            | Reason::CaKeyMismatch
+            | Reason::Expired
+            | Reason::NotYetValid
+            | Reason::CaExpired
+            | Reason::CaNotYetValid
+            | Reason::NameMismatch
+            | Reason::UntrustedSelfSigned
+            | Reason::InvalidCertificate
+    )
+}
+
+/// The fold: one registry's new outcome against what was remembered.
+pub fn fold(mut mem: Memory, round: &Round<'_>) -> (Vec<Event>, Memory) {
+    let mut events = Vec::new();
+    let expected_untrusted = expected_untrusted(round);
+    let expected_trusted = if expected_untrusted.is_empty() {
+        None
+    } else {
+        Some(!expected_untrusted.iter().any(|(_, u)| *u))
+    };
+    if expected_trusted != mem.expected_trusted {
+        events.push(Event::ExpectedTrust {
+            trusted: expected_trusted,
+            previous: mem.expected_trusted,
+        });
+        mem.expected_trusted = expected_trusted;
+    }
+    if let Some(err) = round.expected.and_then(|e| e.error.clone()) {
+        events.push(Event::ExpectedUnreadable { error: err });
+    }
+    let mut endpoints = BTreeMap::new();
+    for e in &round.outcome.endpoints {
+        let url = e.url();
+        // The same URL can be configured twice (a `[host]` table and `server`): one memory.
+        let prev = endpoints
+            .remove(&url)
+            .or_else(|| mem.endpoints.remove(&url))
+            .unwrap_or_default();
+        let exp = expected_untrusted
+            .iter()
+            .find(|(u, _)| *u == url)
+            .map(|(_, v)| *v);
+        let next = fold_endpoint(prev, e, exp, round.now_unix, &mut events);
+        endpoints.insert(url, next);
+    }
+    let gone: Vec<String> = std::mem::take(&mut mem.endpoints).into_keys().collect();
+    if !gone.is_empty() {
+        events.push(Event::EndpointsGone { urls: gone });
+    }
+    mem.endpoints = endpoints;
+    if let Some(source) = stage_due(&mem, round) {
+        mem.last_stage = Some(round.now);
+        mem.staging = true;
+        events.push(Event::StageDue { source });
+    }
+    (events, mem)
+}
+
+/// One endpoint: issuer change tracking, drifts, verdict changes.
+fn fold_endpoint(
+    mut m: EndpointMemory,
+    e: &EndpointOutcome,
+    expected_untrusted: Option<bool>,
+    now_unix: i64,
+    events: &mut Vec<Event>,
+) -> EndpointMemory {
+    let url = e.url();
+    if let Some(iss) = e.presented_issuer() {
+        track_issuer(&mut m, &url, iss, now_unix, events);
+    }
+    let presented_untrusted = if e.chain_judged() {
+        is_verification_failure(e.reason())
+    } else {
+        m.drifts.contains(&Drift::PresentedUntrusted)
+    };
+    let mut on = BTreeSet::new();
+    let mut known = BTreeSet::from([Drift::PresentedUntrusted]);
+    if presented_untrusted {
+        on.insert(Drift::PresentedUntrusted);
+    }
+    if let Some(u) = expected_untrusted {
+        known.insert(Drift::ExpectedUntrusted);
+        if u {
+            on.insert(Drift::ExpectedUntrusted);
+        }
+    }
+    for d in on.difference(&m.drifts) {
+        events.push(Event::DriftStarted {
+            url: url.clone(),
+            drift: *d,
+            reason: e.reason(),
+        });
+    }
+    for d in m.drifts.difference(&on) {
+        events.push(Event::DriftEnded {
+            url: url.clone(),
+            drift: *d,
+        });
+    }
+    if m.reason != Some(e.reason()) {
+        events.push(Event::Verdict {
+            url,
+            reason: e.reason(),
+            previous: m.reason,
+        });
+    }
+    m.reason = Some(e.reason());
+    m.drifts = on;
+    m.known = known;
+    m
+}
+
+/// Presented vs last seen: a different issuer is one change; the same issuer known more
+/// precisely (a fingerprint where only a key id was known) is not.
+fn track_issuer(
+    m: &mut EndpointMemory,
+    url: &str,
+    iss: IssuerId,
+    now_unix: i64,
+    events: &mut Vec<Event>,
+) {
+    match &mut m.seen {
+        Some(seen)
+            if !iss.same_issuer(
+                seen.issuer_sha256.as_deref(),
+                seen.issuer_key_id.as_deref(),
+                &seen.issuer_id,
+            ) =>
+        {
+            let previous = std::mem::replace(&mut seen.issuer_id, iss.id.clone());
+            seen.previous_issuer_id = Some(previous.clone());
+            seen.issuer_subject = iss.subject.clone();
+            seen.issuer_sha256 = iss.sha256.clone();
+            seen.issuer_key_id = iss.key_id.clone();
+            seen.changes += 1;
+            seen.changed_at = Some(now_unix);
+            seen.seen_at = now_unix;
+            events.push(Event::CaChanged {
+                url: url.to_string(),
+                previous,
+                current: iss,
+            });
+        }
+        Some(seen) => {
+            seen.seen_at = now_unix;
+            if seen.issuer_sha256.is_none() && iss.sha256.is_some() {
+                seen.issuer_sha256 = iss.sha256.clone();
+                seen.issuer_id = iss.id.clone();
+                events.push(Event::IssuerRecorded {
+                    url: url.to_string(),
+                });
+            }
+            if seen.issuer_key_id.is_none() && iss.key_id.is_some() {
+                seen.issuer_key_id = iss.key_id.clone();
+            }
+        }
+        None => {
+            m.seen = Some(Seen {
+                issuer_id: iss.id.clone(),
+                issuer_subject: iss.subject.clone(),
+                seen_at: now_unix,
+                changes: 0,
+                previous_issuer_id: None,
+                changed_at: None,
+                issuer_sha256: iss.sha256.clone(),
+                issuer_key_id: iss.key_id.clone(),
+            });
+            events.push(Event::IssuerRecorded {
+                url: url.to_string(),
+            });
+        }
+    }
+}
+
+/// Trusted vs expected, per endpoint of the registry itself (mirrors have their own CAs): whether
+/// an expected CA is missing from the endpoint's pool. Empty when nothing is expected or the
+/// expectation cannot be read.
+pub fn expected_untrusted(round: &Round<'_>) -> Vec<(String, bool)> {
+    let Some(exp) = round
+        .expected
+        .filter(|e| e.error.is_none() && !e.shas.is_empty())
+    else {
+        return Vec::new();
+    };
+    let name = round.outcome.name();
+    let own: Vec<&EndpointOutcome> = {
+        let own: Vec<_> = round
+            .outcome
+            .endpoints
+            .iter()
+            .filter(|e| e.endpoint.authority == name)
+            .collect();
+        if own.is_empty() {
+            round.outcome.endpoints.iter().collect()
+        } else {
+            own
+        }
+    };
+    own.iter()
+        .map(|e| {
+            let pool: HashSet<String> = crate::check::pool(round.system, &e.endpoint)
+                .into_iter()
+                .map(|ca| ca.cert.sha256.clone())
+                .collect();
+            (e.url(), !exp.shas.iter().all(|s| pool.contains(s)))
+        })
+        .collect()
+}
+
+/// Staging: only when enabled for the registry, while its chain does not verify, with no attempt
+/// running, at most once per `min_interval`.
+fn stage_due(mem: &Memory, round: &Round<'_>) -> Option<stage::Source> {
+    let policy = round.stage?;
+    let untrusted = mem
+        .endpoints
+        .values()
+        .any(|e| e.drifts.contains(&Drift::PresentedUntrusted));
+    let due = mem
+        .last_stage
+        .is_none_or(|t| round.now.saturating_duration_since(t) >= policy.min_interval);
+    (untrusted && !round.outcome.ok() && due && !mem.staging).then(|| policy.source.clone())
+}
