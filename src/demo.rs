@@ -39,6 +39,8 @@ pub enum DemoError {
     Config(#[from] crate::trust::ConfigError),
     #[error("agent: {0}")]
     Agent(String),
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
 }
 
 /// A CA: its certificate and key.
@@ -203,41 +205,100 @@ pub fn interesting_metrics(text: &str) -> String {
         .collect()
 }
 
-/// GET over plain HTTP on loopback, bounded in size and time (the demo's own scrape).
-pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await?;
-        let mut buf = Vec::new();
-        (&mut s)
-            .take(16 * 1024 * 1024)
-            .read_to_end(&mut buf)
-            .await?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        Ok(text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default())
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(5), fut)
-        .await
-        .unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no answer",
-            ))
-        })
+// === views ===
+
+/// The story for a person: both CAs, the check before and after the rotation, the agent's
+/// metrics at each phase, and the check after the agent staged CA-B.
+pub fn render_text(d: &DemoOutcome) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let check = |r: &Report| crate::report::text(&strip_node_notes(r.clone()));
+    let _ = writeln!(out, "regtrust demo: a TLS registry on loopback, a node (temporary host root) whose containerd hosts dir trusts CA-A.");
+    let _ = writeln!(
+        out,
+        "CA-A sha256 {}\nCA-B sha256 {}  (same subject CN=registry.test, new key)",
+        d.ca_a_sha256, d.ca_b_sha256
+    );
+    let _ = writeln!(out, "\n== regtrust check, before the rotation ==");
+    out.push_str(&check(&d.before));
+    let _ = writeln!(
+        out,
+        "\n== regtrust check, after the registry rotated to CA-B =="
+    );
+    out.push_str(&check(&d.after));
+    let _ = writeln!(
+        out,
+        "\n== the agent's metrics meanwhile ({}) ==",
+        d.metrics_url
+    );
+    for (i, (phase, m)) in d.metrics.iter().enumerate() {
+        let _ = writeln!(out, "{}. {phase}", i + 1);
+        out.push_str(&interesting_metrics(m));
+    }
+    let _ = writeln!(out, "\n== regtrust check, after the agent staged CA-B ==");
+    out.push_str(&check(&d.remedied));
+    out
+}
+
+/// The demo as one JSON object: the three checks (the `check --output json` schema), both CAs'
+/// fingerprints, and the agent's /metrics per phase.
+pub fn render_json(d: &DemoOutcome) -> String {
+    let agent: Vec<_> = d
+        .metrics
+        .iter()
+        .map(|(phase, m)| serde_json::json!({"phase": phase, "metrics": m}))
+        .collect();
+    let v = serde_json::json!({
+        "before": d.before,
+        "after": d.after,
+        "remedied": d.remedied,
+        "ca_a_sha256": d.ca_a_sha256,
+        "ca_b_sha256": d.ca_b_sha256,
+        "agent": agent,
+    });
+    serde_json::to_string_pretty(&v).unwrap_or_default()
+}
+
+/// The demo's temporary host root has no system roots or containerd config; saying so is noise.
+fn strip_node_notes(mut r: Report) -> Report {
+    r.findings.clear();
+    r
+}
+
+/// Largest /metrics body the demo reads.
+const MAX_SCRAPE: usize = 16 * 1024 * 1024;
+/// Deadline of one scrape of the demo agent.
+const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The demo's HTTP client: loopback only, so no proxy from the environment applies.
+fn scrape_client() -> Result<reqwest::Client, DemoError> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .timeout(SCRAPE_TIMEOUT)
+        .build()?)
+}
+
+/// The body of `url`, at most [`MAX_SCRAPE`] bytes of it.
+async fn scrape(client: &reqwest::Client, url: &str) -> Result<String, reqwest::Error> {
+    let mut resp = client.get(url).send().await?.error_for_status()?;
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = MAX_SCRAPE - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == MAX_SCRAPE {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Asks the agent to probe now, then polls /metrics until `until` holds (at most ~5 s).
 async fn probe_and_wait(agent: &AgentHandle, until: impl Fn(&str) -> bool) -> String {
     let _ = agent.cmds.send(Command::ProbeAll).await;
     let mut last = String::new();
+    let url = format!("http://{}/metrics", agent.addr);
     for _ in 0..250 {
-        last = http_get(agent.addr, "/metrics").await.unwrap_or_default();
+        last = scrape(&agent.client, &url).await.unwrap_or_default();
         if until(&last) {
             break;
         }
@@ -249,6 +310,7 @@ async fn probe_and_wait(agent: &AgentHandle, until: impl Fn(&str) -> bool) -> St
 struct AgentHandle {
     addr: SocketAddr,
     cmds: tokio::sync::mpsc::Sender<Command>,
+    client: reqwest::Client,
 }
 
 /// Runs the demo in a temporary host root; the agent listens on `listen` and keeps serving for
@@ -283,10 +345,8 @@ pub async fn run(listen: SocketAddr, hold: std::time::Duration) -> Result<DemoOu
         interval: std::time::Duration::from_secs(3600),
         state_dir: root.path.join("state"),
         registries: vec![RegistryConfig {
-            name: registry.clone(),
             expected_ca_file: Some(expected.clone()),
-            expected_ca_sha256: vec![],
-            stage: false,
+            ..RegistryConfig::named(registry.clone())
         }],
         ..AgentConfig::default()
     };
@@ -367,6 +427,7 @@ impl RunningAgent {
         let handle = AgentHandle {
             addr: agent.local_addr()?,
             cmds: agent.commands(),
+            client: scrape_client()?,
         };
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(agent.run(async move {
