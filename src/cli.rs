@@ -15,19 +15,19 @@ use regtrust::{probe, stage, trust};
     version,
     about = "Can this node pull from that registry? Probes registries with exactly the TLS trust the node's container runtime uses."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub cmd: Cmd,
+    pub(crate) cmd: Cmd,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum Output {
+pub(crate) enum Output {
     Text,
     Json,
 }
 
 #[derive(Subcommand)]
-pub enum Cmd {
+pub(crate) enum Cmd {
     /// Check registries once, as the node's runtime would reach them. Exit 0: all ok; 1: a
     /// registry would fail; 2: usage or configuration error.
     Check(CheckArgs),
@@ -45,22 +45,22 @@ pub enum Cmd {
 }
 
 #[derive(clap::Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[command(flatten)]
-    pub trust: TrustArgs,
+    pub(crate) trust: TrustArgs,
     #[arg(long, value_enum, default_value = "text")]
-    pub output: Output,
+    pub(crate) output: Output,
     /// node-problem-detector plugin mode: one line of at most 80 characters; exit 0 ok,
     /// 1 problem, 2 unknown (configuration error).
     #[arg(long)]
-    pub npd: bool,
+    pub(crate) npd: bool,
     /// Registries as in an image reference, `host[:port]`; none: every configured host dir.
-    pub registries: Vec<String>,
+    pub(crate) registries: Vec<String>,
 }
 
 /// Where the node's trust is, and the probe deadline: the same flags for check and stage.
 #[derive(clap::Args)]
-pub struct TrustArgs {
+pub(crate) struct TrustArgs {
     /// Where the node's filesystem is mounted (a DaemonSet mounts it, e.g. /host).
     #[arg(long, default_value = config::DEFAULT_HOST_ROOT, env = config::ENV_HOST_ROOT)]
     host_root: PathBuf,
@@ -80,7 +80,7 @@ pub struct TrustArgs {
 
 impl TrustArgs {
     /// The validated settings, or what is wrong with them (exit 2).
-    pub fn settings(self) -> Result<(trust::TrustSettings, probe::ProbeSettings), String> {
+    pub(crate) fn settings(self) -> Result<(trust::TrustSettings, probe::ProbeSettings), String> {
         let timeout =
             config::timeout_from_secs(self.timeout).map_err(|e| format!("--timeout: {e}"))?;
         if !self.host_root.is_dir() {
@@ -105,15 +105,15 @@ impl TrustArgs {
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("candidate").required(true).args(["ca", "pin"])))]
-pub struct StageArgs {
+pub(crate) struct StageArgs {
     /// Write (without it: show what would be written where).
     #[arg(long)]
-    pub apply: bool,
+    pub(crate) apply: bool,
     #[command(flatten)]
-    pub trust: TrustArgs,
+    pub(crate) trust: TrustArgs,
     /// The registry, `host[:port]`.
     #[arg(long)]
-    pub registry: String,
+    pub(crate) registry: String,
     /// A PEM file holding the CA to install (e.g. the mounted expected-CA ConfigMap).
     #[arg(long)]
     ca: Option<PathBuf>,
@@ -122,14 +122,14 @@ pub struct StageArgs {
     pin: Vec<String>,
     /// keep: the file's current CAs stay beside the new one; replace: the new CA alone.
     #[arg(long, value_enum, default_value = "keep")]
-    pub policy: stage::Policy,
+    pub(crate) policy: stage::Policy,
     #[arg(long, value_enum, default_value = "text")]
-    pub output: Output,
+    pub(crate) output: Output,
 }
 
 impl StageArgs {
     /// Where the candidate CA comes from, or what is wrong with the pins (exit 2).
-    pub fn source(&self) -> Result<stage::Source, String> {
+    pub(crate) fn source(&self) -> Result<stage::Source, String> {
         if let Some(f) = &self.ca {
             return Ok(stage::Source::File(f.clone()));
         }
@@ -144,10 +144,10 @@ impl StageArgs {
 
 /// `regtrust run`: a config file and flags that override it (see [`config::Overrides`]).
 #[derive(clap::Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Agent config file (deploy/regtrust.toml is a commented example).
     #[arg(long, env = config::ENV_CONFIG)]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     #[arg(long, env = config::ENV_HOST_ROOT)]
     host_root: Option<PathBuf>,
     #[arg(long, value_enum)]
@@ -176,7 +176,7 @@ pub struct RunArgs {
 
 impl RunArgs {
     /// The flags that override the config file.
-    pub fn overrides(self) -> Overrides {
+    pub(crate) fn overrides(self) -> Overrides {
         Overrides {
             host_root: self.host_root,
             runtime: self.runtime,
@@ -193,13 +193,13 @@ impl RunArgs {
 }
 
 #[derive(clap::Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     #[arg(long, value_enum, default_value = "text")]
-    pub output: Output,
+    pub(crate) output: Output,
     /// Where the demo agent serves /metrics.
     #[arg(long, default_value = "127.0.0.1:0")]
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// Keep the agent serving this many seconds after the replay (to look at it with a browser).
     #[arg(long, default_value_t = 0)]
-    pub hold: u64,
+    pub(crate) hold: u64,
 }

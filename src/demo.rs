@@ -9,7 +9,7 @@
 //! tests that need a server misbehaving in ways a real registry will not.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
@@ -323,12 +323,7 @@ pub async fn run(listen: SocketAddr, hold: std::time::Duration) -> Result<DemoOu
     let registry = server.addr.to_string();
 
     let root = tempdir()?;
-    let host_dir = root.path.join("etc/containerd/certs.d").join(&registry);
-    std::fs::create_dir_all(&host_dir)?;
-    std::fs::write(host_dir.join("ca.crt"), ca_a.cert.pem())?;
-    std::fs::write(host_dir.join("hosts.toml"), format!("server = \"https://{registry}\"\nca = \"ca.crt\"\n\n[host.\"https://{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"ca.crt\"\n"))?;
-    let expected = root.path.join("expected-ca.pem");
-    std::fs::write(&expected, ca_a.cert.pem())?;
+    let expected = node_trusting(&root.path, &registry, &ca_a)?;
     let settings = TrustSettings {
         host_root: HostRoot::new(&root.path),
         runtime: Runtime::Containerd,
@@ -410,6 +405,18 @@ pub async fn run(listen: SocketAddr, hold: std::time::Duration) -> Result<DemoOu
         metrics,
         metrics_url,
     })
+}
+
+/// A node under `root` whose containerd hosts dir for `registry` trusts `ca`, and whose expected
+/// CA file (returned) holds `ca` too.
+fn node_trusting(root: &Path, registry: &str, ca: &Ca) -> std::io::Result<PathBuf> {
+    let host_dir = root.join("etc/containerd/certs.d").join(registry);
+    std::fs::create_dir_all(&host_dir)?;
+    std::fs::write(host_dir.join("ca.crt"), ca.cert.pem())?;
+    std::fs::write(host_dir.join("hosts.toml"), format!("server = \"https://{registry}\"\nca = \"ca.crt\"\n\n[host.\"https://{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"ca.crt\"\n"))?;
+    let expected = root.join("expected-ca.pem");
+    std::fs::write(&expected, ca.cert.pem())?;
+    Ok(expected)
 }
 
 /// An agent running in this process, stopped on request.
