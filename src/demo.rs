@@ -9,7 +9,7 @@
 //! tests that need a server misbehaving in ways a real registry will not.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
@@ -40,6 +40,8 @@ pub enum DemoError {
     Config(#[from] crate::trust::ConfigError),
     #[error("agent: {0}")]
     Agent(String),
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
 }
 
 /// A CA: its certificate and key.
@@ -188,58 +190,40 @@ impl DemoOutcome {
     }
 }
 
-/// The metric lines a person should look at.
-pub fn interesting_metrics(text: &str) -> String {
-    const NAMES: &[&str] = &[
-        "regtrust_probe_success{",
-        "regtrust_probe_reason{",
-        "regtrust_presented_ca_info{",
-        "regtrust_expected_ca_trusted{",
-        "regtrust_ca_drift{",
-        "regtrust_ca_changes_total{",
-        "regtrust_stage_total{",
-    ];
-    text.lines()
-        .filter(|l| NAMES.iter().any(|n| l.starts_with(n)))
-        .map(|l| format!("  {l}\n"))
-        .collect()
+/// Largest /metrics body the demo reads.
+const MAX_SCRAPE: usize = 16 * 1024 * 1024;
+/// Deadline of one scrape of the demo agent.
+const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The demo's HTTP client: loopback only, so no proxy from the environment applies.
+fn scrape_client() -> Result<reqwest::Client, DemoError> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .timeout(SCRAPE_TIMEOUT)
+        .build()?)
 }
 
-/// GET over plain HTTP on loopback, bounded in size and time (the demo's own scrape).
-pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await?;
-        let mut buf = Vec::new();
-        (&mut s)
-            .take(16 * 1024 * 1024)
-            .read_to_end(&mut buf)
-            .await?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        Ok(text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default())
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(5), fut)
-        .await
-        .unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no answer",
-            ))
-        })
+/// The body of `url`, at most [`MAX_SCRAPE`] bytes of it.
+async fn scrape(client: &reqwest::Client, url: &str) -> Result<String, reqwest::Error> {
+    let mut resp = client.get(url).send().await?.error_for_status()?;
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = MAX_SCRAPE - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == MAX_SCRAPE {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Asks the agent to probe now, then polls /metrics until `until` holds (at most ~5 s).
 async fn probe_and_wait(agent: &AgentHandle, until: impl Fn(&str) -> bool) -> String {
     let _ = agent.cmds.send(Command::ProbeAll).await;
     let mut last = String::new();
+    let url = format!("http://{}/metrics", agent.addr);
     for _ in 0..250 {
-        last = http_get(agent.addr, "/metrics").await.unwrap_or_default();
+        last = scrape(&agent.client, &url).await.unwrap_or_default();
         if until(&last) {
             break;
         }
@@ -251,6 +235,7 @@ async fn probe_and_wait(agent: &AgentHandle, until: impl Fn(&str) -> bool) -> St
 struct AgentHandle {
     addr: SocketAddr,
     cmds: tokio::sync::mpsc::Sender<Command>,
+    client: reqwest::Client,
 }
 
 /// Runs the demo in a temporary host root; the agent listens on `listen` and keeps serving for
@@ -263,12 +248,7 @@ pub async fn run(listen: SocketAddr, hold: std::time::Duration) -> Result<DemoOu
     let registry = server.addr.to_string();
 
     let root = tempdir()?;
-    let host_dir = root.path.join("etc/containerd/certs.d").join(&registry);
-    std::fs::create_dir_all(&host_dir)?;
-    std::fs::write(host_dir.join("ca.crt"), ca_a.cert.pem())?;
-    std::fs::write(host_dir.join("hosts.toml"), format!("server = \"https://{registry}\"\nca = \"ca.crt\"\n\n[host.\"https://{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"ca.crt\"\n"))?;
-    let expected = root.path.join("expected-ca.pem");
-    std::fs::write(&expected, ca_a.cert.pem())?;
+    let expected = node_trusting(&root.path, &registry, &ca_a)?;
     let settings = TrustSettings {
         host_root: HostRoot::new(&root.path),
         runtime: Runtime::Containerd,
@@ -285,10 +265,8 @@ pub async fn run(listen: SocketAddr, hold: std::time::Duration) -> Result<DemoOu
         interval: std::time::Duration::from_secs(3600),
         state_dir: root.path.join("state"),
         registries: vec![RegistryConfig {
-            name: registry.clone(),
             expected_ca_file: Some(expected.clone()),
-            expected_ca_sha256: vec![],
-            stage: false,
+            ..RegistryConfig::named(registry.clone())
         }],
         ..AgentConfig::default()
     };
@@ -354,6 +332,18 @@ pub async fn run(listen: SocketAddr, hold: std::time::Duration) -> Result<DemoOu
     })
 }
 
+/// A node under `root` whose containerd hosts dir for `registry` trusts `ca`, and whose expected
+/// CA file (returned) holds `ca` too.
+fn node_trusting(root: &Path, registry: &str, ca: &Ca) -> std::io::Result<PathBuf> {
+    let host_dir = root.join("etc/containerd/certs.d").join(registry);
+    std::fs::create_dir_all(&host_dir)?;
+    std::fs::write(host_dir.join("ca.crt"), ca.cert.pem())?;
+    std::fs::write(host_dir.join("hosts.toml"), format!("server = \"https://{registry}\"\nca = \"ca.crt\"\n\n[host.\"https://{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"ca.crt\"\n"))?;
+    let expected = root.join("expected-ca.pem");
+    std::fs::write(&expected, ca.cert.pem())?;
+    Ok(expected)
+}
+
 /// An agent running in this process, stopped on request.
 struct RunningAgent {
     handle: AgentHandle,
@@ -369,6 +359,7 @@ impl RunningAgent {
         let handle = AgentHandle {
             addr: agent.local_addr()?,
             cmds: agent.commands(),
+            client: scrape_client()?,
         };
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(agent.run(async move {

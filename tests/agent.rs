@@ -605,8 +605,14 @@ fn bad_web_settings_are_refused_at_start() {
     let errs = regtrust::config::AgentConfig::from_toml(
         "[web]\ntls_cert_file = \"/x\"\nbasic_auth_users = { a = \"plaintext\" }\ncolour = 1\n",
     )
-    .unwrap_err()
-    .join("\n");
+    .unwrap_err();
+    let keys: Vec<_> = errs.iter().filter_map(|e| e.key_name()).collect();
+    assert_eq!(keys, ["web.basic_auth_users.a", "web.colour", "web"]);
+    let errs = errs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
     for needle in [
         "tls_cert_file and tls_key_file go together",
         "web.basic_auth_users.a: expected a bcrypt hash",
