@@ -360,3 +360,316 @@ fn stage_due(mem: &Memory, round: &Round<'_>) -> Option<stage::Source> {
         .is_none_or(|t| round.now.saturating_duration_since(t) >= policy.min_interval);
     (untrusted && !round.outcome.ok() && due && !mem.staging).then(|| policy.source.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cert::Cert;
+    use crate::demo::Ca;
+    use crate::diagnose::Diagnosis;
+    use crate::probe::{ProbeResult, Timings};
+    use crate::trust::{Endpoint, RegistryTrust, Runtime, TrustedCa};
+    use std::sync::Arc;
+
+    const REG: &str = "r.test:5000";
+    const URL: &str = "https://r.test:5000/v2/";
+
+    struct Pki {
+        ca_a: Arc<Cert>,
+        ca_b: Arc<Cert>,
+        leaf_a: Arc<Cert>,
+        leaf_b: Arc<Cert>,
+    }
+
+    /// Two CAs with the same subject and different keys (the incident), a leaf from each.
+    fn pki() -> Pki {
+        let parse = |der: &[u8]| Arc::new(Cert::from_der(der).expect("test certificate"));
+        let (a, b) = (
+            Ca::new("registry.test").unwrap(),
+            Ca::new("registry.test").unwrap(),
+        );
+        let (la, _) = a.issue_server().unwrap();
+        let (lb, _) = b.issue_server().unwrap();
+        Pki {
+            ca_a: parse(a.cert.der()),
+            ca_b: parse(b.cert.der()),
+            leaf_a: parse(la.der()),
+            leaf_b: parse(lb.der()),
+        }
+    }
+
+    fn ca(c: &Arc<Cert>) -> TrustedCa {
+        TrustedCa {
+            cert: c.clone(),
+            source: "/etc/containerd/certs.d/r.test:5000/ca.crt".into(),
+        }
+    }
+
+    /// One endpoint that presented `leaf` (verified by `issuer` when given), judged `reason`.
+    fn outcome(
+        leaf: &Arc<Cert>,
+        issuer: Option<&Arc<Cert>>,
+        reason: Reason,
+        cas: &[&Arc<Cert>],
+    ) -> RegistryOutcome {
+        let endpoint = Endpoint {
+            scheme: "https".into(),
+            authority: REG.into(),
+            path: "/v2".into(),
+            cas: cas.iter().map(|c| ca(c)).collect(),
+            skip_verify: false,
+            origin: "test".into(),
+            ca_files: Vec::new(),
+            client: None,
+        };
+        let probe = ProbeResult {
+            url: URL.into(),
+            presented: vec![leaf.clone()],
+            unparsed_presented: Vec::new(),
+            http_status: None,
+            timings: Timings::default(),
+            result: Ok(()),
+            via_proxy: None,
+            verified_issuer_sha256: issuer.map(|c| c.sha256.clone()),
+        };
+        let e = EndpointOutcome {
+            trusted: endpoint.cas.clone(),
+            endpoint,
+            probe: Some(probe),
+            diagnosis: Diagnosis {
+                reason,
+                detail: String::new(),
+                next_step: String::new(),
+                key_mismatch: None,
+            },
+            system_roots: 0,
+        };
+        let trust = RegistryTrust {
+            registry: REG.into(),
+            runtime: Runtime::Containerd,
+            host_dir: None,
+            endpoints: vec![e.endpoint.clone()],
+            findings: Vec::new(),
+            config_error: None,
+            watched: Vec::new(),
+        };
+        RegistryOutcome::decide(trust, vec![e])
+    }
+
+    fn round<'a>(
+        o: &'a RegistryOutcome,
+        expected: Option<&'a Expected>,
+        system: &'a SystemRoots,
+        stage: Option<&'a StagePolicy>,
+        now: Instant,
+    ) -> Round<'a> {
+        Round {
+            outcome: o,
+            expected,
+            system,
+            stage,
+            now,
+            now_unix: 1_700_000_000,
+        }
+    }
+
+    fn drifts(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::DriftStarted { drift, .. } => Some(format!("+{}", drift.as_str())),
+                Event::DriftEnded { drift, .. } => Some(format!("-{}", drift.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn changes(events: &[Event]) -> usize {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::CaChanged { .. }))
+            .count()
+    }
+
+    #[test]
+    fn the_incident_starts_presented_untrusted_and_staging_ends_it() {
+        let p = pki();
+        let sys = SystemRoots::default();
+        let now = Instant::now();
+        let ok_a = outcome(&p.leaf_a, Some(&p.ca_a), Reason::Ok, &[&p.ca_a]);
+        let (ev, mem) = fold(Memory::default(), &round(&ok_a, None, &sys, None, now));
+        assert!(drifts(&ev).is_empty());
+        assert!(ev.contains(&Event::Verdict {
+            url: URL.into(),
+            reason: Reason::Ok,
+            previous: None
+        }));
+        let em = &mem.endpoints[URL];
+        assert_eq!(em.known, BTreeSet::from([Drift::PresentedUntrusted]));
+        assert!(em.seen.as_ref().is_some_and(|s| s.changes == 0));
+
+        // Rotated to CA-B, same name: the chain does not verify; CA-B known by key id only.
+        let bad_b = outcome(&p.leaf_b, None, Reason::CaKeyMismatch, &[&p.ca_a]);
+        let (ev, mem) = fold(mem, &round(&bad_b, None, &sys, None, now));
+        assert_eq!(drifts(&ev), ["+presented_untrusted"]);
+        assert_eq!(changes(&ev), 1, "{ev:?}");
+        assert!(ev.contains(&Event::Verdict {
+            url: URL.into(),
+            reason: Reason::CaKeyMismatch,
+            previous: Some(Reason::Ok)
+        }));
+        // The same failure again: no new event of any kind.
+        let (ev, mem) = fold(mem, &round(&bad_b, None, &sys, None, now));
+        assert!(ev.is_empty(), "{ev:?}");
+
+        // CA-B staged: verified now, known by fingerprint; the same CA, so no second change.
+        let ok_b = outcome(&p.leaf_b, Some(&p.ca_b), Reason::Ok, &[&p.ca_a, &p.ca_b]);
+        let (ev, mem) = fold(mem, &round(&ok_b, None, &sys, None, now));
+        assert_eq!(drifts(&ev), ["-presented_untrusted"]);
+        assert_eq!(changes(&ev), 0, "{ev:?}");
+        assert!(ev.contains(&Event::IssuerRecorded { url: URL.into() }));
+        let seen = mem.endpoints[URL].seen.clone().unwrap();
+        assert_eq!(seen.changes, 1);
+        assert_eq!(seen.issuer_sha256.as_deref(), Some(p.ca_b.sha256.as_str()));
+    }
+
+    #[test]
+    fn a_ca_change_is_counted_once_across_a_restart() {
+        let p = pki();
+        let sys = SystemRoots::default();
+        let now = Instant::now();
+        let ok_a = outcome(&p.leaf_a, Some(&p.ca_a), Reason::Ok, &[&p.ca_a]);
+        let ok_b = outcome(&p.leaf_b, Some(&p.ca_b), Reason::Ok, &[&p.ca_b]);
+        let (_, mem) = fold(Memory::default(), &round(&ok_a, None, &sys, None, now));
+        let (ev, mem) = fold(mem, &round(&ok_b, None, &sys, None, now));
+        assert_eq!(changes(&ev), 1);
+        // A restart keeps only what the state file holds: the issuer last seen.
+        let restarted = Memory {
+            endpoints: mem
+                .endpoints
+                .iter()
+                .map(|(u, e)| {
+                    let em = EndpointMemory {
+                        seen: e.seen.clone(),
+                        ..Default::default()
+                    };
+                    (u.clone(), em)
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let (ev, mem) = fold(restarted, &round(&ok_b, None, &sys, None, now));
+        assert_eq!(changes(&ev), 0, "{ev:?}");
+        assert_eq!(mem.endpoints[URL].seen.as_ref().map(|s| s.changes), Some(1));
+    }
+
+    #[test]
+    fn expected_untrusted_starts_and_ends_with_the_pool() {
+        let p = pki();
+        let sys = SystemRoots::default();
+        let now = Instant::now();
+        let exp = Expected {
+            shas: vec![p.ca_b.sha256.clone()],
+            error: None,
+        };
+        let only_a = outcome(&p.leaf_a, Some(&p.ca_a), Reason::Ok, &[&p.ca_a]);
+        let (ev, mem) = fold(
+            Memory::default(),
+            &round(&only_a, Some(&exp), &sys, None, now),
+        );
+        assert_eq!(drifts(&ev), ["+expected_untrusted"]);
+        assert!(ev.contains(&Event::ExpectedTrust {
+            trusted: Some(false),
+            previous: None
+        }));
+        assert_eq!(mem.expected_trusted, Some(false));
+        let both = outcome(&p.leaf_a, Some(&p.ca_a), Reason::Ok, &[&p.ca_a, &p.ca_b]);
+        let (ev, mem) = fold(mem, &round(&both, Some(&exp), &sys, None, now));
+        assert_eq!(drifts(&ev), ["-expected_untrusted"]);
+        assert!(ev.contains(&Event::ExpectedTrust {
+            trusted: Some(true),
+            previous: Some(false)
+        }));
+        // The expectation becomes unreadable: unknown, not "trusted", and said every round.
+        let broken = Expected {
+            shas: Vec::new(),
+            error: Some("/etc/regtrust/expected.pem: no such file".into()),
+        };
+        let (ev, mem) = fold(mem, &round(&both, Some(&broken), &sys, None, now));
+        assert_eq!(mem.expected_trusted, None);
+        assert!(ev
+            .iter()
+            .any(|e| matches!(e, Event::ExpectedUnreadable { .. })));
+        assert!(!mem.endpoints[URL].known.contains(&Drift::ExpectedUntrusted));
+    }
+
+    #[test]
+    fn staging_is_due_once_per_interval_and_never_twice_at_a_time() {
+        let p = pki();
+        let sys = SystemRoots::default();
+        let t0 = Instant::now();
+        let policy = StagePolicy {
+            source: stage::Source::Pin(vec![p.ca_b.sha256.clone()]),
+            min_interval: Duration::from_secs(600),
+        };
+        let bad = outcome(&p.leaf_b, None, Reason::CaKeyMismatch, &[&p.ca_a]);
+        let due = |ev: &[Event]| ev.iter().any(|e| matches!(e, Event::StageDue { .. }));
+        let (ev, mut mem) = fold(
+            Memory::default(),
+            &round(&bad, None, &sys, Some(&policy), t0),
+        );
+        assert!(due(&ev));
+        assert!(mem.staging);
+        // Still running: not again.
+        let (ev, m) = fold(mem, &round(&bad, None, &sys, Some(&policy), t0));
+        assert!(!due(&ev));
+        mem = m;
+        // Done, but within the interval: not again.
+        mem.staging = false;
+        let t1 = t0 + Duration::from_secs(1);
+        let (ev, mem) = fold(mem, &round(&bad, None, &sys, Some(&policy), t1));
+        assert!(!due(&ev));
+        let t2 = t0 + Duration::from_secs(601);
+        let (ev, mem) = fold(mem, &round(&bad, None, &sys, Some(&policy), t2));
+        assert!(due(&ev));
+        assert_eq!(mem.last_stage, Some(t2));
+        // Without a policy, or when the registry works, never.
+        let ok = outcome(&p.leaf_b, Some(&p.ca_b), Reason::Ok, &[&p.ca_b]);
+        let t3 = t0 + Duration::from_secs(2000);
+        let (ev, _) = fold(Memory::default(), &round(&bad, None, &sys, None, t3));
+        assert!(!due(&ev));
+        let (ev, _) = fold(
+            Memory::default(),
+            &round(&ok, None, &sys, Some(&policy), t3),
+        );
+        assert!(!due(&ev));
+    }
+
+    #[test]
+    fn a_probe_without_a_chain_keeps_presented_untrusted_and_gone_endpoints_are_reported() {
+        let p = pki();
+        let sys = SystemRoots::default();
+        let now = Instant::now();
+        let bad = outcome(&p.leaf_b, None, Reason::CaKeyMismatch, &[&p.ca_a]);
+        let (_, mem) = fold(Memory::default(), &round(&bad, None, &sys, None, now));
+        let mut timeout = bad.clone();
+        timeout.endpoints[0]
+            .probe
+            .as_mut()
+            .unwrap()
+            .presented
+            .clear();
+        timeout.endpoints[0].diagnosis.reason = Reason::Timeout;
+        let (ev, mem) = fold(mem, &round(&timeout, None, &sys, None, now));
+        assert!(drifts(&ev).is_empty(), "{ev:?}");
+        assert!(mem.endpoints[URL]
+            .drifts
+            .contains(&Drift::PresentedUntrusted));
+        let mut moved = bad.clone();
+        moved.endpoints[0].probe.as_mut().unwrap().url = "https://mirror.test/v2/".into();
+        let (ev, _) = fold(mem, &round(&moved, None, &sys, None, now));
+        assert!(ev.contains(&Event::EndpointsGone {
+            urls: vec![URL.into()]
+        }));
+    }
+}
