@@ -28,11 +28,13 @@ use serde::Serialize;
 use crate::cert::Cert;
 use crate::check;
 use crate::diagnose::Reason;
+use crate::offload;
 use crate::outcome::RegistryOutcome;
 use crate::pem;
 use crate::probe::ProbeSettings;
 use crate::trust::{
-    self, ConfigError, Endpoint, RegistryTrust, Runtime, TrustLoader, TrustSettings, TrustedCa,
+    self, ConfigError, Endpoint, RegistryTrust, Runtime, SystemRoots, TrustLoader, TrustSettings,
+    TrustedCa,
 };
 use write::{Dir, WriteError};
 
@@ -110,6 +112,8 @@ pub enum Refusal {
     NoHostsDir,
     #[error("{0}")]
     Write(#[from] WriteError),
+    #[error("{0}")]
+    Cancelled(#[from] offload::Cancelled),
 }
 
 /// What a staging attempt did, for the CLI, the logs and the agent.
@@ -317,13 +321,9 @@ impl Applied {
     /// registry still does not verify.
     pub async fn confirm(self, ps: &ProbeSettings) -> StageReport {
         let reprobe = async {
-            let loader = TrustLoader::new(&self.plan.settings)?;
-            let system = trust::system::load(&self.plan.settings.host_root);
+            let (trust, system) = read_trust(&self.plan.settings, &self.plan.registry).await?;
             let sem = tokio::sync::Semaphore::new(4);
-            Ok::<_, ConfigError>(
-                check::check_registry(loader.registry(&self.plan.registry), &system, ps, &sem)
-                    .await,
-            )
+            Ok::<_, Refusal>(check::check_registry(trust, &system, ps, &sem).await)
         };
         let after = reprobe.await;
         let mut rep = self.plan.report(Outcome::Applied, String::new());
@@ -349,7 +349,11 @@ impl Applied {
                     Err(e) => (Reason::ConfigError, e.to_string()),
                 };
                 rep.confirmed = Some(reason);
-                match self.rollback() {
+                let rolled_back = offload::blocking(move || self.rollback())
+                    .await
+                    .map_err(|e| WriteError::Cancelled(e.to_string()))
+                    .and_then(|r| r);
+                match rolled_back {
                     Ok(()) => {
                         rep.outcome = Outcome::RolledBack;
                         rep.message = format!("written, but the re-probe still fails ({reason}: {detail}); the previous state was restored");
@@ -660,6 +664,23 @@ pub fn plan(
     })
 }
 
+/// The registry's trust and the system roots as the runtime reads them now (file reads, so on the
+/// blocking pool).
+async fn read_trust(
+    settings: &TrustSettings,
+    registry: &str,
+) -> Result<(RegistryTrust, SystemRoots), Refusal> {
+    let (settings, registry) = (settings.clone(), registry.to_string());
+    offload::blocking(move || {
+        let loader = TrustLoader::new(&settings)?;
+        Ok((
+            loader.registry(&registry),
+            trust::system::load(&settings.host_root),
+        ))
+    })
+    .await?
+}
+
 /// The whole flow: probe, choose candidates, plan, verify, and with `apply` write and confirm.
 pub async fn run(
     settings: &TrustSettings,
@@ -671,24 +692,27 @@ pub async fn run(
 ) -> StageReport {
     let rt = settings.runtime;
     let refused = |e: Refusal| report(registry, rt, Outcome::Refused, e.to_string());
-    let current = match TrustLoader::new(settings) {
-        Ok(loader) => {
-            let system = trust::system::load(&settings.host_root);
+    let current = match read_trust(settings, registry).await {
+        Ok((trust, system)) => {
             let sem = tokio::sync::Semaphore::new(4);
-            check::check_registry(loader.registry(registry), &system, ps, &sem).await
+            check::check_registry(trust, &system, ps, &sem).await
         }
-        Err(e) => return refused(e.into()),
+        Err(e) => return refused(e),
     };
     if current.ok() {
         return refused(Refusal::AlreadyOk);
     }
-    let cands = match candidates(source, &current) {
-        Ok(c) => c,
-        Err(e) => return refused(e),
-    };
-    let plan = match plan(settings, registry, cands, policy) {
-        Ok(p) => p,
-        Err(e) => return refused(e),
+    // Reading the candidate file and planning read the node's files: off the event loop.
+    let (settings2, registry2, source2) = (settings.clone(), registry.to_string(), source.clone());
+    let planned = offload::blocking(move || {
+        let cands = candidates(&source2, &current)?;
+        plan(&settings2, &registry2, cands, policy)
+    })
+    .await;
+    let plan = match planned {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return refused(e),
+        Err(e) => return refused(e.into()),
     };
     let verified = match plan.verify(ps).await {
         Ok(r) => r,
@@ -711,7 +735,12 @@ pub async fn run(
         rep.verified = Some(Reason::Ok);
         return rep;
     }
-    let applied = match plan.apply() {
+    let to_apply = plan.clone();
+    let applied = match offload::blocking(move || to_apply.apply())
+        .await
+        .map_err(Refusal::from)
+        .and_then(|r| r)
+    {
         Ok(a) => a,
         Err(e @ Refusal::Write(_)) => {
             let mut rep = plan.report(Outcome::Failed, e.to_string());

@@ -47,6 +47,8 @@ pub enum WriteError {
         path: PathBuf,
         errno: Errno,
     },
+    #[error("the write did not finish: {0}")]
+    Cancelled(String),
 }
 
 fn err(op: &'static str, path: &Path, e: Errno) -> WriteError {
