@@ -465,12 +465,11 @@ impl Loop {
         };
         let (events, memory) = drift::fold(std::mem::take(&mut r.memory), &round);
         r.memory = memory;
-        let expected_error = r.expected.as_ref().is_some_and(|e| e.error.is_some());
         sinks::metrics(
             &self.metrics,
             &outcome,
             &r.memory,
-            expected_error,
+            r.expected.as_ref(),
             &events,
             now_unix,
         );
