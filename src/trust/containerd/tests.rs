@@ -1,9 +1,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::hosts_toml::is_go_duration;
 use super::*;
 use crate::trust::testutil::{ca_pem, write};
-use crate::trust::{TrustLoader, TrustSettings};
+use crate::trust::{ConfigError, TrustLoader, TrustSettings};
 
 fn settings(root: &Path) -> TrustSettings {
     TrustSettings {
