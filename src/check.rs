@@ -14,7 +14,8 @@ use crate::cert::{rfc3339, Cert, CertInfo};
 use crate::diagnose::{self, Diagnosis, KeyMismatch, Reason};
 use crate::probe::{self, ProbeSettings, Timings};
 use crate::trust::{
-    self, ConfigError, Finding, RegistryTrust, Runtime, SystemRoots, TrustLoader, TrustSettings,
+    self, ConfigError, Finding, FindingKind, RegistryTrust, Runtime, SystemRoots, TrustLoader,
+    TrustSettings,
 };
 
 /// Most endpoint probes in flight at once.
@@ -217,7 +218,7 @@ pub async fn check_registry(
         Some(i) => {
             for e in &endpoints[..i] {
                 findings.push(Finding::new(
-                    "degraded",
+                    FindingKind::Degraded,
                     None,
                     format!(
                         "{} fails ({}: {}) and the runtime falls through to {}",

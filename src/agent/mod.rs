@@ -676,11 +676,13 @@ impl Loop {
         trusted.dedup();
         let mut findings: BTreeMap<String, f64> = BTreeMap::new();
         for f in &report.findings {
-            *findings.entry(f.kind.clone()).or_default() += 1.0;
+            *findings.entry(f.kind.to_string()).or_default() += 1.0;
         }
         if let Some(err) = r.expected.as_ref().and_then(|e| e.error.clone()) {
             tracing::warn!(registry = %name, error = %err, "cannot read the expected CA");
-            *findings.entry("expected_ca_unreadable".into()).or_default() += 1.0;
+            *findings
+                .entry(crate::trust::FindingKind::ExpectedCaUnreadable.to_string())
+                .or_default() += 1.0;
         }
         self.metrics.registry_trust(
             &name,

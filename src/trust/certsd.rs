@@ -14,7 +14,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{read_ca_file, CaRead, Endpoint, Finding, RegistryTrust, Runtime};
+use super::{read_ca_file, CaRead, Endpoint, Finding, FindingKind, RegistryTrust, Runtime};
 use crate::hostroot::HostRoot;
 
 /// containers/image search order for a root runtime.
@@ -96,7 +96,7 @@ fn find_dir(
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied && rt == Runtime::Crio => {
                 findings.push(Finding::new(
-                    "cert_dir_unreadable",
+                    FindingKind::CertDirUnreadable,
                     Some(&p),
                     format!("skipped by containers/image: {e}"),
                 ));
@@ -120,7 +120,7 @@ fn load_dir(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied && rt == Runtime::Crio => {
             findings.push(Finding::new(
-                "cert_dir_unreadable",
+                FindingKind::CertDirUnreadable,
                 Some(dir),
                 format!("skipped by containers/image: {e}"),
             ));
@@ -136,19 +136,23 @@ fn load_dir(
             match read_ca_file(hr, &path, findings) {
                 CaRead::Certs(cas) => ep.cas.extend(cas),
                 CaRead::Empty => findings.push(Finding::new(
-                    "ca_no_cert",
+                    FindingKind::CaNoCert,
                     Some(&path),
                     "holds no PEM certificate; the runtime skips it silently",
                 )),
                 CaRead::Failed(err) if err.is_not_found() && rt == Runtime::Crio => {
                     findings.push(Finding::new(
-                        "ca_missing",
+                        FindingKind::CaMissing,
                         Some(&path),
                         format!("cannot be read ({err}); containers/image skips it"),
                     ))
                 }
                 CaRead::Failed(err) => {
-                    findings.push(Finding::new("ca_unreadable", Some(&path), err.to_string()));
+                    findings.push(Finding::new(
+                        FindingKind::CaUnreadable,
+                        Some(&path),
+                        err.to_string(),
+                    ));
                     return Err(format!("cannot read CA file {}: {err}", path.display()));
                 }
             }
@@ -161,7 +165,7 @@ fn load_dir(
                     }
                     Err(msg) => {
                         findings.push(Finding::new(
-                            "client_cert_unusable",
+                            FindingKind::ClientCertUnusable,
                             Some(&path),
                             msg.clone(),
                         ));
@@ -171,7 +175,7 @@ fn load_dir(
             }
             if !has(&format!("{stem}.key")) {
                 findings.push(Finding::new(
-                    "client_key_missing",
+                    FindingKind::ClientKeyMissing,
                     Some(&path),
                     "client certificate without its .key",
                 ));
@@ -183,7 +187,7 @@ fn load_dir(
         } else if let Some(stem) = e.name.strip_suffix(".key") {
             if !has(&format!("{stem}.cert")) {
                 findings.push(Finding::new(
-                    "client_cert_missing",
+                    FindingKind::ClientCertMissing,
                     Some(&path),
                     "key without its client .cert",
                 ));
@@ -194,7 +198,7 @@ fn load_dir(
             }
         } else if e.name.ends_with(".pem") {
             findings.push(Finding::new(
-                "ignored_pem",
+                FindingKind::IgnoredPem,
                 Some(&path),
                 "the runtime only reads *.crt files here: this .pem is ignored (rename it to .crt)",
             ));

@@ -14,7 +14,10 @@
 
 pub mod certsd;
 pub mod containerd;
+mod finding;
 pub mod system;
+
+pub use finding::{Finding, FindingKind};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,27 +43,6 @@ impl Runtime {
             Runtime::Containerd => "containerd",
             Runtime::Crio => "crio",
             Runtime::Docker => "docker",
-        }
-    }
-}
-
-/// Something found while loading trust that a person should know about.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Finding {
-    /// Stable identifier, e.g. `ca_missing`, `hosts_toml_ignored`, `ignored_pem`.
-    pub kind: String,
-    /// The node path concerned, when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    pub message: String,
-}
-
-impl Finding {
-    pub fn new(kind: &str, path: Option<&Path>, message: impl Into<String>) -> Self {
-        Finding {
-            kind: kind.into(),
-            path: path.map(|p| p.display().to_string()),
-            message: message.into(),
         }
     }
 }
@@ -275,7 +257,7 @@ pub(crate) fn read_ca_file(hr: &HostRoot, node_path: &Path, findings: &mut Vec<F
     let scan = pem::scan_certs(&data);
     for why in &scan.skipped {
         findings.push(Finding::new(
-            "pem_block_skipped",
+            FindingKind::PemBlockSkipped,
             Some(node_path),
             why.clone(),
         ));

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
-use crate::trust::{ConfigError, Finding, TrustSettings};
+use crate::trust::{ConfigError, Finding, FindingKind, TrustSettings};
 
 /// containerd's 2.x default when no config_path is set.
 pub const DEFAULT_V3_CONFIG_PATH: &str = "/etc/containerd/certs.d:/etc/docker/certs.d";
@@ -86,7 +86,7 @@ impl Layout {
             Err(e) if e.is_not_found() => {
                 layout.hosts_dirs.push(PathBuf::from(DEFAULT_HOSTS_DIR));
                 layout.findings.push(Finding::new(
-                    "no_containerd_config",
+                    FindingKind::NoContainerdConfig,
                     Some(cfg_path),
                     format!("no containerd config file; assuming hosts dir {DEFAULT_HOSTS_DIR}"),
                 ));
@@ -151,7 +151,7 @@ impl Layout {
         if let (Some(a), Some(b)) = (&cri_path, &transfer_path) {
             if a != b {
                 self.findings.push(Finding::new(
-                    "config_path_differs",
+                    FindingKind::ConfigPathDiffers,
                     Some(cfg_path),
                     format!("CRI config_path {a:?} differs from the transfer service's {b:?}; image pulls through the transfer service (containerd 2.1+ CRI, ctr) use the latter — regtrust follows CRI's"),
                 ));
@@ -168,7 +168,7 @@ impl Layout {
     fn use_config_path(&mut self, p: &str, cfg_path: &Path) {
         if p.contains(':') {
             self.findings.push(Finding::new(
-                "config_path_list",
+                FindingKind::ConfigPathList,
                 Some(cfg_path),
                 format!("config_path {p:?} is a ':' list: the CRI pull path splits it, but the transfer service (default CRI pull path since containerd 2.1) treats it as one directory that does not exist (containerd issues 12808, 12415)"),
             ));
@@ -184,7 +184,7 @@ impl Layout {
         let legacy = legacy_cri(table, cri_key);
         if !legacy.mirrors.is_empty() || !legacy.configs.is_empty() {
             self.findings.push(Finding::new(
-                "deprecated_registry_config",
+                FindingKind::DeprecatedRegistryConfig,
                 Some(cfg_path),
                 format!("[plugins.\"{cri_plugin}\".registry] mirrors/configs are deprecated (removed in containerd 2.0); move them to a hosts directory (config_path)"),
             ));

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
+use crate::trust::FindingKind;
+
 /// One `[host]` entry (or the root server) before its files are read.
 #[derive(Debug, Clone, Default)]
 pub(super) struct HostConfig {
@@ -24,7 +26,7 @@ pub(super) struct HostConfig {
 }
 
 /// Why containerd ignores a hosts.toml: a finding kind and the reason.
-pub(super) type ParseErr = (&'static str, String);
+pub(super) type ParseErr = (FindingKind, String);
 
 /// The endpoint URLs a hosts.toml yields (the registry itself shown as `<registry>`), or why
 /// containerd would ignore the file. Pure: for tests, tooling and the fuzzer.
@@ -47,13 +49,14 @@ pub fn endpoints(dir: &Path, data: &[u8]) -> Result<Vec<String>, String> {
 
 /// containerd's `parseHostsFile` with 1.6/1.7 semantics (no `[host]` table: ignored).
 pub(super) fn parse(dir: &Path, data: &[u8]) -> Result<Vec<HostConfig>, ParseErr> {
-    let text = std::str::from_utf8(data).map_err(|e| ("bad_toml", format!("not UTF-8: {e}")))?;
+    let text =
+        std::str::from_utf8(data).map_err(|e| (FindingKind::BadToml, format!("not UTF-8: {e}")))?;
     let table: Table = text
         .parse()
-        .map_err(|e: toml::de::Error| ("bad_toml", e.message().to_string()))?;
+        .map_err(|e: toml::de::Error| (FindingKind::BadToml, e.message().to_string()))?;
     let Some(host_tree) = table.get("host").and_then(Value::as_table) else {
         return Err((
-            "hosts_toml_ignored",
+            FindingKind::HostsTomlIgnored,
             "it has no [host.\"...\"] table — containerd 1.6/1.7 reject it as an \"invalid `host` tree\" (2.x would use its root keys)".into(),
         ));
     };
@@ -61,10 +64,11 @@ pub(super) fn parse(dir: &Path, data: &[u8]) -> Result<Vec<HostConfig>, ParseErr
     for (url, cfg) in host_tree {
         let cfg = cfg
             .as_table()
-            .ok_or(("bad_toml", format!("host {url:?} is not a table")))?;
-        let mut hc = parse_host_url(url, override_path(cfg)).map_err(|e| ("bad_toml", e))?;
+            .ok_or((FindingKind::BadToml, format!("host {url:?} is not a table")))?;
+        let mut hc =
+            parse_host_url(url, override_path(cfg)).map_err(|e| (FindingKind::BadToml, e))?;
         apply_host_fields(&mut hc, dir, cfg)
-            .map_err(|e| ("bad_toml", format!("[host.{url:?}]: {e}")))?;
+            .map_err(|e| (FindingKind::BadToml, format!("[host.{url:?}]: {e}")))?;
         hc.origin = format!("hosts.toml [host.{url:?}]");
         hosts.push(hc);
     }
@@ -75,11 +79,12 @@ pub(super) fn parse(dir: &Path, data: &[u8]) -> Result<Vec<HostConfig>, ParseErr
             ..Default::default()
         }
     } else {
-        let mut h = parse_host_url(server, override_path(&table)).map_err(|e| ("bad_toml", e))?;
+        let mut h =
+            parse_host_url(server, override_path(&table)).map_err(|e| (FindingKind::BadToml, e))?;
         h.origin = format!("hosts.toml server = {server:?}");
         h
     };
-    apply_host_fields(&mut root, dir, &table).map_err(|e| ("bad_toml", e))?;
+    apply_host_fields(&mut root, dir, &table).map_err(|e| (FindingKind::BadToml, e))?;
     hosts.push(root);
     Ok(hosts)
 }

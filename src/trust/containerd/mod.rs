@@ -28,7 +28,7 @@ use config::LegacyCri;
 pub use config::{Layout, DEFAULT_HOSTS_DIR, DEFAULT_V3_CONFIG_PATH};
 use hosts_toml::{parse_host_url, HostConfig};
 
-use super::{read_ca_file, CaRead, Endpoint, Finding, RegistryTrust, Runtime};
+use super::{read_ca_file, CaRead, Endpoint, Finding, FindingKind, RegistryTrust, Runtime};
 use crate::hostroot::HostRoot;
 
 impl Layout {
@@ -146,7 +146,7 @@ fn host_paths(root: &Path, host: &str) -> Vec<PathBuf> {
 fn configure_endpoint(hr: &HostRoot, h: HostConfig, rt: &mut RegistryTrust) {
     if !h.pull_or_resolve {
         rt.findings.push(Finding::new(
-            "endpoint_not_for_pull",
+            FindingKind::EndpointNotForPull,
             None,
             format!(
                 "{}://{} has neither pull nor resolve capability; containerd does not pull from it",
@@ -160,7 +160,7 @@ fn configure_endpoint(hr: &HostRoot, h: HostConfig, rt: &mut RegistryTrust) {
     ep.skip_verify = h.skip_verify.unwrap_or(false);
     if ep.skip_verify {
         rt.findings.push(Finding::new(
-            "skip_verify",
+            FindingKind::SkipVerify,
             None,
             format!(
                 "{} is configured with skip_verify: the runtime accepts any certificate there",
@@ -183,7 +183,7 @@ fn configure_endpoint(hr: &HostRoot, h: HostConfig, rt: &mut RegistryTrust) {
             Ok(_) => {}
             Err(msg) => {
                 rt.findings.push(Finding::new(
-                    "client_cert_unusable",
+                    FindingKind::ClientCertUnusable,
                     Some(cert),
                     msg.clone(),
                 ));
@@ -206,14 +206,14 @@ fn add_ca(hr: &HostRoot, ca: &Path, ep: &mut Endpoint, rt: &mut RegistryTrust) {
                 ca.display().to_string()
             );
             rt.findings
-                .push(Finding::new("ca_no_cert", Some(ca), msg.clone()));
+                .push(Finding::new(FindingKind::CaNoCert, Some(ca), msg.clone()));
             rt.config_error.get_or_insert(msg);
         }
         CaRead::Failed(e) => {
             let kind = if e.is_not_found() {
-                "ca_missing"
+                FindingKind::CaMissing
             } else {
-                "ca_unreadable"
+                FindingKind::CaUnreadable
             };
             let msg = format!("unable to read CA cert {:?}: {e}", ca.display().to_string());
             rt.findings.push(Finding::new(kind, Some(ca), msg.clone()));
@@ -263,7 +263,7 @@ fn fill_default_host(h: &mut HostConfig, registry: &str, findings: &mut Vec<Find
         if port != Some(80) {
             h.skip_verify = Some(true);
             findings.push(Finding::new(
-                "loopback_insecure",
+                FindingKind::LoopbackInsecure,
                 None,
                 format!("{registry} is a loopback host with no explicit https [host] entry: containerd skips TLS verification for it (and on a port other than 443 tries plain HTTP; 1.6 does only that). Give it a [host.\"https://{registry}\"] table to have it verified"),
             ));
@@ -364,7 +364,7 @@ fn load_cert_files(
             h.ca.get_or_insert_with(Vec::new).push(path);
         } else if e.name.ends_with(".pem") {
             findings.push(Finding::new(
-                "ignored_pem",
+                FindingKind::IgnoredPem,
                 Some(&path),
                 "containerd only reads *.crt files here: this .pem is ignored (rename it to .crt, or reference it as ca in hosts.toml)",
             ));
@@ -375,7 +375,7 @@ fn load_cert_files(
                 h.client.push((path, Some(dir.join(key))));
             } else {
                 findings.push(Finding::new(
-                    "client_key_missing",
+                    FindingKind::ClientKeyMissing,
                     Some(&path),
                     "client certificate without a matching .key: containerd expects the key inside the .cert",
                 ));
@@ -398,7 +398,7 @@ fn note_unused_files(hr: &HostRoot, dir: &Path, hosts: &[HostConfig], findings: 
         let p = dir.join(&e.name);
         if !hosts.iter().any(|h| h.ca.iter().flatten().any(|c| c == &p)) {
             findings.push(Finding::new(
-                "ca_file_unused",
+                FindingKind::CaFileUnused,
                 Some(&p),
                 "a hosts.toml is in effect and no `ca` in it names this file, so containerd does not read it",
             ));

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use super::hosts_toml::is_go_duration;
 use super::*;
 use crate::trust::testutil::{ca_pem, write};
-use crate::trust::{ConfigError, TrustLoader, TrustSettings};
+use crate::trust::{ConfigError, FindingKind, TrustLoader, TrustSettings};
 
 fn settings(root: &Path) -> TrustSettings {
     TrustSettings {
@@ -161,7 +161,7 @@ fn falls_back_to_legacy_files_exactly_when_containerd_does() {
             let f = rt
                 .findings
                 .iter()
-                .find(|f| f.kind == "hosts_toml_ignored")
+                .find(|f| f.kind == FindingKind::HostsTomlIgnored)
                 .expect(case);
             assert_eq!(
                 f.path.as_deref(),
@@ -214,7 +214,7 @@ fn bad_files_are_findings_with_paths_never_panics() {
         (0..4096u32).map(|i| (i % 256) as u8).collect::<Vec<_>>(),
     );
     let rt = load(t.path(), "binary");
-    let f = rt.findings.iter().find(|f| f.kind == "ca_no_cert").unwrap();
+    let f = rt.findings.iter().find(|f| f.kind == FindingKind::CaNoCert).unwrap();
     assert_eq!(
         f.path.as_deref(),
         Some("/etc/containerd/certs.d/binary/ca.crt")
@@ -234,7 +234,7 @@ fn bad_files_are_findings_with_paths_never_panics() {
     let f = rt
         .findings
         .iter()
-        .find(|f| f.kind == "ca_unreadable")
+        .find(|f| f.kind == FindingKind::CaUnreadable)
         .unwrap();
     assert!(f.message.contains("larger than"), "{}", f.message);
     // directory named ca.crt: skipped by containerd's legacy loader
@@ -246,7 +246,7 @@ fn bad_files_are_findings_with_paths_never_panics() {
     fs::create_dir_all(dir.join("dangling")).unwrap();
     std::os::unix::fs::symlink("/nope/ca.crt", dir.join("dangling/ca.crt")).unwrap();
     let rt = load(t.path(), "dangling");
-    let f = rt.findings.iter().find(|f| f.kind == "ca_missing").unwrap();
+    let f = rt.findings.iter().find(|f| f.kind == FindingKind::CaMissing).unwrap();
     assert_eq!(
         f.path.as_deref(),
         Some("/etc/containerd/certs.d/dangling/ca.crt")
@@ -296,7 +296,7 @@ fn config_toml_v2_v3_transfer_and_lists() {
     )
     .unwrap();
     assert_eq!(l.hosts_dirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
-    assert!(l.findings.iter().any(|f| f.kind == "config_path_list"));
+    assert!(l.findings.iter().any(|f| f.kind == FindingKind::ConfigPathList));
     let l = with_config(t.path(), "version = 3\n").unwrap();
     assert_eq!(
         l.hosts_dirs,
@@ -359,7 +359,7 @@ fn deprecated_cri_ca_file_and_mirrors() {
     assert!(l
         .findings
         .iter()
-        .any(|f| f.kind == "deprecated_registry_config"));
+        .any(|f| f.kind == FindingKind::DeprecatedRegistryConfig));
     let hr = HostRoot::new(t.path());
     let rt = l.registry(&hr, "r.test:5000");
     let urls: Vec<_> = rt.endpoints.iter().map(|e| e.url()).collect();
