@@ -331,13 +331,48 @@ impl TrustLoader {
     }
 }
 
-/// A configuration the runtime itself could not start with: exit code 2.
+/// A configuration the runtime itself could not start with: exit code 2. The file is a value
+/// (ripgrep's `Error::WithPath` shape), so a caller can name or watch it without parsing text.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read containerd config {path}: {err}")]
-    ReadConfig { path: String, err: String },
-    #[error("containerd config {path} is not valid TOML (containerd would not start): {err}")]
-    ParseConfig { path: String, err: String },
+    #[error("{}", describe(path, err))]
+    WithPath {
+        /// Node path of the runtime's config file.
+        path: PathBuf,
+        err: ConfigFileError,
+    },
+}
+
+/// What is wrong with the runtime's config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// It exists but cannot be read (permissions, not a regular file, too large, …).
+    #[error("{0}")]
+    Read(#[source] ReadError),
+    /// It is not valid TOML (the runtime would not start); the parser's message.
+    #[error("{0}")]
+    Parse(String),
+}
+
+fn describe(path: &Path, err: &ConfigFileError) -> String {
+    match err {
+        ConfigFileError::Read(e) => {
+            format!("cannot read containerd config {}: {e}", path.display())
+        }
+        ConfigFileError::Parse(e) => format!(
+            "containerd config {} is not valid TOML (containerd would not start): {e}",
+            path.display()
+        ),
+    }
+}
+
+impl ConfigError {
+    /// The file concerned.
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigError::WithPath { path, .. } => path,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
-use crate::trust::{ConfigError, Finding, FindingKind, TrustSettings};
+use crate::trust::{ConfigError, ConfigFileError, Finding, FindingKind, TrustSettings};
 
 /// containerd's 2.x default when no config_path is set.
 pub const DEFAULT_V3_CONFIG_PATH: &str = "/etc/containerd/certs.d:/etc/docker/certs.d";
@@ -93,9 +93,9 @@ impl Layout {
                 return Ok(layout);
             }
             Err(e) => {
-                return Err(ConfigError::ReadConfig {
-                    path: cfg_path.display().to_string(),
-                    err: e.to_string(),
+                return Err(ConfigError::WithPath {
+                    path: cfg_path.clone(),
+                    err: ConfigFileError::Read(e),
                 })
             }
         };
@@ -119,9 +119,9 @@ impl Layout {
         let text = String::from_utf8_lossy(data);
         let table: Table = text
             .parse()
-            .map_err(|e: toml::de::Error| ConfigError::ParseConfig {
-                path: cfg_path.display().to_string(),
-                err: e.to_string(),
+            .map_err(|e: toml::de::Error| ConfigError::WithPath {
+                path: cfg_path.to_path_buf(),
+                err: ConfigFileError::Parse(e.to_string()),
             })?;
         let version = table
             .get("version")

@@ -214,7 +214,11 @@ fn bad_files_are_findings_with_paths_never_panics() {
         (0..4096u32).map(|i| (i % 256) as u8).collect::<Vec<_>>(),
     );
     let rt = load(t.path(), "binary");
-    let f = rt.findings.iter().find(|f| f.kind == FindingKind::CaNoCert).unwrap();
+    let f = rt
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::CaNoCert)
+        .unwrap();
     assert_eq!(
         f.path.as_deref(),
         Some("/etc/containerd/certs.d/binary/ca.crt")
@@ -246,7 +250,11 @@ fn bad_files_are_findings_with_paths_never_panics() {
     fs::create_dir_all(dir.join("dangling")).unwrap();
     std::os::unix::fs::symlink("/nope/ca.crt", dir.join("dangling/ca.crt")).unwrap();
     let rt = load(t.path(), "dangling");
-    let f = rt.findings.iter().find(|f| f.kind == FindingKind::CaMissing).unwrap();
+    let f = rt
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::CaMissing)
+        .unwrap();
     assert_eq!(
         f.path.as_deref(),
         Some("/etc/containerd/certs.d/dangling/ca.crt")
@@ -280,6 +288,11 @@ fn default_hosts_docker_io_and_loopback() {
 
 fn with_config(root: &Path, cfg: &str) -> Result<Layout, ConfigError> {
     write(root, "/etc/containerd/config.toml", cfg);
+    with_config_file_only(root)
+}
+
+/// Loads the layout from whatever is at the config path now.
+fn with_config_file_only(root: &Path) -> Result<Layout, ConfigError> {
     let mut s = settings(root);
     s.hosts_dir = None;
     Layout::load(&s)
@@ -296,7 +309,10 @@ fn config_toml_v2_v3_transfer_and_lists() {
     )
     .unwrap();
     assert_eq!(l.hosts_dirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
-    assert!(l.findings.iter().any(|f| f.kind == FindingKind::ConfigPathList));
+    assert!(l
+        .findings
+        .iter()
+        .any(|f| f.kind == FindingKind::ConfigPathList));
     let l = with_config(t.path(), "version = 3\n").unwrap();
     assert_eq!(
         l.hosts_dirs,
@@ -313,7 +329,10 @@ fn config_toml_v2_v3_transfer_and_lists() {
     assert_eq!(l.hosts_dirs, [PathBuf::from("/t")]);
     assert!(matches!(
         with_config(t.path(), "version = = 2"),
-        Err(ConfigError::ParseConfig { .. })
+        Err(ConfigError::WithPath {
+            err: crate::trust::ConfigFileError::Parse(_),
+            ..
+        })
     ));
     // No config file at all: the default hosts dir.
     let t2 = tempfile::tempdir().unwrap();
@@ -394,4 +413,32 @@ fn go_durations() {
             && is_go_duration("0")
     );
     assert!(!is_go_duration("10") && !is_go_duration("fast") && !is_go_duration(""));
+}
+
+#[test]
+fn config_errors_carry_their_path_and_say_what_is_wrong() {
+    let t = tempfile::tempdir().unwrap();
+    let e = with_config(t.path(), "version = = 2").unwrap_err();
+    assert_eq!(e.path(), Path::new("/etc/containerd/config.toml"));
+    assert!(
+        e.to_string().starts_with(
+            "containerd config /etc/containerd/config.toml is not valid TOML (containerd would not start): "
+        ),
+        "{e}"
+    );
+    // A directory where the config file should be: a read error naming the file.
+    fs::remove_file(t.path().join("etc/containerd/config.toml")).unwrap();
+    fs::create_dir(t.path().join("etc/containerd/config.toml")).unwrap();
+    let e = with_config_file_only(t.path()).unwrap_err();
+    assert!(matches!(
+        &e,
+        ConfigError::WithPath {
+            err: crate::trust::ConfigFileError::Read(_),
+            ..
+        }
+    ));
+    assert_eq!(
+        e.to_string(),
+        "cannot read containerd config /etc/containerd/config.toml: is a directory"
+    );
 }
