@@ -442,3 +442,50 @@ fn config_errors_carry_their_path_and_say_what_is_wrong() {
         "cannot read containerd config /etc/containerd/config.toml: is a directory"
     );
 }
+
+/// Runs `f` on a thread and fails the test if it does not return within 10 s (a FIFO read that
+/// blocks would otherwise hang the test run instead of failing it).
+fn promptly<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("loading trust blocked (a FIFO was opened or read as a file)")
+}
+
+#[test]
+fn a_fifo_as_ca_crt_or_hosts_toml_is_refused_promptly_naming_it() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("etc/containerd/certs.d");
+    fs::create_dir_all(dir.join("fifo-ca")).unwrap();
+    fs::create_dir_all(dir.join("fifo-hosts")).unwrap();
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
+    nix::unistd::mkfifo(&dir.join("fifo-ca/ca.crt"), mode).unwrap();
+    nix::unistd::mkfifo(&dir.join("fifo-hosts/hosts.toml"), mode).unwrap();
+    let root = t.path().to_path_buf();
+    let rt = promptly(move || load(&root, "fifo-ca"));
+    let f = rt
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::CaUnreadable)
+        .unwrap();
+    assert_eq!(
+        f.path.as_deref(),
+        Some("/etc/containerd/certs.d/fifo-ca/ca.crt")
+    );
+    assert!(
+        f.message.contains("is a FIFO, not a regular file"),
+        "{}",
+        f.message
+    );
+    assert!(rt.config_error.is_some());
+
+    let root = t.path().to_path_buf();
+    let rt = promptly(move || load(&root, "fifo-hosts"));
+    let err = rt.config_error.unwrap();
+    assert!(
+        err.contains("/etc/containerd/certs.d/fifo-hosts/hosts.toml") && err.contains("FIFO"),
+        "{err}"
+    );
+}
