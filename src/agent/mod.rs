@@ -340,7 +340,11 @@ impl Loop {
         self.system = Arc::new(trust::system::load(&self.settings.host_root));
         let mut names: Vec<String> = self.cfg.registries.iter().map(|r| r.name.clone()).collect();
         if self.cfg.discover {
-            names.extend(loader.discover());
+            let discovery = loader.discover();
+            for f in &discovery.findings {
+                tracing::debug!(kind = %f.kind, message = %f.message, "host directory skipped");
+            }
+            names.extend(discovery.registries);
         }
         names.sort();
         names.dedup();

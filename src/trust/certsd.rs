@@ -14,7 +14,10 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{read_ca_file, CaRead, Endpoint, Finding, FindingKind, RegistryTrust, Runtime};
+use super::{
+    check_host_dir_name, read_ca_file, CaRead, Discovery, Endpoint, Finding, FindingKind,
+    RegistryTrust, Runtime,
+};
 use crate::hostroot::HostRoot;
 
 /// containers/image search order for a root runtime.
@@ -34,16 +37,22 @@ fn bases(rt: Runtime) -> &'static [&'static str] {
 }
 
 /// Registries with a directory under any of the runtime's roots.
-pub fn discover(hr: &HostRoot, rt: Runtime) -> Vec<String> {
-    let mut out: Vec<String> = bases(rt)
-        .iter()
-        .filter_map(|b| hr.read_dir(Path::new(b)).ok())
-        .flatten()
-        .filter(|e| e.is_dir || e.is_symlink)
-        .map(|e| e.name)
-        .collect();
-    out.sort();
-    out.dedup();
+pub fn discover(hr: &HostRoot, rt: Runtime) -> Discovery {
+    let mut out = Discovery::default();
+    for base in bases(rt) {
+        let dir = Path::new(base);
+        let Ok(entries) = hr.read_dir(dir) else {
+            continue;
+        };
+        for e in entries.into_iter().filter(|e| e.is_dir || e.is_symlink) {
+            match check_host_dir_name(dir, &e.name, &e.name) {
+                Ok(()) => out.registries.push(e.name),
+                Err(f) => out.findings.push(f),
+            }
+        }
+    }
+    out.registries.sort();
+    out.registries.dedup();
     out
 }
 
@@ -315,6 +324,39 @@ mod tests {
                 .contains("missing key client.key"),
             "{:?}",
             rt.config_error
+        );
+    }
+
+    #[test]
+    fn discover_skips_directories_that_are_not_registry_names() {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["r.test:5000", "a..b", "tab\there"] {
+            fs::create_dir_all(t.path().join("etc/containers/certs.d").join(d)).unwrap();
+        }
+        let d = discover(&HostRoot::new(t.path()), Runtime::Crio);
+        assert_eq!(d.registries, ["r.test:5000"]);
+        let paths: Vec<_> = d
+            .findings
+            .iter()
+            .map(|f| (f.kind, f.path.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                (
+                    FindingKind::InvalidHostDir,
+                    "/etc/containers/certs.d/a..b".to_string()
+                ),
+                (
+                    FindingKind::InvalidHostDir,
+                    "/etc/containers/certs.d/tab\there".to_string()
+                ),
+            ]
+        );
+        assert!(
+            d.findings[1].message.contains("\"tab\\there\""),
+            "{}",
+            d.findings[1].message
         );
     }
 }

@@ -28,13 +28,16 @@ use config::LegacyCri;
 pub use config::{Layout, DEFAULT_HOSTS_DIR, DEFAULT_V3_CONFIG_PATH};
 use hosts_toml::{parse_host_url, HostConfig};
 
-use super::{read_ca_file, CaRead, Endpoint, Finding, FindingKind, RegistryTrust, Runtime};
+use super::{
+    check_host_dir_name, read_ca_file, CaRead, Discovery, Endpoint, Finding, FindingKind,
+    RegistryTrust, Runtime,
+};
 use crate::hostroot::HostRoot;
 
 impl Layout {
     /// Every registry configured: host directories (except `_default`) and legacy CRI entries.
-    pub fn discover(&self, hr: &HostRoot) -> Vec<String> {
-        let mut out = Vec::new();
+    pub fn discover(&self, hr: &HostRoot) -> Discovery {
+        let mut out = Discovery::default();
         for dir in &self.hosts_dirs {
             let Ok(entries) = hr.read_dir(dir) else {
                 continue;
@@ -50,16 +53,22 @@ impl Layout {
                             .map(|m| m.is_dir())
                             .unwrap_or(false));
                 if is_dir {
-                    out.push(registry_from_dir_name(&e.name));
+                    let registry = registry_from_dir_name(&e.name);
+                    match check_host_dir_name(dir, &e.name, &registry) {
+                        Ok(()) => out.registries.push(registry),
+                        Err(f) => out.findings.push(f),
+                    }
                 }
             }
         }
         if let Some(l) = &self.legacy {
-            out.extend(l.mirrors.iter().map(|(h, _)| h.clone()));
-            out.extend(l.configs.iter().map(|(h, _, _)| h.clone()));
+            out.registries
+                .extend(l.mirrors.iter().map(|(h, _)| h.clone()));
+            out.registries
+                .extend(l.configs.iter().map(|(h, _, _)| h.clone()));
         }
-        out.sort();
-        out.dedup();
+        out.registries.sort();
+        out.registries.dedup();
         out
     }
 

@@ -358,7 +358,7 @@ fn colon_list_searches_dirs_in_order() {
         ca_subjects(&l.registry(&hr, "r.test").endpoints[0]),
         ["CN=InB"]
     );
-    assert_eq!(l.discover(&hr), ["r.test"]);
+    assert_eq!(l.discover(&hr).registries, ["r.test"]);
 }
 
 #[test]
@@ -387,7 +387,7 @@ fn deprecated_cri_ca_file_and_mirrors() {
         ["https://mirror.test:6000/v2/", "https://r.test:5000/v2/"]
     );
     assert_eq!(ca_subjects(&rt.endpoints[1]), ["CN=Legacy"]);
-    assert_eq!(l.discover(&hr), ["r.test:5000"]);
+    assert_eq!(l.discover(&hr).registries, ["r.test:5000"]);
 }
 
 #[test]
@@ -399,9 +399,64 @@ fn discover_lists_host_dirs_except_default() {
     write(t.path(), &format!("{D}/not-a-dir.txt"), "x");
     let layout = Layout::load(&settings(t.path())).unwrap();
     assert_eq!(
-        layout.discover(&HostRoot::new(t.path())),
+        layout.discover(&HostRoot::new(t.path())).registries,
         ["a.test", "b.test:5000", "c.test:443"]
     );
+}
+
+#[test]
+fn discover_skips_directories_that_are_not_registry_names() {
+    let t = tempfile::tempdir().unwrap();
+    let evil = "evil\x1b[2K\rOK  prod.registry:5000";
+    for d in [
+        "a.test",
+        "a..b",
+        "trailing.",
+        "sp ace",
+        evil,
+        "r.test:99999",
+        "x_99999_",
+    ] {
+        fs::create_dir_all(t.path().join("etc/containerd/certs.d").join(d)).unwrap();
+    }
+    let layout = Layout::load(&settings(t.path())).unwrap();
+    let d = layout.discover(&HostRoot::new(t.path()));
+    assert_eq!(d.registries, ["a.test"]);
+    let mut skipped: Vec<_> = d
+        .findings
+        .iter()
+        .map(|f| {
+            assert_eq!(f.kind, FindingKind::InvalidHostDir);
+            f.path.clone().unwrap()
+        })
+        .collect();
+    skipped.sort();
+    let mut want: Vec<_> = [
+        "a..b",
+        "trailing.",
+        "sp ace",
+        evil,
+        "r.test:99999",
+        "x_99999_",
+    ]
+    .iter()
+    .map(|n| format!("{D}/{n}"))
+    .collect();
+    want.sort();
+    assert_eq!(skipped, want);
+    let f = d
+        .findings
+        .iter()
+        .find(|f| f.path.as_deref() == Some(&format!("{D}/{evil}")))
+        .unwrap();
+    assert!(
+        f.message.starts_with(
+            "host directory \"evil\\x1b[2K\\rOK  prod.registry:5000\" in /etc/containerd/certs.d is skipped: "
+        ),
+        "{}",
+        f.message
+    );
+    assert!(!f.message.chars().any(char::is_control), "{:?}", f.message);
 }
 
 #[test]
