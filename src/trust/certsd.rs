@@ -117,6 +117,41 @@ fn find_dir(
     Ok(None)
 }
 
+/// One `*.crt` of a certs.d directory: its CAs, or why the runtime skips it or fails the pull.
+fn add_ca(
+    hr: &HostRoot,
+    rt: Runtime,
+    path: &Path,
+    ep: &mut Endpoint,
+    findings: &mut Vec<Finding>,
+) -> Result<(), String> {
+    ep.ca_files.push(path.to_path_buf());
+    match read_ca_file(hr, path, findings) {
+        CaRead::Certs(cas) => ep.cas.extend(cas),
+        CaRead::Empty => findings.push(Finding::new(
+            FindingKind::CaNoCert,
+            Some(path),
+            "holds no PEM certificate; the runtime skips it silently",
+        )),
+        CaRead::Failed(err) if err.is_not_found() && rt == Runtime::Crio => {
+            findings.push(Finding::new(
+                FindingKind::CaMissing,
+                Some(path),
+                format!("cannot be read ({err}); containers/image skips it"),
+            ))
+        }
+        CaRead::Failed(err) => {
+            findings.push(Finding::new(
+                FindingKind::CaUnreadable,
+                Some(path),
+                err.to_string(),
+            ));
+            return Err(format!("cannot read CA file {}: {err}", path.display()));
+        }
+    }
+    Ok(())
+}
+
 fn load_dir(
     hr: &HostRoot,
     rt: Runtime,
@@ -141,30 +176,7 @@ fn load_dir(
     for e in &entries {
         let path = dir.join(&e.name);
         if e.name.ends_with(".crt") {
-            ep.ca_files.push(path.clone());
-            match read_ca_file(hr, &path, findings) {
-                CaRead::Certs(cas) => ep.cas.extend(cas),
-                CaRead::Empty => findings.push(Finding::new(
-                    FindingKind::CaNoCert,
-                    Some(&path),
-                    "holds no PEM certificate; the runtime skips it silently",
-                )),
-                CaRead::Failed(err) if err.is_not_found() && rt == Runtime::Crio => {
-                    findings.push(Finding::new(
-                        FindingKind::CaMissing,
-                        Some(&path),
-                        format!("cannot be read ({err}); containers/image skips it"),
-                    ))
-                }
-                CaRead::Failed(err) => {
-                    findings.push(Finding::new(
-                        FindingKind::CaUnreadable,
-                        Some(&path),
-                        err.to_string(),
-                    ));
-                    return Err(format!("cannot read CA file {}: {err}", path.display()));
-                }
-            }
+            add_ca(hr, rt, &path, ep, findings)?;
         } else if let Some(stem) = e.name.strip_suffix(".cert") {
             if has(&format!("{stem}.key")) {
                 // tls.LoadX509KeyPair: a pair that does not load fails the pull.
