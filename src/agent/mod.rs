@@ -319,6 +319,9 @@ impl Loop {
         let reading =
             offload::blocking(move || reconcile::read(&settings, &configured, discover)).await??;
         self.system = reading.system;
+        for f in &reading.skipped {
+            tracing::warn!(kind = %f.kind, path = ?f.path, message = %f.message, "host directory skipped");
+        }
         let names: HashSet<&str> = reading.registries.iter().map(|r| r.name.as_str()).collect();
         let gone: Vec<String> = self
             .regs

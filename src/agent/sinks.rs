@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::metrics::{EndpointSample, ExpectedState, IssuerLabels, Metrics};
 use crate::outcome::{EndpointOutcome, RegistryOutcome};
+use crate::trust::FindingKind;
 
 use super::drift::{Event, Expected, Memory};
 use super::state::{self, State};
@@ -51,7 +52,9 @@ pub fn metrics(
         *findings.entry(f.kind.to_string()).or_default() += 1.0;
     }
     if expected == ExpectedState::Unreadable {
-        *findings.entry("expected_ca_unreadable".into()).or_default() += 1.0;
+        *findings
+            .entry(FindingKind::ExpectedCaUnreadable.to_string())
+            .or_default() += 1.0;
     }
     let findings: Vec<(String, f64)> = findings.into_iter().collect();
     m.registry_trust(name, &trusted, &findings, expected);
