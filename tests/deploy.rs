@@ -417,6 +417,11 @@ fn node_problem_detector_monitor_runs_check_npd() {
         .map(|a| a.as_str().unwrap())
         .collect();
     assert_eq!(&args[..2], ["check", "--npd"]);
+    // An Event per failed check beside the permanent condition, from the same command.
+    let temporary = &v["rules"][1];
+    assert_eq!(temporary["type"], "temporary");
+    assert_eq!(temporary["args"], rule["args"]);
+    assert_eq!(temporary["path"], rule["path"]);
     // The arguments are ones regtrust accepts (a missing host root is "unknown", exit 2, not a usage error text).
     let out = Command::new(env!("CARGO_BIN_EXE_regtrust"))
         .args(&args)
