@@ -20,9 +20,12 @@ RUN apt-get update \
 RUN pip3 install --no-cache-dir --break-system-packages ziglang==0.14.1 \
  && cargo install --locked cargo-zigbuild --version 0.21.8
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 ARG TARGETARCH
+# build.rs puts the revision into regtrust_build_info; the build context has no .git.
+ARG REVISION=unknown
+ENV REGTRUST_REVISION=${REVISION}
 RUN case "$TARGETARCH" in \
       amd64) target=x86_64-unknown-linux-musl ;; \
       arm64) target=aarch64-unknown-linux-musl ;; \
