@@ -436,6 +436,15 @@ fn the_example_config_in_deploy_is_valid() {
         .unwrap_or_else(|e| panic!("{e:?}\n{uncommented}"));
     assert_eq!(cfg.registries.len(), 1);
     assert_eq!(cfg.registries[0].expected_ca_sha256.len(), 1);
+    let url = cfg.registries[0].expected_ca_url.as_ref().unwrap();
+    assert_eq!(
+        url.url.as_str(),
+        "https://vault.example.com:8200/v1/pki/ca/pem"
+    );
+    assert!(matches!(
+        url.trust,
+        regtrust::config::CaUrlTrust::PinnedLeaf(_)
+    ));
 }
 
 fn curl_code(args: &[&str]) -> String {
