@@ -842,3 +842,26 @@ fn the_expected_ca_is_fetched_from_the_pki_under_its_own_trust_each_interval() {
     });
     assert!(agent.child.try_wait().unwrap().is_none());
 }
+
+#[test]
+fn an_edit_of_the_config_file_is_picked_up_without_a_signal() {
+    let (a, b) = (unserved(), unserved());
+    let node = Node::new();
+    let base = agent_cfg(&node, "discover = false\ninterval = \"1h\"\n");
+    // The config file sits beside the agent's log, which changes all the time.
+    let mut agent = AgentProc::start(node.root.path(), &(base.clone() + &registries(&[&a])));
+    agent.wait_until("registry a probed", Duration::from_secs(20), |ag| {
+        success(&ag.metrics(), &a).is_some()
+    });
+    agent.rewrite(&(base + &registries(&[&a, &b])));
+    agent.wait_until("registry b added", Duration::from_secs(10), |ag| {
+        success(&ag.metrics(), &b).is_some()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let reloads = agent
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("config reloaded"))
+        .count();
+    assert_eq!(reloads, 1, "one edit, one reload:\n{}", agent.log_text());
+}

@@ -298,9 +298,8 @@ impl Loop {
                     let at = Instant::now() + DEBOUNCE;
                     reconcile_at = Some(reconcile_at.map_or(at, |r| r.min(at)));
                 }
-                Some(()) = self.cfg_rx.recv() => {
-                    reload_at.get_or_insert(Instant::now() + DEBOUNCE);
-                }
+                // Trailing: a slow writer's file is read once it has been quiet for DEBOUNCE.
+                Some(()) = self.cfg_rx.recv() => reload_at = Some(Instant::now() + DEBOUNCE),
                 Some(cmd) = cmds.recv() => match cmd {
                     Command::ProbeAll => {
                         for r in self.regs.values_mut() {
