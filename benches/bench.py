@@ -117,7 +117,7 @@ def main():
             c1 = cpu_s(p.pid)
             m1 = probes(text)
             ok = len(re.findall(r'^regtrust_probe_success\{.*\} 1$', text, re.M))
-            walls = [float(x) * 1000 for x in re.findall(r'^regtrust_probe_duration_seconds\{.*phase="total".*\} (\S+)$', text, re.M)]
+            walls = [float(x) * 1000 for x in re.findall(r'^regtrust_probe_total_duration_seconds\{.*\} (\S+)$', text, re.M)]
             scrape = []
             for _ in range(20):
                 s = time.perf_counter(); get(f"http://127.0.0.1:{port}/metrics"); scrape.append((time.perf_counter() - s) * 1000)

@@ -1,5 +1,8 @@
 //! One parsed X.509 certificate: every field verification and reporting need, owned, parsed once.
 //!
+//! Also owns the types verification needs from a certificate: [`PublicKey`], [`SigAlg`] and its
+//! [`Hash`] (`verify::crypto` checks signatures with them; this module imports nothing from `verify`).
+//!
 //! Never does: I/O, or any trust decision (that is `verify`).
 
 use std::net::IpAddr;
@@ -9,6 +12,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::*;
+use x509_parser::signature_algorithm::SignatureAlgorithm;
 
 /// Critical extensions Go's crypto/x509 understands; any other critical extension makes Go
 /// reject the certificate (`UnhandledCriticalExtension`).
@@ -35,6 +39,62 @@ pub enum PublicKey {
     Ec { curve: String, point: Vec<u8> },
     Ed25519(Vec<u8>),
     Unsupported(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The hash of a signature algorithm.
+pub enum Hash {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+/// A certificate's or a handshake's signature algorithm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigAlg {
+    RsaPkcs1(Hash),
+    RsaPss(Hash),
+    Ecdsa(Hash),
+    Ed25519,
+    /// Go refuses these (`x509: cannot verify signature: insecure algorithm SHA1-RSA`).
+    Insecure(&'static str),
+    Unknown(String),
+}
+
+fn hash_from_oid(oid: &str) -> Option<Hash> {
+    match oid {
+        "2.16.840.1.101.3.4.2.1" => Some(Hash::Sha256),
+        "2.16.840.1.101.3.4.2.2" => Some(Hash::Sha384),
+        "2.16.840.1.101.3.4.2.3" => Some(Hash::Sha512),
+        _ => None,
+    }
+}
+
+/// Classifies a certificate's signatureAlgorithm.
+pub fn sig_alg_of(alg: &AlgorithmIdentifier<'_>) -> SigAlg {
+    let oid = alg.algorithm.to_id_string();
+    match oid.as_str() {
+        "1.2.840.113549.1.1.11" => SigAlg::RsaPkcs1(Hash::Sha256),
+        "1.2.840.113549.1.1.12" => SigAlg::RsaPkcs1(Hash::Sha384),
+        "1.2.840.113549.1.1.13" => SigAlg::RsaPkcs1(Hash::Sha512),
+        "1.2.840.113549.1.1.5" => SigAlg::Insecure("SHA1-RSA"),
+        "1.2.840.113549.1.1.4" => SigAlg::Insecure("MD5-RSA"),
+        "1.2.840.10045.4.1" => SigAlg::Insecure("ECDSA-SHA1"),
+        "1.2.840.10045.4.3.2" => SigAlg::Ecdsa(Hash::Sha256),
+        "1.2.840.10045.4.3.3" => SigAlg::Ecdsa(Hash::Sha384),
+        "1.2.840.10045.4.3.4" => SigAlg::Ecdsa(Hash::Sha512),
+        "1.3.101.112" => SigAlg::Ed25519,
+        "1.2.840.113549.1.1.10" => match SignatureAlgorithm::try_from(alg) {
+            Ok(SignatureAlgorithm::RSASSA_PSS(params)) => {
+                match hash_from_oid(&params.hash_algorithm_oid().to_id_string()) {
+                    Some(h) => SigAlg::RsaPss(h),
+                    None => SigAlg::Unknown("RSASSA-PSS with an unsupported hash".into()),
+                }
+            }
+            _ => SigAlg::Unknown("RSASSA-PSS with malformed parameters".into()),
+        },
+        other => SigAlg::Unknown(other.to_string()),
+    }
 }
 
 /// Extended key usage, Go's view.
@@ -71,7 +131,7 @@ pub struct Cert {
     pub ip_addrs: Vec<IpAddr>,
     pub unhandled_critical: Vec<String>,
     pub tbs: Vec<u8>,
-    pub sig_alg: crate::verify::crypto::SigAlg,
+    pub sig_alg: SigAlg,
     pub signature: Vec<u8>,
     pub public_key: PublicKey,
     pub spki_der: Vec<u8>,
@@ -132,7 +192,7 @@ impl Cert {
             ip_addrs: Vec::new(),
             unhandled_critical: Vec::new(),
             tbs: x.tbs_certificate.as_ref().to_vec(),
-            sig_alg: crate::verify::crypto::sig_alg_of(&x.signature_algorithm),
+            sig_alg: sig_alg_of(&x.signature_algorithm),
             signature: x.signature_value.data.to_vec(),
             public_key: public_key(x.public_key()),
             spki_der: x.public_key().raw.to_vec(),

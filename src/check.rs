@@ -25,14 +25,16 @@ pub async fn run(
     probe_settings: &ProbeSettings,
 ) -> Result<CheckOutcome, ConfigError> {
     let loader = TrustLoader::new(settings)?;
-    let registries = if registries.is_empty() {
-        loader.discover()
+    let (registries, skipped) = if registries.is_empty() {
+        let discovery = loader.discover();
+        (discovery.registries, discovery.findings)
     } else {
-        registries.to_vec()
+        (registries.to_vec(), Vec::new())
     };
     let system = Arc::new(trust::system::load(&settings.host_root));
     let mut findings = system.findings.clone();
     findings.extend_from_slice(loader.findings());
+    findings.extend(skipped);
     let sem = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_PROBES));
     let mut tasks = Vec::new();
     for reg in &registries {

@@ -13,6 +13,8 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
+use nix::fcntl::OFlag;
+
 /// Most symlinks followed while resolving one path (Linux's own limit is 40).
 pub const MAX_SYMLINK_HOPS: usize = 40;
 
@@ -36,6 +38,9 @@ pub enum ReadError {
     TooLarge { size: u64, max: u64 },
     #[error("is a directory")]
     IsDir,
+    /// A FIFO, socket or device: never read (a FIFO would block, a device never ends).
+    #[error("is a {kind}, not a regular file; regtrust reads only regular files")]
+    NotRegular { kind: &'static str },
 }
 
 impl ReadError {
@@ -117,9 +122,16 @@ impl HostRoot {
         p
     }
 
-    /// Reads a node file whole, refusing directories and anything over [`MAX_TRUST_FILE_BYTES`].
+    /// Reads a node file whole: only a regular file, at most [`MAX_TRUST_FILE_BYTES`]. Symlinks
+    /// were followed by [`HostRoot::resolve`]; one appearing after that is refused, not followed
+    /// out of the root.
     pub fn read(&self, node_path: &Path) -> Result<Vec<u8>, ReadError> {
-        read_bounded(&self.resolve(node_path)?)
+        let follow = if self.is_identity() {
+            Follow::Yes
+        } else {
+            Follow::No
+        };
+        read_regular(&self.resolve(node_path)?, MAX_TRUST_FILE_BYTES, follow)
     }
 
     /// `stat` of a node path (following symlinks under the root).
@@ -146,30 +158,84 @@ impl HostRoot {
     }
 }
 
+/// Whether the last component of a path may be a symlink the kernel follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    /// The path was resolved already (or must not be a link): a symlink there is refused.
+    No,
+    /// A local path given by a person (`--ca`, `expected_ca_file`): follow as `open` does.
+    Yes,
+}
+
 /// Reads a local file whole, refusing directories and anything over [`MAX_TRUST_FILE_BYTES`],
-/// without reading more than that, even from a file that grows meanwhile.
+/// without reading more than that, even from a file that grows meanwhile. Only regular files are
+/// read (see [`read_regular`]).
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, ReadError> {
-    let file = fs::File::open(path)?;
-    let meta = file.metadata()?;
-    if meta.is_dir() {
+    read_regular(path, MAX_TRUST_FILE_BYTES, Follow::Yes)
+}
+
+/// Opens `path` non-blocking (so a FIFO without a writer cannot hang the open), checks with
+/// `fstat` on the open descriptor that it is a regular file, and reads at most `max` bytes from
+/// that descriptor. What is checked is what is read: no stat-then-open race.
+pub fn read_regular(path: &Path, max: u64, follow: Follow) -> Result<Vec<u8>, ReadError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut flags = OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    if follow == Follow::No {
+        flags |= OFlag::O_NOFOLLOW;
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits())
+        .open(path)?;
+    read_open_regular(file, max)
+}
+
+/// The second half of [`read_regular`], for a descriptor the caller opened itself (with
+/// `O_NONBLOCK`, e.g. by `openat`): `fstat` says regular file, then at most `max` bytes are read.
+pub fn read_open_regular(file: fs::File, max: u64) -> Result<Vec<u8>, ReadError> {
+    let meta = file.metadata()?; // fstat(2) on the descriptor
+    let ft = meta.file_type();
+    if ft.is_dir() {
         return Err(ReadError::IsDir);
     }
-    if meta.len() > MAX_TRUST_FILE_BYTES {
+    if !ft.is_file() {
+        return Err(ReadError::NotRegular {
+            kind: file_kind(&ft),
+        });
+    }
+    if meta.len() > max {
         return Err(ReadError::TooLarge {
             size: meta.len(),
-            max: MAX_TRUST_FILE_BYTES,
+            max,
         });
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
-    // take() bounds the read even if the file grows under us.
-    file.take(MAX_TRUST_FILE_BYTES + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > MAX_TRUST_FILE_BYTES {
+    // take() bounds the read on the descriptor, even if the file grows under us.
+    file.take(max + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > max {
         return Err(ReadError::TooLarge {
             size: buf.len() as u64,
-            max: MAX_TRUST_FILE_BYTES,
+            max,
         });
     }
     Ok(buf)
+}
+
+fn file_kind(ft: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        "FIFO"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_char_device() {
+        "character device"
+    } else if ft.is_block_device() {
+        "block device"
+    } else if ft.is_symlink() {
+        "symbolic link"
+    } else {
+        "special file"
+    }
 }
 
 /// One directory entry as the runtimes see it.
@@ -258,5 +324,52 @@ mod tests {
             hr.read(Path::new("/d.crt")),
             Err(ReadError::IsDir)
         ));
+    }
+
+    #[test]
+    fn only_regular_files_are_read_never_devices_or_fifos() {
+        // A device: /dev/zero never ends and its size is 0; refused on fstat, before any read.
+        let e = read_bounded(Path::new("/dev/zero")).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ReadError::NotRegular {
+                    kind: "character device"
+                }
+            ),
+            "{e}"
+        );
+        let e = HostRoot::new("/").read(Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(e, ReadError::NotRegular { .. }), "{e}");
+        // A FIFO with no writer: the non-blocking open returns and fstat refuses it.
+        let t = tempfile::tempdir().unwrap();
+        nix::unistd::mkfifo(
+            &t.path().join("ca.crt"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let hr = HostRoot::new(t.path());
+        let e = hr.read(Path::new("/ca.crt")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "is a FIFO, not a regular file; regtrust reads only regular files"
+        );
+        // The bound is on the descriptor, with the caller's limit.
+        fs::write(t.path().join("f"), b"12345").unwrap();
+        assert!(matches!(
+            read_regular(&t.path().join("f"), 4, Follow::Yes),
+            Err(ReadError::TooLarge { max: 4, .. })
+        ));
+        assert_eq!(
+            read_regular(&t.path().join("f"), 5, Follow::No).unwrap(),
+            b"12345"
+        );
+        // Follow::No refuses a symlink at the last component (ELOOP), Follow::Yes follows it.
+        symlink("f", t.path().join("l")).unwrap();
+        assert!(read_regular(&t.path().join("l"), 5, Follow::No).is_err());
+        assert_eq!(
+            read_regular(&t.path().join("l"), 5, Follow::Yes).unwrap(),
+            b"12345"
+        );
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::cert::{hex, Cert};
 use crate::diagnose::{Diagnosis, Reason};
 use crate::probe::ProbeResult;
-use crate::trust::{Endpoint, Finding, RegistryTrust, TrustedCa};
+use crate::trust::{Endpoint, Finding, FindingKind, RegistryTrust, TrustedCa};
 
 /// Who issued the presented leaf: the issuing certificate's SHA-256 when it is known (verified
 /// chain, or sent by the registry), else the key id the leaf names (AKID).
@@ -163,7 +163,7 @@ impl RegistryOutcome {
         } else if let Some(i) = endpoints.iter().position(EndpointOutcome::ok) {
             for e in &endpoints[..i] {
                 findings.push(Finding::new(
-                    "degraded",
+                    FindingKind::Degraded,
                     None,
                     format!(
                         "{} fails ({}: {}) and the runtime falls through to {}",
@@ -282,7 +282,7 @@ mod tests {
         assert_eq!(o.verdict.via, Some(1));
         assert_eq!(o.verdict.detail, "pulls via https://r:5000/v2/");
         assert_eq!(o.findings.len(), 1);
-        assert_eq!(o.findings[0].kind, "degraded");
+        assert_eq!(o.findings[0].kind, FindingKind::Degraded);
         assert!(o.findings[0]
             .message
             .starts_with("https://m:1/v2/ fails (timeout"));

@@ -72,7 +72,7 @@ fn rotation_to_same_subject_new_key_is_seen_with_drift_and_a_change() {
         metric(
             &m,
             "regtrust_presented_ca_info",
-            &[("registry", &name), ("sha256", &format!("sha256:{a_sha}"))]
+            &[("registry", &name), ("sha256", &a_sha)]
         ),
         Some(1.0),
         "{m}"
@@ -114,7 +114,7 @@ fn rotation_to_same_subject_new_key_is_seen_with_drift_and_a_change() {
         metric(
             &m,
             "regtrust_presented_ca_info",
-            &[("registry", &name), ("sha256", &format!("sha256:{a_sha}"))]
+            &[("registry", &name), ("sha256", &a_sha)]
         ),
         None,
         "{m}"
@@ -400,7 +400,7 @@ fn prometheus_scrapes_the_agent_and_promtool_lints_it() {
             .is_some_and(|a| !a.is_empty())
         {
             assert_eq!(
-                last["data"]["result"][0]["metric"]["endpoint"],
+                last["data"]["result"][0]["metric"]["url"],
                 format!("https://{name}/v2/")
             );
             return;
@@ -827,6 +827,12 @@ fn the_expected_ca_is_fetched_from_the_pki_under_its_own_trust_each_interval() {
     });
     let m = agent.metrics();
     assert_eq!(unreadable(&m, &pinned), None, "{m}");
+    let error = |r: &str| metric(&m, "regtrust_expected_ca_error", &[("registry", r)]);
+    assert_eq!(
+        (error(&pinned), error(&wrong_pin), error(&by_ca_file)),
+        (Some(0.0), Some(1.0), Some(0.0)),
+        "{m}"
+    );
     let log = agent.log_text();
     assert!(
         log.lines()

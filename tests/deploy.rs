@@ -1,16 +1,19 @@
-//! The shipped files, checked with the real tools: Kubernetes manifests (kubernetes-validate,
-//! offline schemas), alert rules (promtool check and unit tests), the systemd unit
-//! (systemd-analyze verify and its security exposure), the node-problem-detector monitor, the
-//! Dockerfile's shape, and every agent config they carry (regtrust's own validator).
+//! The shipped files, checked with the real tools: Kubernetes manifests (rendered by the real
+//! kustomize, `kubectl kustomize`, then kubernetes-validate --strict, checkov, and
+//! scripts/check-manifests.py for regtrust's own rules), alert rules (promtool check and unit
+//! tests, and their conventions), the systemd unit (systemd-analyze verify and its security
+//! exposure), the node-problem-detector monitor, the Dockerfile (hadolint, checkov, its shape), and
+//! every agent config they carry (regtrust's own validator).
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const OVERLAYS: [&str; 4] = ["base", "staging", "all-nodes", "monitoring"];
 
 fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd
@@ -26,39 +29,206 @@ fn run(cmd: &mut Command) -> (bool, String) {
     )
 }
 
+/// `kubectl kustomize DIR` (the real kustomize), written to OUT/NAME.yaml.
+fn kustomize(dir: &Path, out: &Path, name: &str) -> PathBuf {
+    let (ok, text) = run(Command::new("kubectl").arg("kustomize").arg(dir));
+    assert!(ok, "kubectl kustomize {}:\n{text}", dir.display());
+    let path = out.join(format!("{name}.yaml"));
+    write(&path, &text);
+    path
+}
+
+fn render_all(out: &Path) -> Vec<(&'static str, PathBuf)> {
+    require("kubectl");
+    OVERLAYS
+        .iter()
+        .map(|o| {
+            let dir = Path::new(ROOT).join("deploy/kubernetes").join(o);
+            (*o, kustomize(&dir, out, o))
+        })
+        .collect()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 #[test]
-fn kubernetes_manifests_validate_and_carry_valid_configs() {
+fn kubernetes_overlays_render_with_kustomize_validate_and_carry_valid_configs() {
     require("kubernetes-validate");
     let out = tmp();
-    let (ok, text) = run(Command::new("python3")
+    let rendered = render_all(out.path());
+    for (name, path) in &rendered {
+        let (ok, text) = run(Command::new("kubernetes-validate")
+            .args(["--strict", "--quiet"])
+            .arg(path));
+        assert!(ok, "{name}: kubernetes-validate --strict:\n{text}");
+    }
+    let mut check = Command::new("python3");
+    check
         .arg(format!("{ROOT}/scripts/check-manifests.py"))
-        .arg(out.path()));
-    assert!(ok, "manifests:\n{text}");
-    let base = std::fs::read_to_string(out.path().join("base-regtrust.toml")).unwrap();
-    let cfg = regtrust::config::AgentConfig::from_toml(&base)
-        .unwrap_or_else(|e| panic!("base ConfigMap: {e:?}"));
-    assert_eq!(cfg.host_root, Path::new("/host"));
+        .arg(out.path());
+    for (name, path) in &rendered {
+        check.arg(format!("{name}={}", path.display()));
+    }
+    let (ok, text) = run(&mut check);
+    assert!(ok, "check-manifests.py:\n{text}");
+
+    for overlay in ["base", "staging", "all-nodes"] {
+        let toml =
+            std::fs::read_to_string(out.path().join(format!("{overlay}-regtrust.toml"))).unwrap();
+        let cfg = regtrust::config::AgentConfig::from_toml(&toml)
+            .unwrap_or_else(|e| panic!("{overlay} ConfigMap: {e:?}"));
+        assert_eq!(cfg.host_root, Path::new("/host"), "{overlay}");
+        let staging = overlay == "staging";
+        assert!(
+            cfg.registries
+                .iter()
+                .all(|r| r.stage == staging && r.expected_ca_file.is_some()),
+            "{overlay}: stage must be {staging} for every registry"
+        );
+        // The args name the config where its volume is mounted.
+        let ds = json(&out.path().join(format!("{overlay}-daemonset.json")));
+        let c = &ds["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            c["args"],
+            serde_json::json!(["run", "--config", "/etc/regtrust/config/regtrust.toml"])
+        );
+        assert!(c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "config" && m["mountPath"] == "/etc/regtrust/config"));
+        assert_eq!(
+            c["image"], "regtrust:0.1.0",
+            "{overlay}: the base's images: tag"
+        );
+    }
+    let ds =
+        std::fs::read_to_string(format!("{ROOT}/deploy/kubernetes/base/daemonset.yaml")).unwrap();
     assert!(
-        cfg.registries.iter().all(|r| !r.stage),
-        "the base must not stage"
-    );
-    let staging = std::fs::read_to_string(out.path().join("staging-regtrust.toml")).unwrap();
-    let cfg = regtrust::config::AgentConfig::from_toml(&staging)
-        .unwrap_or_else(|e| panic!("staging ConfigMap: {e:?}"));
-    assert!(cfg
-        .registries
-        .iter()
-        .all(|r| r.stage && r.expected_ca_file.is_some()));
-    // The DaemonSet's args point at where the ConfigMap is mounted.
-    let ds = std::fs::read_to_string(format!("{ROOT}/deploy/kubernetes/daemonset.yaml")).unwrap();
-    assert!(
-        ds.contains("\"--config\", \"/etc/regtrust/config/regtrust.toml\"")
-            && ds.contains("mountPath: /etc/regtrust/config")
-    );
-    assert!(
-        ds.contains("must not") || ds.contains("do NOT pull this image"),
+        ds.contains("do NOT pull this image"),
         "the manifest must warn about its own image source"
     );
+}
+
+#[test]
+fn a_config_edit_renames_the_generated_configmap_so_the_pods_roll() {
+    let out = tmp();
+    let copy = out.path().join("kubernetes");
+    let src = Path::new(ROOT).join("deploy/kubernetes");
+    for overlay in ["base", "staging"] {
+        for entry in std::fs::read_dir(src.join(overlay)).unwrap() {
+            let entry = entry.unwrap();
+            let to = copy.join(overlay).join(entry.file_name());
+            write(&to, std::fs::read(entry.path()).unwrap());
+        }
+    }
+    let config_name = |dir: &Path, tag: &str| -> String {
+        let text = std::fs::read_to_string(kustomize(dir, out.path(), tag)).unwrap();
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("name: regtrust-config-"))
+            .collect();
+        // The ConfigMap's own name and the DaemonSet's volume: the same generated name.
+        assert!(names.len() == 2 && names[0] == names[1], "{tag}: {names:?}");
+        names[0].to_string()
+    };
+    require("kubectl");
+    let before = config_name(&copy.join("base"), "before");
+    let staging = config_name(&copy.join("staging"), "staging");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(copy.join("base/regtrust.toml"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"\n# edited\n"))
+        .unwrap();
+    let after = config_name(&copy.join("base"), "after");
+    assert_ne!(before, after, "an edit must change the generated name");
+    assert_ne!(before, staging, "staging replaces the config");
+}
+
+/// The overlay the README's "Installing" shows (a mirror, pinned by digest), rendered as written.
+#[test]
+fn the_readmes_digest_pinned_overlay_renders_as_written() {
+    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
+    let install = &readme[readme.find("## Installing").unwrap()..];
+    let marker = "```yaml\n# deploy/kubernetes/mine/kustomization.yaml\n";
+    let start = install
+        .find(marker)
+        .expect("the example overlay in Installing")
+        + 8;
+    let block = &install[start..start + install[start..].find("```").unwrap()];
+    let out = tmp();
+    let k = out.path().join("kubernetes");
+    let src = Path::new(ROOT).join("deploy/kubernetes/base");
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        write(
+            &k.join("base").join(entry.file_name()),
+            std::fs::read(entry.path()).unwrap(),
+        );
+    }
+    write(&k.join("mine/kustomization.yaml"), block);
+    require("kubectl");
+    let text = std::fs::read_to_string(kustomize(&k.join("mine"), out.path(), "mine")).unwrap();
+    let digest = block
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("digest: "))
+        .unwrap();
+    let want = format!("image: mirror.example.internal/platform/regtrust@{digest}");
+    assert!(text.contains(&want), "{want} not in:\n{text}");
+}
+
+#[test]
+fn checkov_finds_nothing_unjustified_in_the_manifests_and_the_dockerfile() {
+    require("checkov");
+    let out = tmp();
+    let rendered = render_all(out.path());
+    for (name, path) in rendered.iter().filter(|(n, _)| *n != "monitoring") {
+        let (ok, text) = run(Command::new("checkov")
+            .args([
+                "--framework",
+                "kubernetes",
+                "--skip-download",
+                "--compact",
+                "--quiet",
+                "-f",
+            ])
+            .arg(path));
+        assert!(ok, "checkov {name}:\n{text}");
+    }
+    let (ok, text) = run(Command::new("checkov")
+        .args([
+            "--framework",
+            "dockerfile",
+            "--skip-download",
+            "--compact",
+            "--quiet",
+            "-f",
+        ])
+        .arg(format!("{ROOT}/Dockerfile")));
+    assert!(ok, "checkov Dockerfile:\n{text}");
+}
+
+#[test]
+fn hadolint_passes_the_dockerfile() {
+    require("hadolint");
+    let (ok, text) = run(Command::new("hadolint").arg(format!("{ROOT}/Dockerfile")));
+    assert!(ok, "hadolint:\n{text}");
+}
+
+/// GitHub's anchor for a heading: lower case, spaces to '-', other punctuation dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
@@ -78,18 +248,97 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
         .current_dir(&dir));
     assert!(ok, "{text}");
     let rules = std::fs::read_to_string(format!("{dir}/alerts.yaml")).unwrap();
+    let tests = std::fs::read_to_string(format!("{dir}/alerts_test.yaml")).unwrap();
+    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
+    let section = &readme[readme.find("## What to alert on").unwrap()..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let anchors: Vec<String> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("### "))
+        .map(anchor)
+        .collect();
+    let names: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
     for alert in [
-        "RegistryCAKeyMismatch",
-        "RegistryUnreachableWithTLS",
-        "RegistryExpectedCANotTrusted",
-        "RegistryRuntimeTrustStale",
-        "RegistryCertificateExpiringSoon",
+        "RegtrustCAKeyMismatch",
+        "RegtrustRegistryUnreachable",
+        "RegtrustExpectedCANotTrusted",
+        "RegtrustExpectedCAUnreadable",
+        "RegtrustExpectedCAAbsent",
+        "RegtrustStagingFailed",
+        "RegtrustTrustFindings",
+        "RegtrustRuntimeTrustStale",
+        "RegtrustCertificateExpiring",
         "RegtrustAgentDown",
+        "RegtrustAgentAbsent",
+        "RegtrustDaemonSetNotReady",
+        "RegtrustProbeStale",
     ] {
+        assert!(names.contains(&alert), "{alert} missing");
+    }
+    for alert in &names {
+        assert!(alert.starts_with("Regtrust"), "{alert}: one prefix");
         assert!(
-            rules.contains(&format!("alert: {alert}")),
-            "{alert} missing"
+            tests.contains(&format!(
+                "alertname: {alert}\n        exp_alerts:\n          - exp_labels:"
+            )),
+            "{alert}: no promtool test where it fires"
         );
+        assert!(
+            section.contains(&format!("`{alert}`")),
+            "{alert}: not listed in README's What to alert on"
+        );
+    }
+    // Per rule: a constant summary, a runbook_url whose anchor is a README heading.
+    let blocks: Vec<&str> = rules.split("- alert: ").skip(1).collect();
+    assert_eq!(blocks.len(), names.len());
+    for block in blocks {
+        let name = block.lines().next().unwrap().trim();
+        let field = |key: &str| {
+            block
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(key))
+                .unwrap_or_else(|| panic!("{name}: no {key}"))
+                .trim()
+                .trim_matches('"')
+                .to_string()
+        };
+        let summary = field("summary: ");
+        assert!(
+            !summary.contains("{{"),
+            "{name}: summary must be constant: {summary}"
+        );
+        field("severity: ");
+        field("description: ");
+        let url = field("runbook_url: ");
+        let (base, frag) = url
+            .split_once('#')
+            .unwrap_or_else(|| panic!("{name}: {url}"));
+        assert_eq!(
+            base, "https://regtrust.invalid/README.md",
+            "{name}: one base"
+        );
+        assert_eq!(frag, anchor(name), "{name}: the anchor is its own heading");
+        assert!(
+            anchors.iter().any(|a| a == frag),
+            "{name}: README has no heading #{frag}"
+        );
+    }
+    // Every regtrust series of the unit tests carries the target labels prometheus-operator
+    // attaches, so a rule that collides with them (or drops them) fails there.
+    for line in tests.lines().filter(|l| l.contains("series: 'regtrust_")) {
+        for label in [
+            "namespace=\"regtrust\"",
+            "pod=\"",
+            "container=\"regtrust\"",
+            "endpoint=\"metrics\"",
+            "instance=\"",
+            "job=\"regtrust/regtrust\"",
+        ] {
+            assert!(line.contains(label), "{label} missing in {line}");
+        }
     }
 }
 
@@ -168,6 +417,11 @@ fn node_problem_detector_monitor_runs_check_npd() {
         .map(|a| a.as_str().unwrap())
         .collect();
     assert_eq!(&args[..2], ["check", "--npd"]);
+    // An Event per failed check beside the permanent condition, from the same command.
+    let temporary = &v["rules"][1];
+    assert_eq!(temporary["type"], "temporary");
+    assert_eq!(temporary["args"], rule["args"]);
+    assert_eq!(temporary["path"], rule["path"]);
     // The arguments are ones regtrust accepts (a missing host root is "unknown", exit 2, not a usage error text).
     let out = Command::new(env!("CARGO_BIN_EXE_regtrust"))
         .args(&args)

@@ -101,11 +101,11 @@ fn the_incident_alert_fires_for_exactly_the_stale_nodes_and_staging_resolves_one
         "the expected-CA alert on n1 and n2",
         Duration::from_secs(90),
         || {
-            firing(&prom, "RegistryExpectedCANotTrusted")
+            firing(&prom, "RegtrustExpectedCANotTrusted")
                 == BTreeSet::from(["n1".to_string(), "n2".to_string()])
         },
     );
-    assert!(firing(&prom, "RegistryCAKeyMismatch").is_empty());
+    assert!(firing(&prom, "RegtrustCAKeyMismatch").is_empty());
 
     // The registry rotates to CA-B.
     let lb = leaf(&ca_b);
@@ -114,16 +114,16 @@ fn the_incident_alert_fires_for_exactly_the_stale_nodes_and_staging_resolves_one
         "the incident alert on exactly n1 and n2",
         Duration::from_secs(90),
         || {
-            firing(&prom, "RegistryCAKeyMismatch")
+            firing(&prom, "RegtrustCAKeyMismatch")
                 == BTreeSet::from(["n1".to_string(), "n2".to_string()])
         },
     );
     assert!(
-        !firing(&prom, "RegistryCAKeyMismatch").contains("n3"),
+        !firing(&prom, "RegtrustCAKeyMismatch").contains("n3"),
         "n3 trusts B: no alert"
     );
     assert!(
-        firing(&prom, "RegistryUnreachableWithTLS").is_empty(),
+        firing(&prom, "RegtrustRegistryUnreachable").is_empty(),
         "the incident has its own alert"
     );
 
@@ -162,6 +162,6 @@ fn the_incident_alert_fires_for_exactly_the_stale_nodes_and_staging_resolves_one
     wait_for(
         "n2's alert to resolve while n1's stays",
         Duration::from_secs(90),
-        || firing(&prom, "RegistryCAKeyMismatch") == BTreeSet::from(["n1".to_string()]),
+        || firing(&prom, "RegtrustCAKeyMismatch") == BTreeSet::from(["n1".to_string()]),
     );
 }

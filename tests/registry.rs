@@ -695,3 +695,70 @@ fn client_certificates_are_presented_as_the_runtimes_present_them() {
         "config_error"
     );
 }
+
+#[test]
+fn registry_names_that_are_not_names_are_usage_errors() {
+    let node = Node::new();
+    let root = node.root.path().display().to_string();
+    for bad in [".", "..", "a..b", "r.test.", "r\u{1b}[2K.test", "r test"] {
+        let run = regtrust(&["check", "--host-root", &root, bad]);
+        assert_eq!(run.code, 2, "check {bad:?}: {}", run.stderr);
+        assert!(run.stderr.contains("is not a registry"), "{}", run.stderr);
+        assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
+        let run = regtrust(&[
+            "stage",
+            "--host-root",
+            &root,
+            "--registry",
+            bad,
+            "--ca",
+            "/nonexistent.crt",
+        ]);
+        assert_eq!(run.code, 2, "stage {bad:?}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn a_fifo_named_ca_crt_is_a_finding_not_a_hang() {
+    let node = Node::new();
+    let dir = node.hosts_dir().join("fifo.test");
+    std::fs::create_dir_all(&dir).unwrap();
+    nix::unistd::mkfifo(
+        &dir.join("ca.crt"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    let mut args = check_args(node.root.path(), 2);
+    args.push("fifo.test".into());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_regtrust"))
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("regtrust check hung on a FIFO named ca.crt");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let r = &json["registries"][0];
+    assert_eq!(r["reason"], "config_error");
+    let f = &r["findings"][0];
+    assert_eq!(f["kind"], "ca_unreadable");
+    assert!(f["path"].as_str().unwrap().ends_with("fifo.test/ca.crt"));
+    assert!(f["message"].as_str().unwrap().contains("FIFO"), "{f}");
+}

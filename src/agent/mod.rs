@@ -360,6 +360,9 @@ impl Loop {
         let reading =
             offload::blocking(move || reconcile::read(&settings, &configured, discover)).await??;
         self.system = reading.system;
+        for f in &reading.skipped {
+            tracing::warn!(kind = %f.kind, path = ?f.path, message = %f.message, "host directory skipped");
+        }
         let names: HashSet<&str> = reading.registries.iter().map(|r| r.name.as_str()).collect();
         let gone: Vec<String> = self
             .regs
@@ -584,12 +587,11 @@ impl Loop {
         };
         let (events, memory) = drift::fold(std::mem::take(&mut r.memory), &round);
         r.memory = memory;
-        let expected_error = expected.as_ref().is_some_and(|e| e.error.is_some());
         sinks::metrics(
             &self.metrics,
             &outcome,
             &r.memory,
-            expected_error,
+            expected.as_ref(),
             &events,
             now_unix,
         );

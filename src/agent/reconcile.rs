@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::RegistryConfig;
-use crate::trust::{self, ConfigError, RegistryTrust, SystemRoots, TrustLoader, TrustSettings};
+use crate::trust::{
+    self, ConfigError, Finding, RegistryTrust, SystemRoots, TrustLoader, TrustSettings,
+};
 
 use super::drift::Expected;
 use super::watch;
@@ -27,6 +29,8 @@ pub struct Reading {
     pub registries: Vec<RegistryRead>,
     /// Directories to watch for changes (real paths).
     pub watch_dirs: HashSet<PathBuf>,
+    /// Host directories discovery skipped (names that are not registries).
+    pub skipped: Vec<Finding>,
 }
 
 /// Reads the trust of the configured registries (and, with `discover`, of every host directory).
@@ -39,8 +43,11 @@ pub fn read(
     let loader = TrustLoader::new(settings)?;
     let system = Arc::new(trust::system::load(&settings.host_root));
     let mut names: Vec<String> = configured.iter().map(|r| r.name.clone()).collect();
+    let mut skipped = Vec::new();
     if discover {
-        names.extend(loader.discover());
+        let discovery = loader.discover();
+        names.extend(discovery.registries);
+        skipped = discovery.findings;
     }
     names.sort();
     names.dedup();
@@ -81,6 +88,7 @@ pub fn read(
         system,
         registries,
         watch_dirs,
+        skipped,
     })
 }
 

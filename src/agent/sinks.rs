@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::metrics::{EndpointSample, Metrics};
-use crate::outcome::RegistryOutcome;
+use crate::metrics::{EndpointSample, ExpectedState, IssuerLabels, Metrics};
+use crate::outcome::{EndpointOutcome, RegistryOutcome};
+use crate::trust::FindingKind;
 
-use super::drift::{Event, Memory};
+use super::drift::{Event, Expected, Memory};
 use super::state::{self, State};
 
 /// Sets the registry's series from its outcome and the fold's memory; counts CA changes.
@@ -15,59 +16,13 @@ pub fn metrics(
     m: &Metrics,
     o: &RegistryOutcome,
     mem: &Memory,
-    expected_error: bool,
+    expected: Option<&Expected>,
     events: &[Event],
     now_unix: i64,
 ) {
     let name = o.name();
     for e in &o.endpoints {
-        let url = e.url();
-        let timings = e
-            .probe
-            .as_ref()
-            .map(|p| p.timings.clone())
-            .unwrap_or_default();
-        let mut durations = vec![("total", timings.total / 1000.0)];
-        for (phase, v) in [
-            ("connect", timings.connect),
-            ("tls", timings.tls),
-            ("http", timings.http),
-        ] {
-            if let Some(v) = v {
-                durations.push((phase, v / 1000.0));
-            }
-        }
-        let mut expiries: Vec<(&'static str, String, i64)> = Vec::new();
-        for (i, c) in e.presented().iter().enumerate() {
-            let role = if i == 0 { "leaf" } else { "intermediate" };
-            expiries.push((role, c.sha256.clone(), c.not_after));
-        }
-        for t in &e.trusted {
-            expiries.push(("ca", t.cert.sha256.clone(), t.cert.not_after));
-        }
-        let issuer = e.presented_issuer();
-        let memory = mem.endpoints.get(&url);
-        let drift = memory
-            .map(|em| {
-                em.known
-                    .iter()
-                    .map(|d| (d.as_str(), em.drifts.contains(d)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        m.endpoint(
-            name,
-            &EndpointSample {
-                endpoint: &url,
-                ok: e.ok(),
-                reason: e.reason().as_str(),
-                durations,
-                presented_issuer: issuer.as_ref().map(|i| (i.subject.as_str(), i.id.as_str())),
-                expiries,
-                timestamp: now_unix as f64,
-                drift,
-            },
-        );
+        endpoint_series(m, name, e, mem, now_unix);
     }
     let urls: Vec<String> = o.endpoints.iter().map(|e| e.url()).collect();
     m.retain_endpoints(name, &urls);
@@ -85,20 +40,85 @@ pub fn metrics(
         .collect();
     trusted.sort();
     trusted.dedup();
+    let expected = match expected {
+        None => ExpectedState::None,
+        Some(e) if e.error.is_some() => ExpectedState::Unreadable,
+        Some(_) => mem
+            .expected_trusted
+            .map_or(ExpectedState::None, ExpectedState::Trusted),
+    };
     let mut findings: BTreeMap<String, f64> = BTreeMap::new();
     for f in &o.findings {
         *findings.entry(f.kind.to_string()).or_default() += 1.0;
     }
-    if expected_error {
-        *findings.entry("expected_ca_unreadable".into()).or_default() += 1.0;
+    if expected == ExpectedState::Unreadable {
+        *findings
+            .entry(FindingKind::ExpectedCaUnreadable.to_string())
+            .or_default() += 1.0;
     }
     let findings: Vec<(String, f64)> = findings.into_iter().collect();
-    m.registry_trust(name, &trusted, &findings, mem.expected_trusted);
+    m.registry_trust(name, &trusted, &findings, expected);
     for ev in events {
         if let Event::CaChanged { url, .. } = ev {
             m.ca_changed(name, url, 1);
         }
     }
+}
+
+/// One endpoint's series: verdict, phases, presented issuer, expiries, drifts.
+fn endpoint_series(m: &Metrics, registry: &str, e: &EndpointOutcome, mem: &Memory, now: i64) {
+    let url = e.url();
+    let timings = e
+        .probe
+        .as_ref()
+        .map(|p| p.timings.clone())
+        .unwrap_or_default();
+    let phases = [
+        ("dns", timings.dns),
+        ("connect", timings.connect),
+        ("tls", timings.tls),
+        ("http", timings.http),
+    ]
+    .into_iter()
+    .filter_map(|(phase, ms)| ms.map(|v| (phase, v / 1000.0)))
+    .collect();
+    let mut expiries: Vec<(&'static str, String, i64)> = Vec::new();
+    for (i, c) in e.presented().iter().enumerate() {
+        let role = if i == 0 { "leaf" } else { "intermediate" };
+        expiries.push((role, c.sha256.clone(), c.not_after));
+    }
+    for t in &e.trusted {
+        expiries.push(("ca", t.cert.sha256.clone(), t.cert.not_after));
+    }
+    let issuer = e.presented_issuer();
+    let drift = mem
+        .endpoints
+        .get(&url)
+        .map(|em| {
+            em.known
+                .iter()
+                .map(|d| (d.as_str(), em.drifts.contains(d)))
+                .collect()
+        })
+        .unwrap_or_default();
+    m.endpoint(
+        registry,
+        &EndpointSample {
+            url: &url,
+            ok: e.ok(),
+            reason: e.reason().as_str(),
+            phases,
+            total: timings.total / 1000.0,
+            presented_issuer: issuer.as_ref().map(|i| IssuerLabels {
+                subject: &i.subject,
+                sha256: i.sha256.as_deref().unwrap_or(""),
+                key_id: i.key_id.as_deref().unwrap_or(""),
+            }),
+            expiries,
+            timestamp: now as f64,
+            drift,
+        },
+    );
 }
 
 /// One log line per event, with the fields an on-call filters on.

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::hostroot::{read_regular, Follow, ReadError};
+
 pub const STATE_FILE: &str = "state.json";
 const VERSION: u32 = 1;
 /// A state file bigger than this is not ours (or is damaged): start afresh.
@@ -72,21 +74,23 @@ impl StateStore {
 
     /// The saved state; a missing file is an empty state, a bad one is logged and ignored.
     pub fn load(&self) -> State {
-        let data = match std::fs::metadata(&self.path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        // Only a regular file, read with a bound on the descriptor: a FIFO or a device there must
+        // not hang the agent or exhaust its memory.
+        let data = match read_regular(&self.path, MAX_STATE_BYTES, Follow::Yes) {
+            Err(e) if e.is_not_found() => {
                 return State {
                     version: VERSION,
                     ..Default::default()
                 }
             }
-            Ok(m) if m.len() > MAX_STATE_BYTES => {
-                tracing::warn!(path = %self.path.display(), size = m.len(), "state file is too large; starting with an empty state");
+            Err(ReadError::TooLarge { size, .. }) => {
+                tracing::warn!(path = %self.path.display(), size, "state file is too large; starting with an empty state");
                 return State {
                     version: VERSION,
                     ..Default::default()
                 };
             }
-            _ => std::fs::read(&self.path),
+            other => other,
         };
         let parsed = data.map_err(|e| e.to_string()).and_then(|d| parse(&d));
         match parsed {
@@ -179,5 +183,29 @@ mod tests {
         assert!(store.load().endpoints.is_empty());
         store.save(&s).unwrap();
         assert_eq!(store.load(), s);
+    }
+
+    #[test]
+    fn a_device_or_fifo_as_state_file_is_an_empty_state_not_a_hang() {
+        let t = tempfile::tempdir().unwrap();
+        let store = StateStore::new(t.path());
+        // /dev/zero would be read until memory runs out; its size (0) passes any size check.
+        std::os::unix::fs::symlink("/dev/zero", store.path()).unwrap();
+        assert!(store.load().endpoints.is_empty());
+        std::fs::remove_file(store.path()).unwrap();
+        nix::unistd::mkfifo(
+            store.path(),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let path = t.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(StateStore::new(&path).load());
+        });
+        let s = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("loading a FIFO state file blocked");
+        assert!(s.endpoints.is_empty());
     }
 }

@@ -28,11 +28,13 @@ use serde::Serialize;
 use crate::cert::Cert;
 use crate::check;
 use crate::diagnose::Reason;
+use crate::offload;
 use crate::outcome::RegistryOutcome;
 use crate::pem;
 use crate::probe::ProbeSettings;
 use crate::trust::{
-    self, ConfigError, Endpoint, RegistryTrust, Runtime, TrustLoader, TrustSettings, TrustedCa,
+    self, ConfigError, Endpoint, RegistryTrust, Runtime, SystemRoots, TrustLoader, TrustSettings,
+    TrustedCa,
 };
 use write::{Dir, WriteError};
 
@@ -110,6 +112,8 @@ pub enum Refusal {
     NoHostsDir,
     #[error("{0}")]
     Write(#[from] WriteError),
+    #[error("{0}")]
+    Cancelled(#[from] offload::Cancelled),
 }
 
 /// What a staging attempt did, for the CLI, the logs and the agent.
@@ -317,13 +321,9 @@ impl Applied {
     /// registry still does not verify.
     pub async fn confirm(self, ps: &ProbeSettings) -> StageReport {
         let reprobe = async {
-            let loader = TrustLoader::new(&self.plan.settings)?;
-            let system = trust::system::load(&self.plan.settings.host_root);
+            let (trust, system) = read_trust(&self.plan.settings, &self.plan.registry).await?;
             let sem = tokio::sync::Semaphore::new(4);
-            Ok::<_, ConfigError>(
-                check::check_registry(loader.registry(&self.plan.registry), &system, ps, &sem)
-                    .await,
-            )
+            Ok::<_, Refusal>(check::check_registry(trust, &system, ps, &sem).await)
         };
         let after = reprobe.await;
         let mut rep = self.plan.report(Outcome::Applied, String::new());
@@ -349,7 +349,11 @@ impl Applied {
                     Err(e) => (Reason::ConfigError, e.to_string()),
                 };
                 rep.confirmed = Some(reason);
-                match self.rollback() {
+                let rolled_back = offload::blocking(move || self.rollback())
+                    .await
+                    .map_err(|e| WriteError::Cancelled(e.to_string()))
+                    .and_then(|r| r);
+                match rolled_back {
                     Ok(()) => {
                         rep.outcome = Outcome::RolledBack;
                         rep.message = format!("written, but the re-probe still fails ({reason}: {detail}); the previous state was restored");
@@ -464,6 +468,27 @@ fn own_endpoints<'a>(t: &'a RegistryTrust, registry: &str) -> Vec<&'a Endpoint> 
     }
 }
 
+/// Where the bundle goes: a directory path below a hosts/certs root, and what must be created.
+struct Target {
+    /// Node path of the hosts or certs.d root.
+    root_node: PathBuf,
+    /// Directories below it.
+    dirs: Vec<String>,
+    file: String,
+    /// How many of `dirs` must be created.
+    create_dirs: usize,
+    /// A hosts.toml to create beside the file.
+    hosts_toml: Option<String>,
+}
+
+impl Target {
+    fn node_path(&self) -> PathBuf {
+        let mut p = self.root_node.clone();
+        p.extend(&self.dirs);
+        p.join(&self.file)
+    }
+}
+
 /// Plans staging `candidates` for `registry`: where, and the bundle before → after.
 pub fn plan(
     settings: &TrustSettings,
@@ -474,134 +499,11 @@ pub fn plan(
     let loader = TrustLoader::new(settings)?;
     let system = Arc::new(trust::system::load(&settings.host_root));
     let t = loader.registry(registry);
-    let hr = &settings.host_root;
-    // (root node path, dirs below it, file, dirs to create, hosts.toml to create)
-    let (root_node, dirs, file, create_dirs, hosts_toml): (
-        PathBuf,
-        Vec<String>,
-        String,
-        usize,
-        Option<String>,
-    ) = match settings.runtime {
-        Runtime::Containerd => {
-            let layout = loader.containerd_layout().ok_or(Refusal::NoHostsDir)?;
-            let Some(first_root) = layout.hosts_dirs.first().cloned() else {
-                return Err(Refusal::NoHostsDir);
-            };
-            match &t.host_dir {
-                Some(dir) => {
-                    let dir = PathBuf::from(dir);
-                    if dir.file_name().is_some_and(|n| n == "_default") {
-                        return Err(Refusal::DefaultDir {
-                            registry: registry.into(),
-                            dir: dir.display().to_string(),
-                        });
-                    }
-                    let root = layout
-                        .hosts_dirs
-                        .iter()
-                        .find(|r| relative_inside(&dir, r).is_some())
-                        .cloned()
-                        .unwrap_or(first_root);
-                    let hosts_toml_in_effect = t
-                        .endpoints
-                        .iter()
-                        .any(|e| e.origin.starts_with("hosts.toml"));
-                    if hosts_toml_in_effect {
-                        let own = own_endpoints(&t, registry);
-                        let ca = own.iter().flat_map(|e| e.ca_files.iter()).next().cloned();
-                        let Some(ca) = ca else {
-                            return Err(Refusal::NoCaConfigured {
-                                registry: registry.into(),
-                            });
-                        };
-                        let Some(mut rel) = relative_inside(&ca, &root) else {
-                            return Err(Refusal::CaOutsideHostsDir {
-                                registry: registry.into(),
-                                path: ca.display().to_string(),
-                                hosts_dir: root.display().to_string(),
-                            });
-                        };
-                        let file = rel.pop().unwrap_or_default();
-                        (root, rel, file, 0, None)
-                    } else {
-                        let rel = relative_inside(&dir, &root).unwrap_or_default();
-                        (root, rel, "ca.crt".into(), 0, None)
-                    }
-                }
-                None => {
-                    let toml = format!(
-                        "# Written by regtrust stage.\nserver = \"https://{registry}\"\nca = \"ca.crt\"\n\n[host.\"https://{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"ca.crt\"\n"
-                    );
-                    (
-                        first_root,
-                        vec![registry.to_string()],
-                        "ca.crt".into(),
-                        1,
-                        Some(toml),
-                    )
-                }
-            }
-        }
-        rt => {
-            let base = if rt == Runtime::Docker {
-                trust::certsd::DOCKER_CERT_DIRS[0]
-            } else {
-                "/etc/containers/certs.d"
-            };
-            match &t.host_dir {
-                Some(dir) => {
-                    let dir = PathBuf::from(dir);
-                    let root = dir
-                        .parent()
-                        .map(Path::to_path_buf)
-                        .unwrap_or_else(|| PathBuf::from(base));
-                    let name = dir
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    (root, vec![name], OWNED_CRT.into(), 0, None)
-                }
-                None => (
-                    PathBuf::from(base),
-                    vec![registry.to_string()],
-                    OWNED_CRT.into(),
-                    1,
-                    None,
-                ),
-            }
-        }
+    let target = match settings.runtime {
+        Runtime::Containerd => containerd_target(&loader, &t, registry)?,
+        rt => certsd_target(rt, &t, registry),
     };
-    // The current content of the target, read without following symlinks beneath the root.
-    let mut current = Vec::new();
-    if let Ok(root_real) = hr.resolve(&root_node) {
-        if let Ok(mut d) = Dir::open_root(&root_real) {
-            let mut ok = true;
-            for name in &dirs {
-                match d.child(name, false) {
-                    Ok(c) => d = c,
-                    Err(WriteError::Io {
-                        errno: nix::errno::Errno::ENOENT,
-                        ..
-                    }) => {
-                        ok = false;
-                        break;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if ok {
-                if let Some(data) = d.read(&file)? {
-                    current = pem::scan_certs(&data)
-                        .certs
-                        .iter()
-                        .filter_map(|c| Cert::from_der(c).ok())
-                        .map(Arc::new)
-                        .collect();
-                }
-            }
-        }
-    }
+    let current = read_current(&settings.host_root, &target)?;
     let mut bundle: Vec<Arc<Cert>> = if policy == Policy::Keep {
         current.clone()
     } else {
@@ -612,12 +514,160 @@ pub fn plan(
             bundle.push(c);
         }
     }
-    // The registry's own endpoints as they will be: other CA files unchanged, the target's bundle.
-    let mut p = root_node.clone();
-    for d in &dirs {
-        p.push(d);
+    let after_trust = trust_after(t, registry, &target.node_path(), &bundle);
+    Ok(Plan {
+        registry: registry.to_string(),
+        settings: settings.clone(),
+        root_node: target.root_node,
+        dirs: target.dirs,
+        file: target.file,
+        create_dirs: target.create_dirs,
+        hosts_toml: target.hosts_toml,
+        current,
+        bundle,
+        after_trust,
+        system,
+    })
+}
+
+/// containerd: the `ca` of the registry's own endpoint when hosts.toml is in effect (inside the
+/// hosts dir), else `ca.crt` in the host directory; a new `HOST:PORT/` with a hosts.toml when
+/// there is none.
+fn containerd_target(
+    loader: &TrustLoader,
+    t: &RegistryTrust,
+    registry: &str,
+) -> Result<Target, Refusal> {
+    let layout = loader.containerd_layout().ok_or(Refusal::NoHostsDir)?;
+    let Some(first_root) = layout.hosts_dirs.first().cloned() else {
+        return Err(Refusal::NoHostsDir);
+    };
+    let target = |root_node, dirs, file: &str| Target {
+        root_node,
+        dirs,
+        file: file.into(),
+        create_dirs: 0,
+        hosts_toml: None,
+    };
+    let Some(dir) = &t.host_dir else {
+        let toml = format!(
+            "# Written by regtrust stage.\nserver = \"https://{registry}\"\nca = \"ca.crt\"\n\n[host.\"https://{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"ca.crt\"\n"
+        );
+        return Ok(Target {
+            create_dirs: 1,
+            hosts_toml: Some(toml),
+            ..target(first_root, vec![registry.to_string()], "ca.crt")
+        });
+    };
+    let dir = PathBuf::from(dir);
+    if dir.file_name().is_some_and(|n| n == "_default") {
+        return Err(Refusal::DefaultDir {
+            registry: registry.into(),
+            dir: dir.display().to_string(),
+        });
     }
-    let target = p.join(&file);
+    let root = layout
+        .hosts_dirs
+        .iter()
+        .find(|r| relative_inside(&dir, r).is_some())
+        .cloned()
+        .unwrap_or(first_root);
+    let hosts_toml_in_effect = t
+        .endpoints
+        .iter()
+        .any(|e| e.origin.starts_with("hosts.toml"));
+    if !hosts_toml_in_effect {
+        let rel = relative_inside(&dir, &root).unwrap_or_default();
+        return Ok(target(root, rel, "ca.crt"));
+    }
+    let own = own_endpoints(t, registry);
+    let Some(ca) = own.iter().flat_map(|e| e.ca_files.iter()).next().cloned() else {
+        return Err(Refusal::NoCaConfigured {
+            registry: registry.into(),
+        });
+    };
+    let Some(mut rel) = relative_inside(&ca, &root) else {
+        return Err(Refusal::CaOutsideHostsDir {
+            registry: registry.into(),
+            path: ca.display().to_string(),
+            hosts_dir: root.display().to_string(),
+        });
+    };
+    let file = rel.pop().unwrap_or_default();
+    Ok(target(root, rel, &file))
+}
+
+/// CRI-O/podman/Docker: `regtrust-ca.crt` in the registry's certs.d directory (created if need be).
+fn certsd_target(rt: Runtime, t: &RegistryTrust, registry: &str) -> Target {
+    let base = if rt == Runtime::Docker {
+        trust::certsd::DOCKER_CERT_DIRS[0]
+    } else {
+        "/etc/containers/certs.d"
+    };
+    let (root_node, name, create_dirs) = match &t.host_dir {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            let root = dir
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(base));
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (root, name, 0)
+        }
+        None => (PathBuf::from(base), registry.to_string(), 1),
+    };
+    Target {
+        root_node,
+        dirs: vec![name],
+        file: OWNED_CRT.into(),
+        create_dirs,
+        hosts_toml: None,
+    }
+}
+
+/// The target's current certificates, read without following symlinks beneath the root; none when
+/// it does not exist yet.
+fn read_current(
+    hr: &crate::hostroot::HostRoot,
+    target: &Target,
+) -> Result<Vec<Arc<Cert>>, Refusal> {
+    let Ok(root_real) = hr.resolve(&target.root_node) else {
+        return Ok(Vec::new());
+    };
+    let Ok(mut d) = Dir::open_root(&root_real) else {
+        return Ok(Vec::new());
+    };
+    for name in &target.dirs {
+        match d.child(name, false) {
+            Ok(c) => d = c,
+            Err(WriteError::Io {
+                errno: nix::errno::Errno::ENOENT,
+                ..
+            }) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let Some(data) = d.read(&target.file)? else {
+        return Ok(Vec::new());
+    };
+    Ok(pem::scan_certs(&data)
+        .certs
+        .iter()
+        .filter_map(|c| Cert::from_der(c).ok())
+        .map(Arc::new)
+        .collect())
+}
+
+/// The registry's own endpoints as they will be: other CA files unchanged, the target's bundle.
+fn trust_after(
+    t: RegistryTrust,
+    registry: &str,
+    target: &Path,
+    bundle: &[Arc<Cert>],
+) -> RegistryTrust {
     let target_s = target.display().to_string();
     let mut own: Vec<Endpoint> = own_endpoints(&t, registry).into_iter().cloned().collect();
     if own.is_empty() || t.host_dir.is_none() {
@@ -628,7 +678,7 @@ pub fn plan(
             cas: Vec::new(),
             skip_verify: false,
             origin: "staged".into(),
-            ca_files: vec![target.clone()],
+            ca_files: vec![target.to_path_buf()],
             client: None,
         }];
     }
@@ -639,25 +689,29 @@ pub fn plan(
             source: target_s.clone(),
         }));
     }
-    let after_trust = RegistryTrust {
+    RegistryTrust {
         endpoints: own,
         config_error: None,
         findings: Vec::new(),
         ..t
-    };
-    Ok(Plan {
-        registry: registry.to_string(),
-        settings: settings.clone(),
-        root_node,
-        dirs,
-        file,
-        create_dirs,
-        hosts_toml,
-        current,
-        bundle,
-        after_trust,
-        system,
+    }
+}
+
+/// The registry's trust and the system roots as the runtime reads them now (file reads, so on the
+/// blocking pool).
+async fn read_trust(
+    settings: &TrustSettings,
+    registry: &str,
+) -> Result<(RegistryTrust, SystemRoots), Refusal> {
+    let (settings, registry) = (settings.clone(), registry.to_string());
+    offload::blocking(move || {
+        let loader = TrustLoader::new(&settings)?;
+        Ok((
+            loader.registry(&registry),
+            trust::system::load(&settings.host_root),
+        ))
     })
+    .await?
 }
 
 /// The whole flow: probe, choose candidates, plan, verify, and with `apply` write and confirm.
@@ -671,24 +725,27 @@ pub async fn run(
 ) -> StageReport {
     let rt = settings.runtime;
     let refused = |e: Refusal| report(registry, rt, Outcome::Refused, e.to_string());
-    let current = match TrustLoader::new(settings) {
-        Ok(loader) => {
-            let system = trust::system::load(&settings.host_root);
+    let current = match read_trust(settings, registry).await {
+        Ok((trust, system)) => {
             let sem = tokio::sync::Semaphore::new(4);
-            check::check_registry(loader.registry(registry), &system, ps, &sem).await
+            check::check_registry(trust, &system, ps, &sem).await
         }
-        Err(e) => return refused(e.into()),
+        Err(e) => return refused(e),
     };
     if current.ok() {
         return refused(Refusal::AlreadyOk);
     }
-    let cands = match candidates(source, &current) {
-        Ok(c) => c,
-        Err(e) => return refused(e),
-    };
-    let plan = match plan(settings, registry, cands, policy) {
-        Ok(p) => p,
-        Err(e) => return refused(e),
+    // Reading the candidate file and planning read the node's files: off the event loop.
+    let (settings2, registry2, source2) = (settings.clone(), registry.to_string(), source.clone());
+    let planned = offload::blocking(move || {
+        let cands = candidates(&source2, &current)?;
+        plan(&settings2, &registry2, cands, policy)
+    })
+    .await;
+    let plan = match planned {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return refused(e),
+        Err(e) => return refused(e.into()),
     };
     let verified = match plan.verify(ps).await {
         Ok(r) => r,
@@ -711,7 +768,12 @@ pub async fn run(
         rep.verified = Some(Reason::Ok);
         return rep;
     }
-    let applied = match plan.apply() {
+    let to_apply = plan.clone();
+    let applied = match offload::blocking(move || to_apply.apply())
+        .await
+        .map_err(Refusal::from)
+        .and_then(|r| r)
+    {
         Ok(a) => a,
         Err(e @ Refusal::Write(_)) => {
             let mut rep = plan.report(Outcome::Failed, e.to_string());

@@ -9,7 +9,7 @@
 //!
 //! Uses nix's safe wrappers; no `unsafe`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -18,7 +18,7 @@ use nix::fcntl::{openat, renameat, OFlag};
 use nix::sys::stat::{fchmod, mkdirat, Mode};
 use nix::unistd::{fsync, unlinkat, UnlinkatFlags};
 
-use crate::hostroot::MAX_TRUST_FILE_BYTES;
+use crate::hostroot::{read_open_regular, ReadError, MAX_TRUST_FILE_BYTES};
 
 /// Prefix of temporary files: no runtime loads a name without a `.crt`/`.cert`/`.key`/`.pem` suffix.
 pub const TMP_PREFIX: &str = ".regtrust-tmp-";
@@ -41,12 +41,17 @@ pub enum WriteError {
     Permission { path: PathBuf },
     #[error("{path} is larger than {MAX_TRUST_FILE_BYTES} bytes")]
     TooLarge { path: PathBuf },
+    /// A directory, FIFO, socket or device where a certificate file should be.
+    #[error("{path} {why}: refusing to read or replace it")]
+    NotRegular { path: PathBuf, why: ReadError },
     #[error("cannot {op} {path}: {errno}")]
     Io {
         op: &'static str,
         path: PathBuf,
         errno: Errno,
     },
+    #[error("the write did not finish: {0}")]
+    Cancelled(String),
 }
 
 fn err(op: &'static str, path: &Path, e: Errno) -> WriteError {
@@ -116,23 +121,20 @@ impl Dir {
         let fd = match openat(
             &self.fd,
             name,
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            // O_NONBLOCK: a FIFO planted under this name must not hang the open.
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
             Mode::empty(),
         ) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Ok(None),
             Err(e) => return Err(err("open", &path, e)),
         };
-        let mut f = std::fs::File::from(fd);
-        let mut buf = Vec::new();
-        Read::by_ref(&mut f)
-            .take(MAX_TRUST_FILE_BYTES + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| io_err("read", &path, e))?;
-        if buf.len() as u64 > MAX_TRUST_FILE_BYTES {
-            return Err(WriteError::TooLarge { path });
+        match read_open_regular(std::fs::File::from(fd), MAX_TRUST_FILE_BYTES) {
+            Ok(buf) => Ok(Some(buf)),
+            Err(ReadError::TooLarge { .. }) => Err(WriteError::TooLarge { path }),
+            Err(ReadError::Io(e)) => Err(io_err("read", &path, e)),
+            Err(why) => Err(WriteError::NotRegular { path, why }),
         }
-        Ok(Some(buf))
     }
 
     /// Atomically makes `name` hold `data` (mode 0644). When the file existed and `backup` is set,

@@ -14,7 +14,10 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{read_ca_file, CaRead, Endpoint, Finding, RegistryTrust, Runtime};
+use super::{
+    check_host_dir_name, read_ca_file, CaRead, Discovery, Endpoint, Finding, FindingKind,
+    RegistryTrust, Runtime,
+};
 use crate::hostroot::HostRoot;
 
 /// containers/image search order for a root runtime.
@@ -34,16 +37,22 @@ fn bases(rt: Runtime) -> &'static [&'static str] {
 }
 
 /// Registries with a directory under any of the runtime's roots.
-pub fn discover(hr: &HostRoot, rt: Runtime) -> Vec<String> {
-    let mut out: Vec<String> = bases(rt)
-        .iter()
-        .filter_map(|b| hr.read_dir(Path::new(b)).ok())
-        .flatten()
-        .filter(|e| e.is_dir || e.is_symlink)
-        .map(|e| e.name)
-        .collect();
-    out.sort();
-    out.dedup();
+pub fn discover(hr: &HostRoot, rt: Runtime) -> Discovery {
+    let mut out = Discovery::default();
+    for base in bases(rt) {
+        let dir = Path::new(base);
+        let Ok(entries) = hr.read_dir(dir) else {
+            continue;
+        };
+        for e in entries.into_iter().filter(|e| e.is_dir || e.is_symlink) {
+            match check_host_dir_name(dir, &e.name, &e.name) {
+                Ok(()) => out.registries.push(e.name),
+                Err(f) => out.findings.push(f),
+            }
+        }
+    }
+    out.registries.sort();
+    out.registries.dedup();
     out
 }
 
@@ -96,7 +105,7 @@ fn find_dir(
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied && rt == Runtime::Crio => {
                 findings.push(Finding::new(
-                    "cert_dir_unreadable",
+                    FindingKind::CertDirUnreadable,
                     Some(&p),
                     format!("skipped by containers/image: {e}"),
                 ));
@@ -106,6 +115,41 @@ fn find_dir(
         }
     }
     Ok(None)
+}
+
+/// One `*.crt` of a certs.d directory: its CAs, or why the runtime skips it or fails the pull.
+fn add_ca(
+    hr: &HostRoot,
+    rt: Runtime,
+    path: &Path,
+    ep: &mut Endpoint,
+    findings: &mut Vec<Finding>,
+) -> Result<(), String> {
+    ep.ca_files.push(path.to_path_buf());
+    match read_ca_file(hr, path, findings) {
+        CaRead::Certs(cas) => ep.cas.extend(cas),
+        CaRead::Empty => findings.push(Finding::new(
+            FindingKind::CaNoCert,
+            Some(path),
+            "holds no PEM certificate; the runtime skips it silently",
+        )),
+        CaRead::Failed(err) if err.is_not_found() && rt == Runtime::Crio => {
+            findings.push(Finding::new(
+                FindingKind::CaMissing,
+                Some(path),
+                format!("cannot be read ({err}); containers/image skips it"),
+            ))
+        }
+        CaRead::Failed(err) => {
+            findings.push(Finding::new(
+                FindingKind::CaUnreadable,
+                Some(path),
+                err.to_string(),
+            ));
+            return Err(format!("cannot read CA file {}: {err}", path.display()));
+        }
+    }
+    Ok(())
 }
 
 fn load_dir(
@@ -120,7 +164,7 @@ fn load_dir(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied && rt == Runtime::Crio => {
             findings.push(Finding::new(
-                "cert_dir_unreadable",
+                FindingKind::CertDirUnreadable,
                 Some(dir),
                 format!("skipped by containers/image: {e}"),
             ));
@@ -132,26 +176,7 @@ fn load_dir(
     for e in &entries {
         let path = dir.join(&e.name);
         if e.name.ends_with(".crt") {
-            ep.ca_files.push(path.clone());
-            match read_ca_file(hr, &path, findings) {
-                CaRead::Certs(cas) => ep.cas.extend(cas),
-                CaRead::Empty => findings.push(Finding::new(
-                    "ca_no_cert",
-                    Some(&path),
-                    "holds no PEM certificate; the runtime skips it silently",
-                )),
-                CaRead::Failed(err) if err.is_not_found() && rt == Runtime::Crio => {
-                    findings.push(Finding::new(
-                        "ca_missing",
-                        Some(&path),
-                        format!("cannot be read ({err}); containers/image skips it"),
-                    ))
-                }
-                CaRead::Failed(err) => {
-                    findings.push(Finding::new("ca_unreadable", Some(&path), err.to_string()));
-                    return Err(format!("cannot read CA file {}: {err}", path.display()));
-                }
-            }
+            add_ca(hr, rt, &path, ep, findings)?;
         } else if let Some(stem) = e.name.strip_suffix(".cert") {
             if has(&format!("{stem}.key")) {
                 // tls.LoadX509KeyPair: a pair that does not load fails the pull.
@@ -161,7 +186,7 @@ fn load_dir(
                     }
                     Err(msg) => {
                         findings.push(Finding::new(
-                            "client_cert_unusable",
+                            FindingKind::ClientCertUnusable,
                             Some(&path),
                             msg.clone(),
                         ));
@@ -171,7 +196,7 @@ fn load_dir(
             }
             if !has(&format!("{stem}.key")) {
                 findings.push(Finding::new(
-                    "client_key_missing",
+                    FindingKind::ClientKeyMissing,
                     Some(&path),
                     "client certificate without its .key",
                 ));
@@ -183,7 +208,7 @@ fn load_dir(
         } else if let Some(stem) = e.name.strip_suffix(".key") {
             if !has(&format!("{stem}.cert")) {
                 findings.push(Finding::new(
-                    "client_cert_missing",
+                    FindingKind::ClientCertMissing,
                     Some(&path),
                     "key without its client .cert",
                 ));
@@ -194,7 +219,7 @@ fn load_dir(
             }
         } else if e.name.ends_with(".pem") {
             findings.push(Finding::new(
-                "ignored_pem",
+                FindingKind::IgnoredPem,
                 Some(&path),
                 "the runtime only reads *.crt files here: this .pem is ignored (rename it to .crt)",
             ));
@@ -311,6 +336,39 @@ mod tests {
                 .contains("missing key client.key"),
             "{:?}",
             rt.config_error
+        );
+    }
+
+    #[test]
+    fn discover_skips_directories_that_are_not_registry_names() {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["r.test:5000", "a..b", "tab\there"] {
+            fs::create_dir_all(t.path().join("etc/containers/certs.d").join(d)).unwrap();
+        }
+        let d = discover(&HostRoot::new(t.path()), Runtime::Crio);
+        assert_eq!(d.registries, ["r.test:5000"]);
+        let paths: Vec<_> = d
+            .findings
+            .iter()
+            .map(|f| (f.kind, f.path.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                (
+                    FindingKind::InvalidHostDir,
+                    "/etc/containers/certs.d/a..b".to_string()
+                ),
+                (
+                    FindingKind::InvalidHostDir,
+                    "/etc/containers/certs.d/tab\there".to_string()
+                ),
+            ]
+        );
+        assert!(
+            d.findings[1].message.contains("\"tab\\there\""),
+            "{}",
+            d.findings[1].message
         );
     }
 }

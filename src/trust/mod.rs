@@ -14,7 +14,10 @@
 
 pub mod certsd;
 pub mod containerd;
+mod finding;
 pub mod system;
+
+pub use finding::{Finding, FindingKind};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,27 +43,6 @@ impl Runtime {
             Runtime::Containerd => "containerd",
             Runtime::Crio => "crio",
             Runtime::Docker => "docker",
-        }
-    }
-}
-
-/// Something found while loading trust that a person should know about.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Finding {
-    /// Stable identifier, e.g. `ca_missing`, `hosts_toml_ignored`, `ignored_pem`.
-    pub kind: String,
-    /// The node path concerned, when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    pub message: String,
-}
-
-impl Finding {
-    pub fn new(kind: &str, path: Option<&Path>, message: impl Into<String>) -> Self {
-        Finding {
-            kind: kind.into(),
-            path: path.map(|p| p.display().to_string()),
-            message: message.into(),
         }
     }
 }
@@ -241,20 +223,92 @@ pub fn split_host_port(authority: &str) -> (&str, Option<u16>) {
     }
 }
 
-/// Validates a `REGISTRY` argument (`host[:port]`, as in an image reference).
+/// Validates a registry name (`host[:port]`, as in an image reference): no scheme, no `/`, no
+/// whitespace or control characters, no empty (`a..b`, `.`, `..`, trailing-dot) labels, a valid
+/// port. The same rule skips host directories whose names are not registry names, so that `..`
+/// can never make regtrust read or write outside the hosts directory.
 pub fn validate_registry(r: &str) -> Result<(), String> {
-    if r.is_empty() || r.contains('/') || r.contains("://") || r.chars().any(|c| c.is_whitespace())
-    {
-        return Err(format!(
-            "{r:?} is not a registry host[:port] (give e.g. registry.example.com:5000)"
-        ));
+    match name_problem(r) {
+        None => Ok(()),
+        Some(why) => Err(format!(
+            "\"{}\" is not a registry host[:port]: {why} (give e.g. registry.example.com:5000)",
+            escape_control(r)
+        )),
+    }
+}
+
+/// Why `r` is not a registry name, if it is not.
+fn name_problem(r: &str) -> Option<String> {
+    if r.is_empty() {
+        return Some("it is empty".into());
+    }
+    if r.contains('/') {
+        return Some("it contains '/' (give the host, without scheme or path)".into());
+    }
+    if r.chars().any(char::is_whitespace) {
+        return Some("it contains whitespace".into());
+    }
+    if r.chars().any(char::is_control) {
+        return Some("it contains control characters".into());
     }
     if let Some((_, p)) = r.rsplit_once(':') {
         if !r.starts_with('[') && !p.is_empty() && p.parse::<u16>().is_err() {
-            return Err(format!("{r:?} has an invalid port {p:?}"));
+            return Some(format!(
+                "the port \"{}\" is not a number up to 65535",
+                escape_control(p)
+            ));
         }
     }
-    Ok(())
+    let (host, _) = split_host_port(r);
+    if !r.starts_with('[') && host.split('.').any(str::is_empty) {
+        return Some("it has an empty label, or a '.' or '..' label".into());
+    }
+    None
+}
+
+/// `s` with control characters shown as escapes (`\x1b`, `\r`, `\n`, `\t`, `\u{85}`), so a
+/// name chosen by someone else cannot rewrite a terminal line or forge a log line.
+pub fn escape_control(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() && (c as u32) < 0x80 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A discovered host directory whose name is not a registry name: the finding that skips it.
+/// `registry` is the name the directory stands for (containerd's `HOST_PORT_` → `HOST:PORT`).
+pub(crate) fn check_host_dir_name(dir: &Path, name: &str, registry: &str) -> Result<(), Finding> {
+    match name_problem(registry) {
+        None => Ok(()),
+        Some(why) => Err(Finding::new(
+            FindingKind::InvalidHostDir,
+            Some(&dir.join(name)),
+            format!(
+                "host directory \"{}\" in {} is skipped: as a registry name {why}",
+                escape_control(name),
+                dir.display()
+            ),
+        )),
+    }
+}
+
+/// Registries found on the node, and the directories skipped on the way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discovery {
+    /// Registry names, sorted, each valid for [`validate_registry`].
+    pub registries: Vec<String>,
+    /// One [`FindingKind::InvalidHostDir`] per directory skipped.
+    pub findings: Vec<Finding>,
 }
 
 /// Outcome of reading one CA file.
@@ -275,7 +329,7 @@ pub(crate) fn read_ca_file(hr: &HostRoot, node_path: &Path, findings: &mut Vec<F
     let scan = pem::scan_certs(&data);
     for why in &scan.skipped {
         findings.push(Finding::new(
-            "pem_block_skipped",
+            FindingKind::PemBlockSkipped,
             Some(node_path),
             why.clone(),
         ));
@@ -332,8 +386,9 @@ impl TrustLoader {
             .unwrap_or_default()
     }
 
-    /// Every registry configured on the node (host directories, except `_default`), sorted.
-    pub fn discover(&self) -> Vec<String> {
+    /// Every registry configured on the node (host directories, except `_default`), sorted;
+    /// directories whose names are not registry names are skipped with a finding.
+    pub fn discover(&self) -> Discovery {
         match &self.containerd {
             Some(layout) => layout.discover(&self.host_root),
             None => certsd::discover(&self.host_root, self.runtime),
@@ -349,13 +404,48 @@ impl TrustLoader {
     }
 }
 
-/// A configuration the runtime itself could not start with: exit code 2.
+/// A configuration the runtime itself could not start with: exit code 2. The file is a value
+/// (ripgrep's `Error::WithPath` shape), so a caller can name or watch it without parsing text.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read containerd config {path}: {err}")]
-    ReadConfig { path: String, err: String },
-    #[error("containerd config {path} is not valid TOML (containerd would not start): {err}")]
-    ParseConfig { path: String, err: String },
+    #[error("{}", describe(path, err))]
+    WithPath {
+        /// Node path of the runtime's config file.
+        path: PathBuf,
+        err: ConfigFileError,
+    },
+}
+
+/// What is wrong with the runtime's config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// It exists but cannot be read (permissions, not a regular file, too large, …).
+    #[error("{0}")]
+    Read(#[source] ReadError),
+    /// It is not valid TOML (the runtime would not start); the parser's message.
+    #[error("{0}")]
+    Parse(String),
+}
+
+fn describe(path: &Path, err: &ConfigFileError) -> String {
+    match err {
+        ConfigFileError::Read(e) => {
+            format!("cannot read containerd config {}: {e}", path.display())
+        }
+        ConfigFileError::Parse(e) => format!(
+            "containerd config {} is not valid TOML (containerd would not start): {e}",
+            path.display()
+        ),
+    }
+}
+
+impl ConfigError {
+    /// The file concerned.
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigError::WithPath { path, .. } => path,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -392,5 +482,42 @@ mod tests {
         assert!(validate_registry("https://r.test").is_err());
         assert!(validate_registry("r.test:99999").is_err());
         assert!(validate_registry("r.test:5000").is_ok());
+    }
+
+    #[test]
+    fn registry_names_without_dot_labels_slashes_spaces_or_controls() {
+        for ok in [
+            "r.test",
+            "r.test:5000",
+            "localhost",
+            "[::1]:5000",
+            "10.0.0.1:443",
+            "docker.io",
+        ] {
+            assert_eq!(validate_registry(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            (".", "empty label"),
+            ("..", "empty label"),
+            ("..:5000", "empty label"),
+            ("a..b", "empty label"),
+            (".a", "empty label"),
+            ("a.", "empty label"),
+            ("", "empty"),
+            ("a/b", "'/'"),
+            ("https://r.test", "'/'"),
+            ("r test", "whitespace"),
+            ("r\u{7f}test", "control"),
+            ("r.test:99999", "port"),
+        ] {
+            let e = validate_registry(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        let e = validate_registry("r\x1b[2K.test").unwrap_err();
+        assert!(e.starts_with("\"r\\x1b[2K.test\" is not a registry"), "{e}");
+        assert_eq!(
+            escape_control("a\r\n\t\x1b\u{85}b"),
+            "a\\r\\n\\t\\x1b\\u{85}b"
+        );
     }
 }

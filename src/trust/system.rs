@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{read_ca_file, CaRead, Finding, SystemRoots, TrustedCa};
+use super::{read_ca_file, CaRead, Finding, FindingKind, SystemRoots, TrustedCa};
 use crate::cert::Cert;
 use crate::hostroot::{HostRoot, MAX_TRUST_FILE_BYTES};
 
@@ -47,7 +47,7 @@ pub fn load(hr: &HostRoot) -> SystemRoots {
             Ok(m) if m.is_file() && m.len() <= MAX_TRUST_FILE_BYTES => {}
             Ok(m) if m.is_file() => {
                 out.findings.push(Finding::new(
-                    "system_bundle_too_large",
+                    FindingKind::SystemBundleTooLarge,
                     Some(node),
                     format!("{} bytes; not read", m.len()),
                 ));
@@ -58,7 +58,7 @@ pub fn load(hr: &HostRoot) -> SystemRoots {
         let res = rustls_native_certs::load_certs_from_paths(Some(&real), None);
         for e in &res.errors {
             out.findings.push(Finding::new(
-                "system_bundle_error",
+                FindingKind::SystemBundleError,
                 Some(node),
                 e.to_string(),
             ));
@@ -111,7 +111,7 @@ pub fn load(hr: &HostRoot) -> SystemRoots {
     }
     if out.cas.is_empty() {
         out.findings.push(Finding::new(
-            "no_system_roots",
+            FindingKind::NoSystemRoots,
             None,
             format!(
                 "no system root certificates found under host root {}",
@@ -162,6 +162,6 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let roots = load(&HostRoot::new(t.path()));
         assert!(roots.cas.is_empty());
-        assert_eq!(roots.findings[0].kind, "no_system_roots");
+        assert_eq!(roots.findings[0].kind, FindingKind::NoSystemRoots);
     }
 }

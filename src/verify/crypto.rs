@@ -8,36 +8,14 @@
 //!
 //! Never does: I/O.
 
+use crate::cert::{Hash, PublicKey, SigAlg};
 use aws_lc_rs::signature as ring_sig;
 use rsa::signature::Verifier;
-use x509_parser::prelude::AlgorithmIdentifier;
-use x509_parser::signature_algorithm::SignatureAlgorithm;
-
-use crate::cert::PublicKey;
 
 /// Smallest RSA modulus Go accepts (crypto/rsa since Go 1.24; older Go accepted smaller).
 pub const MIN_RSA_BITS: usize = 1024;
 /// Largest RSA modulus checked (Go's TLS client limit).
 pub const MAX_RSA_BITS: usize = 8192;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hash {
-    Sha256,
-    Sha384,
-    Sha512,
-}
-
-/// A certificate's or a handshake's signature algorithm.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SigAlg {
-    RsaPkcs1(Hash),
-    RsaPss(Hash),
-    Ecdsa(Hash),
-    Ed25519,
-    /// Go refuses these (`x509: cannot verify signature: insecure algorithm SHA1-RSA`).
-    Insecure(&'static str),
-    Unknown(String),
-}
 
 /// Why a signature check failed, worded as Go words it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,42 +34,6 @@ pub enum SigError {
     RsaTooSmall(usize),
     #[error("x509: signature algorithm does not match the public key type ({0})")]
     KeyMismatch(String),
-}
-
-fn hash_from_oid(oid: &str) -> Option<Hash> {
-    match oid {
-        "2.16.840.1.101.3.4.2.1" => Some(Hash::Sha256),
-        "2.16.840.1.101.3.4.2.2" => Some(Hash::Sha384),
-        "2.16.840.1.101.3.4.2.3" => Some(Hash::Sha512),
-        _ => None,
-    }
-}
-
-/// Classifies a certificate's signatureAlgorithm.
-pub fn sig_alg_of(alg: &AlgorithmIdentifier<'_>) -> SigAlg {
-    let oid = alg.algorithm.to_id_string();
-    match oid.as_str() {
-        "1.2.840.113549.1.1.11" => SigAlg::RsaPkcs1(Hash::Sha256),
-        "1.2.840.113549.1.1.12" => SigAlg::RsaPkcs1(Hash::Sha384),
-        "1.2.840.113549.1.1.13" => SigAlg::RsaPkcs1(Hash::Sha512),
-        "1.2.840.113549.1.1.5" => SigAlg::Insecure("SHA1-RSA"),
-        "1.2.840.113549.1.1.4" => SigAlg::Insecure("MD5-RSA"),
-        "1.2.840.10045.4.1" => SigAlg::Insecure("ECDSA-SHA1"),
-        "1.2.840.10045.4.3.2" => SigAlg::Ecdsa(Hash::Sha256),
-        "1.2.840.10045.4.3.3" => SigAlg::Ecdsa(Hash::Sha384),
-        "1.2.840.10045.4.3.4" => SigAlg::Ecdsa(Hash::Sha512),
-        "1.3.101.112" => SigAlg::Ed25519,
-        "1.2.840.113549.1.1.10" => match SignatureAlgorithm::try_from(alg) {
-            Ok(SignatureAlgorithm::RSASSA_PSS(params)) => {
-                match hash_from_oid(&params.hash_algorithm_oid().to_id_string()) {
-                    Some(h) => SigAlg::RsaPss(h),
-                    None => SigAlg::Unknown("RSASSA-PSS with an unsupported hash".into()),
-                }
-            }
-            _ => SigAlg::Unknown("RSASSA-PSS with malformed parameters".into()),
-        },
-        other => SigAlg::Unknown(other.to_string()),
-    }
 }
 
 /// Verifies `sig` over `msg` with `key` under `alg`.

@@ -1,9 +1,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::hosts_toml::is_go_duration;
 use super::*;
 use crate::trust::testutil::{ca_pem, write};
-use crate::trust::{TrustLoader, TrustSettings};
+use crate::trust::{ConfigError, FindingKind, TrustLoader, TrustSettings};
 
 fn settings(root: &Path) -> TrustSettings {
     TrustSettings {
@@ -160,7 +161,7 @@ fn falls_back_to_legacy_files_exactly_when_containerd_does() {
             let f = rt
                 .findings
                 .iter()
-                .find(|f| f.kind == "hosts_toml_ignored")
+                .find(|f| f.kind == FindingKind::HostsTomlIgnored)
                 .expect(case);
             assert_eq!(
                 f.path.as_deref(),
@@ -213,7 +214,11 @@ fn bad_files_are_findings_with_paths_never_panics() {
         (0..4096u32).map(|i| (i % 256) as u8).collect::<Vec<_>>(),
     );
     let rt = load(t.path(), "binary");
-    let f = rt.findings.iter().find(|f| f.kind == "ca_no_cert").unwrap();
+    let f = rt
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::CaNoCert)
+        .unwrap();
     assert_eq!(
         f.path.as_deref(),
         Some("/etc/containerd/certs.d/binary/ca.crt")
@@ -233,7 +238,7 @@ fn bad_files_are_findings_with_paths_never_panics() {
     let f = rt
         .findings
         .iter()
-        .find(|f| f.kind == "ca_unreadable")
+        .find(|f| f.kind == FindingKind::CaUnreadable)
         .unwrap();
     assert!(f.message.contains("larger than"), "{}", f.message);
     // directory named ca.crt: skipped by containerd's legacy loader
@@ -245,7 +250,11 @@ fn bad_files_are_findings_with_paths_never_panics() {
     fs::create_dir_all(dir.join("dangling")).unwrap();
     std::os::unix::fs::symlink("/nope/ca.crt", dir.join("dangling/ca.crt")).unwrap();
     let rt = load(t.path(), "dangling");
-    let f = rt.findings.iter().find(|f| f.kind == "ca_missing").unwrap();
+    let f = rt
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::CaMissing)
+        .unwrap();
     assert_eq!(
         f.path.as_deref(),
         Some("/etc/containerd/certs.d/dangling/ca.crt")
@@ -279,6 +288,11 @@ fn default_hosts_docker_io_and_loopback() {
 
 fn with_config(root: &Path, cfg: &str) -> Result<Layout, ConfigError> {
     write(root, "/etc/containerd/config.toml", cfg);
+    with_config_file_only(root)
+}
+
+/// Loads the layout from whatever is at the config path now.
+fn with_config_file_only(root: &Path) -> Result<Layout, ConfigError> {
     let mut s = settings(root);
     s.hosts_dir = None;
     Layout::load(&s)
@@ -295,7 +309,10 @@ fn config_toml_v2_v3_transfer_and_lists() {
     )
     .unwrap();
     assert_eq!(l.hosts_dirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
-    assert!(l.findings.iter().any(|f| f.kind == "config_path_list"));
+    assert!(l
+        .findings
+        .iter()
+        .any(|f| f.kind == FindingKind::ConfigPathList));
     let l = with_config(t.path(), "version = 3\n").unwrap();
     assert_eq!(
         l.hosts_dirs,
@@ -312,7 +329,10 @@ fn config_toml_v2_v3_transfer_and_lists() {
     assert_eq!(l.hosts_dirs, [PathBuf::from("/t")]);
     assert!(matches!(
         with_config(t.path(), "version = = 2"),
-        Err(ConfigError::ParseConfig { .. })
+        Err(ConfigError::WithPath {
+            err: crate::trust::ConfigFileError::Parse(_),
+            ..
+        })
     ));
     // No config file at all: the default hosts dir.
     let t2 = tempfile::tempdir().unwrap();
@@ -338,7 +358,7 @@ fn colon_list_searches_dirs_in_order() {
         ca_subjects(&l.registry(&hr, "r.test").endpoints[0]),
         ["CN=InB"]
     );
-    assert_eq!(l.discover(&hr), ["r.test"]);
+    assert_eq!(l.discover(&hr).registries, ["r.test"]);
 }
 
 #[test]
@@ -358,7 +378,7 @@ fn deprecated_cri_ca_file_and_mirrors() {
     assert!(l
         .findings
         .iter()
-        .any(|f| f.kind == "deprecated_registry_config"));
+        .any(|f| f.kind == FindingKind::DeprecatedRegistryConfig));
     let hr = HostRoot::new(t.path());
     let rt = l.registry(&hr, "r.test:5000");
     let urls: Vec<_> = rt.endpoints.iter().map(|e| e.url()).collect();
@@ -367,7 +387,7 @@ fn deprecated_cri_ca_file_and_mirrors() {
         ["https://mirror.test:6000/v2/", "https://r.test:5000/v2/"]
     );
     assert_eq!(ca_subjects(&rt.endpoints[1]), ["CN=Legacy"]);
-    assert_eq!(l.discover(&hr), ["r.test:5000"]);
+    assert_eq!(l.discover(&hr).registries, ["r.test:5000"]);
 }
 
 #[test]
@@ -379,9 +399,64 @@ fn discover_lists_host_dirs_except_default() {
     write(t.path(), &format!("{D}/not-a-dir.txt"), "x");
     let layout = Layout::load(&settings(t.path())).unwrap();
     assert_eq!(
-        layout.discover(&HostRoot::new(t.path())),
+        layout.discover(&HostRoot::new(t.path())).registries,
         ["a.test", "b.test:5000", "c.test:443"]
     );
+}
+
+#[test]
+fn discover_skips_directories_that_are_not_registry_names() {
+    let t = tempfile::tempdir().unwrap();
+    let evil = "evil\x1b[2K\rOK  prod.registry:5000";
+    for d in [
+        "a.test",
+        "a..b",
+        "trailing.",
+        "sp ace",
+        evil,
+        "r.test:99999",
+        "x_99999_",
+    ] {
+        fs::create_dir_all(t.path().join("etc/containerd/certs.d").join(d)).unwrap();
+    }
+    let layout = Layout::load(&settings(t.path())).unwrap();
+    let d = layout.discover(&HostRoot::new(t.path()));
+    assert_eq!(d.registries, ["a.test"]);
+    let mut skipped: Vec<_> = d
+        .findings
+        .iter()
+        .map(|f| {
+            assert_eq!(f.kind, FindingKind::InvalidHostDir);
+            f.path.clone().unwrap()
+        })
+        .collect();
+    skipped.sort();
+    let mut want: Vec<_> = [
+        "a..b",
+        "trailing.",
+        "sp ace",
+        evil,
+        "r.test:99999",
+        "x_99999_",
+    ]
+    .iter()
+    .map(|n| format!("{D}/{n}"))
+    .collect();
+    want.sort();
+    assert_eq!(skipped, want);
+    let f = d
+        .findings
+        .iter()
+        .find(|f| f.path.as_deref() == Some(&format!("{D}/{evil}")))
+        .unwrap();
+    assert!(
+        f.message.starts_with(
+            "host directory \"evil\\x1b[2K\\rOK  prod.registry:5000\" in /etc/containerd/certs.d is skipped: "
+        ),
+        "{}",
+        f.message
+    );
+    assert!(!f.message.chars().any(char::is_control), "{:?}", f.message);
 }
 
 #[test]
@@ -393,4 +468,79 @@ fn go_durations() {
             && is_go_duration("0")
     );
     assert!(!is_go_duration("10") && !is_go_duration("fast") && !is_go_duration(""));
+}
+
+#[test]
+fn config_errors_carry_their_path_and_say_what_is_wrong() {
+    let t = tempfile::tempdir().unwrap();
+    let e = with_config(t.path(), "version = = 2").unwrap_err();
+    assert_eq!(e.path(), Path::new("/etc/containerd/config.toml"));
+    assert!(
+        e.to_string().starts_with(
+            "containerd config /etc/containerd/config.toml is not valid TOML (containerd would not start): "
+        ),
+        "{e}"
+    );
+    // A directory where the config file should be: a read error naming the file.
+    fs::remove_file(t.path().join("etc/containerd/config.toml")).unwrap();
+    fs::create_dir(t.path().join("etc/containerd/config.toml")).unwrap();
+    let e = with_config_file_only(t.path()).unwrap_err();
+    assert!(matches!(
+        &e,
+        ConfigError::WithPath {
+            err: crate::trust::ConfigFileError::Read(_),
+            ..
+        }
+    ));
+    assert_eq!(
+        e.to_string(),
+        "cannot read containerd config /etc/containerd/config.toml: is a directory"
+    );
+}
+
+/// Runs `f` on a thread and fails the test if it does not return within 10 s (a FIFO read that
+/// blocks would otherwise hang the test run instead of failing it).
+fn promptly<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("loading trust blocked (a FIFO was opened or read as a file)")
+}
+
+#[test]
+fn a_fifo_as_ca_crt_or_hosts_toml_is_refused_promptly_naming_it() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("etc/containerd/certs.d");
+    fs::create_dir_all(dir.join("fifo-ca")).unwrap();
+    fs::create_dir_all(dir.join("fifo-hosts")).unwrap();
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o644);
+    nix::unistd::mkfifo(&dir.join("fifo-ca/ca.crt"), mode).unwrap();
+    nix::unistd::mkfifo(&dir.join("fifo-hosts/hosts.toml"), mode).unwrap();
+    let root = t.path().to_path_buf();
+    let rt = promptly(move || load(&root, "fifo-ca"));
+    let f = rt
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::CaUnreadable)
+        .unwrap();
+    assert_eq!(
+        f.path.as_deref(),
+        Some("/etc/containerd/certs.d/fifo-ca/ca.crt")
+    );
+    assert!(
+        f.message.contains("is a FIFO, not a regular file"),
+        "{}",
+        f.message
+    );
+    assert!(rt.config_error.is_some());
+
+    let root = t.path().to_path_buf();
+    let rt = promptly(move || load(&root, "fifo-hosts"));
+    let err = rt.config_error.unwrap();
+    assert!(
+        err.contains("/etc/containerd/certs.d/fifo-hosts/hosts.toml") && err.contains("FIFO"),
+        "{err}"
+    );
 }
