@@ -23,7 +23,6 @@ pub mod config;
 pub mod demo;
 pub mod diagnose;
 pub mod hostroot;
-pub mod httphead;
 pub mod metrics;
 pub mod pem;
 pub mod probe;
