@@ -350,7 +350,10 @@ fn web(v: &Value, errs: &mut Vec<String>) -> Result<WebConfig, String> {
                 Some(users) => {
                     for (user, hash) in users {
                         match hash.as_str() {
-                            Some(h) if h.starts_with("$2") => w.basic_auth_users.push((user.clone(), h.to_string())),
+                            Some(h) if h.starts_with("$2") => match crate::agent::http::auth::check_bcrypt_hash(h) {
+                                Ok(_) => w.basic_auth_users.push((user.clone(), h.to_string())),
+                                Err(e) => errs.push(format!("web.basic_auth_users.{user}: {e}")),
+                            },
                             _ => errs.push(format!("web.basic_auth_users.{user}: expected a bcrypt hash (\"$2y$...\", e.g. from htpasswd -nB)")),
                         }
                     }
