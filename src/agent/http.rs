@@ -429,3 +429,128 @@ fn status_page(app: &AppState) -> String {
     h.push_str("</table><p><a href=\"/metrics\">/metrics</a> · <a href=\"/healthz\">/healthz</a> · <a href=\"/readyz\">/readyz</a></p></body></html>\n");
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn server(users: Vec<(String, String)>) -> Arc<Server> {
+        let app = Arc::new(AppState {
+            metrics: Arc::new(Metrics::new().unwrap()),
+            ready: AtomicBool::new(false),
+            status: RwLock::new(Vec::new()),
+        });
+        let cfg = crate::config::WebConfig {
+            basic_auth_users: users,
+            ..Default::default()
+        };
+        Server::new(app, Arc::new(Web::load(&cfg).unwrap()))
+    }
+
+    /// The raw answer to raw request bytes, over an in-memory connection.
+    async fn answer(s: &Arc<Server>, req: &[u8]) -> String {
+        let (mut client, conn) = tokio::io::duplex(64 * 1024);
+        let s = s.clone();
+        let task =
+            tokio::spawn(async move { s.serve_io(conn, Instant::now() + HEAD_TIMEOUT).await });
+        client.write_all(req).await.unwrap();
+        let mut out = Vec::new();
+        let _ = client.read_to_end(&mut out).await;
+        task.await.unwrap();
+        String::from_utf8_lossy(&out).to_lowercase()
+    }
+
+    #[tokio::test]
+    async fn methods_paths_and_sizes_get_their_status() {
+        let s = server(vec![]);
+        let ok = answer(&s, b"GET /healthz?x HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(ok.starts_with("http/1.1 200 ok\r\n"), "{ok}");
+        assert!(
+            ok.contains("connection: close") && ok.ends_with("\r\n\r\nok\n"),
+            "{ok}"
+        );
+        let head = answer(&s, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(
+            head.starts_with("http/1.1 200") && head.ends_with("\r\n\r\n"),
+            "{head}"
+        );
+        let post = answer(&s, b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(
+            post.starts_with("http/1.1 405") && post.contains("allow: get, head"),
+            "{post}"
+        );
+        let nope = answer(&s, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(nope.starts_with("http/1.1 404"), "{nope}");
+        let not_ready = answer(&s, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(not_ready.starts_with("http/1.1 503"), "{not_ready}");
+        let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(10_000));
+        let big = answer(&s, big.as_bytes()).await;
+        assert!(big.starts_with("http/1.1 431"), "{big}");
+        let many = format!(
+            "GET / HTTP/1.1\r\n{}\r\n",
+            "A: b\r\n".repeat(MAX_REQUEST_HEADERS + 1)
+        );
+        let many = answer(&s, many.as_bytes()).await;
+        assert!(many.starts_with("http/1.1 431"), "{many}");
+        let junk = answer(&s, b"\x16\x03\x01\x02\x00garbage\r\n\r\n").await;
+        assert!(
+            junk.starts_with("http/1.1 400") || junk.is_empty(),
+            "{junk}"
+        );
+    }
+
+    #[tokio::test]
+    async fn credentials_are_asked_for_except_by_the_probes() {
+        let hash = bcrypt::hash("p", 4).unwrap();
+        let s = server(vec![("u".into(), hash)]);
+        let denied = answer(&s, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(denied.starts_with("http/1.1 401"), "{denied}");
+        assert!(
+            denied.contains("www-authenticate: basic realm=\"regtrust\""),
+            "{denied}"
+        );
+        // base64("u:p")
+        let ok = answer(
+            &s,
+            b"GET /metrics HTTP/1.1\r\nAuthorization: Basic dTpw\r\n\r\n",
+        )
+        .await;
+        assert!(ok.starts_with("http/1.1 200"), "{ok}");
+        let open = answer(&s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(open.starts_with("http/1.1 200"), "{open}");
+    }
+
+    #[tokio::test]
+    async fn healthz_is_answered_while_every_request_slot_is_held() {
+        let s = server(vec![]);
+        let held = s.requests.try_acquire_many(MAX_REQUESTS as u32).unwrap();
+        let busy = answer(&s, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(
+            busy.starts_with("http/1.1 503") && busy.contains("retry-after: 1"),
+            "{busy}"
+        );
+        let ok = answer(&s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(ok.starts_with("http/1.1 200"), "{ok}");
+        drop(held);
+        let metrics = answer(&s, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(metrics.starts_with("http/1.1 200"), "{metrics}");
+    }
+
+    #[test]
+    fn one_peer_holds_at_most_its_share_and_gives_it_back() {
+        let s = server(vec![]);
+        let ip: IpAddr = [127, 0, 0, 2].into();
+        let slots: Vec<_> = (0..MAX_CONNECTIONS_PER_PEER)
+            .map(|_| s.peer_slot(ip).unwrap())
+            .collect();
+        assert!(s.peer_slot(ip).is_none(), "a peer went past its limit");
+        assert!(
+            s.peer_slot([127, 0, 0, 1].into()).is_some(),
+            "another peer was refused"
+        );
+        drop(slots);
+        assert!(s.peers.lock().unwrap().is_empty(), "slots not given back");
+        assert!(s.peer_slot(ip).is_some());
+    }
+}
