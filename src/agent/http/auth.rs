@@ -251,10 +251,11 @@ mod tests {
                     .await
             );
         }
-        let cache = auth.lock();
-        assert_eq!(cache.keys.len(), MAX_CACHED_CREDENTIALS);
-        assert_eq!(cache.order.len(), MAX_CACHED_CREDENTIALS);
-        drop(cache);
+        let sizes = {
+            let cache = auth.lock();
+            (cache.keys.len(), cache.order.len())
+        };
+        assert_eq!(sizes, (MAX_CACHED_CREDENTIALS, MAX_CACHED_CREDENTIALS));
         // The newest is remembered, the oldest forgotten (verified again).
         let before = auth.verifications();
         let newest = basic("u", &format!("{long}{}", MAX_CACHED_CREDENTIALS + 9));
