@@ -189,3 +189,46 @@ fn eight_clients_guessing_passwords_do_not_slow_healthz() {
         .map(|r| r.status().as_u16());
     assert_eq!(ok.ok(), Some(200));
 }
+
+#[test]
+fn running_out_of_descriptors_pauses_accepting_instead_of_spinning() {
+    require("prlimit");
+    let node = Node::new();
+    let mut agent = AgentProc::start(node.root.path(), &agent_cfg(&node, ""));
+    let pid = agent.child.id().to_string();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let limit = format!("--nofile={0}:{0}", open + 6);
+    let st = std::process::Command::new("prlimit")
+        .args(["--pid", &pid, &limit])
+        .status()
+        .unwrap();
+    assert!(st.success(), "prlimit failed");
+    // More idle connections than the agent has descriptors left (within one address's share).
+    let idle: Vec<std::net::TcpStream> = (0..14)
+        .map(|_| std::net::TcpStream::connect(&agent.addr).unwrap())
+        .collect();
+    let log = |a: &AgentProc| std::fs::read_to_string(&a.log).unwrap_or_default();
+    agent.wait_until("accept to fail (EMFILE)", Duration::from_secs(20), |a| {
+        log(a).contains("accept failed")
+    });
+    // Keep it out of descriptors for a while (less than the head timeout that frees them).
+    std::thread::sleep(Duration::from_secs(1));
+    drop(idle);
+    agent.wait_until(
+        "/healthz once the connections are gone",
+        Duration::from_secs(20),
+        |a| a.get("/healthz").map(|(c, _)| c == 200).unwrap_or(false),
+    );
+    // Every failed accept logs one line: a busy loop would log thousands.
+    println!(
+        "failed accepts logged: {}",
+        log(&agent).matches("accept failed").count()
+    );
+    let failed = log(&agent).matches("accept failed").count();
+    assert!(
+        failed < 100,
+        "{failed} failed accepts: the listener spun on EMFILE"
+    );
+}
