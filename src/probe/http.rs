@@ -135,6 +135,11 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((h.code, h.location), (200, None));
+        // No reason phrase, as Go's net/http also accepts.
+        let h = parse_response_head(b"HTTP/1.1 401\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.code, 401);
     }
 
     #[test]
