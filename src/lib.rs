@@ -29,7 +29,6 @@ pub mod config;
 pub mod demo;
 pub mod diagnose;
 pub mod hostroot;
-pub mod httphead;
 pub mod metrics;
 pub mod offload;
 pub mod outcome;

@@ -168,7 +168,13 @@ fn basic_auth_users(v: &Value, w: &mut WebConfig, errs: &mut Vec<Error>) -> Resu
     for (user, hash) in users {
         match hash.as_str() {
             Some(h) if h.starts_with("$2") => {
-                w.basic_auth_users.push((user.clone(), h.to_string()))
+                match crate::agent::http::auth::check_bcrypt_hash(h) {
+                    Ok(_) => w.basic_auth_users.push((user.clone(), h.to_string())),
+                    Err(e) => errs.push(Error::key(
+                        format!("{}.{}.{user}", key::WEB, web_key::BASIC_AUTH_USERS),
+                        e,
+                    )),
+                }
             }
             _ => errs.push(Error::key(
                 format!("{}.{}.{user}", key::WEB, web_key::BASIC_AUTH_USERS),

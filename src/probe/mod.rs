@@ -4,24 +4,27 @@
 //! Every phase runs under one deadline ([`ProbeSettings::timeout`]); a timeout names its phase.
 //! Responses are read only as far as the status line and headers, bounded by
 //! [`MAX_HEADER_BYTES`]: a hostile registry cannot make a probe read without end.
-//! The HTTP client is hand-rolled on purpose: it must expose the TLS phase on its own (timing,
+//! The request is written here on purpose: the probe must expose the TLS phase on its own (timing,
 //! the recorded chain after a failed verification) and speak through a CONNECT proxy exactly once,
-//! which a general client such as reqwest hides.
+//! which a general client such as reqwest hides. The response head is parsed by `httparse`
+//! ([`http`]).
 
 pub mod danger;
+pub mod http;
 pub mod proxy;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout_at;
 
 use crate::cert::Cert;
 use crate::trust::Endpoint;
 use crate::verify::VerifyError;
+use http::{http_exchange, HttpError};
 pub use proxy::ProxyEnv;
 
 /// Most certificates kept from one presented chain (real chains have 2–4).
@@ -363,81 +366,6 @@ async fn handshake(
     match res {
         Ok(s) => Handshake::Done(Box::new(s), issuer),
         Err(e) => Handshake::Failed(e),
-    }
-}
-
-/// Why an HTTP exchange failed.
-#[derive(Debug)]
-enum HttpError {
-    Io {
-        op: &'static str,
-        err: std::io::Error,
-    },
-    Protocol(String),
-}
-
-impl From<String> for HttpError {
-    fn from(s: String) -> Self {
-        HttpError::Protocol(s)
-    }
-}
-
-impl From<&str> for HttpError {
-    fn from(s: &str) -> Self {
-        HttpError::Protocol(s.to_string())
-    }
-}
-
-impl std::fmt::Display for HttpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HttpError::Io { op, err } => write!(f, "{op}: {err}"),
-            HttpError::Protocol(s) => f.write_str(s),
-        }
-    }
-}
-
-/// Sends `req`, reads the status line and headers (bounded), returns the status code.
-async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
-    s: &mut S,
-    req: &[u8],
-) -> Result<(u16, Option<String>), HttpError> {
-    let io = |op: &'static str| move |err: std::io::Error| HttpError::Io { op, err };
-    s.write_all(req).await.map_err(io("write"))?;
-    s.flush().await.map_err(io("write"))?;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
-        if buf.len() > MAX_HEADER_BYTES {
-            return Err(format!("response headers larger than {MAX_HEADER_BYTES} bytes").into());
-        }
-        let n = s.read(&mut chunk).await.map_err(io("read"))?;
-        if n == 0 {
-            if buf.is_empty() {
-                return Err("connection closed before any response (EOF)".into());
-            }
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    match (
-        parts.next(),
-        parts.next().and_then(|c| c.parse::<u16>().ok()),
-    ) {
-        (Some(v), Some(code)) if v.starts_with("HTTP/") => {
-            Ok((code, crate::httphead::header(&buf, "location")))
-        }
-        _ => Err(format!(
-            "malformed HTTP response: {:?}",
-            line.chars().take(80).collect::<String>()
-        )
-        .into()),
     }
 }
 
