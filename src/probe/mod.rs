@@ -229,61 +229,81 @@ async fn run(
             }
         }
     }
-    let mut conn: Box<dyn Conn> = if ep.scheme == "https" {
-        let t = Instant::now();
-        let (tx, verdict) = tokio::sync::oneshot::channel();
-        let judge = (!ep.skip_verify).then(|| danger::Judge {
-            roots,
-            server_name: ep.host().to_string(),
-            tx,
-        });
-        let verifier = Arc::new(danger::AcceptAndRecord::new(judge));
-        let record = verifier.record.clone();
-        let recorder = verifier.clone();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| Failure::Handshake(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-        // The runtime's client certificate, when its configuration has one.
-        let config = match &ep.client {
-            Some(id) => {
-                let chain = id
-                    .chain
-                    .iter()
-                    .map(|c| rustls::pki_types::CertificateDer::from(c.clone()))
-                    .collect();
-                config
-                    .with_client_auth_cert(chain, id.key.clone_key())
-                    .map_err(|e| {
-                        Failure::Handshake(format!("client certificate {}: {e}", id.source))
-                    })?
-            }
-            None => config.with_no_client_auth(),
-        };
-        let name = rustls::pki_types::ServerName::try_from(ep.host().to_string())
-            .map_err(|e| Failure::Handshake(format!("invalid server name {:?}: {e}", ep.host())))?;
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let res = handshake(connector.connect(name, tcp), &recorder, verdict, deadline).await;
-        let rec = record.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        out.presented = rec.presented;
-        out.unparsed_presented = rec.unparsed;
-        let stream = match res {
-            Handshake::Timeout => return Err(Failure::Timeout(Phase::Tls)),
-            Handshake::Untrusted(v) => return Err(Failure::Verify(v)),
-            Handshake::Failed(e) => return Err(classify_tls_error(&e)),
-            Handshake::Done(s, issuer) => {
-                out.verified_issuer_sha256 = issuer;
-                s
-            }
-        };
-        out.timings.tls = Some(ms(t));
-        Box::new(stream)
+    let conn: Box<dyn Conn> = if ep.scheme == "https" {
+        Box::new(tls(ep, roots, tcp, deadline, out).await?)
     } else {
         Box::new(tcp)
     };
+    get_v2(ep, conn, deadline, out).await
+}
+
+/// The TLS handshake, with the runtime's client certificate when it has one; Go's verdict on the
+/// presented chain comes from the blocking pool (see [`danger`]).
+async fn tls(
+    ep: &Endpoint,
+    roots: Arc<Vec<Arc<Cert>>>,
+    tcp: TcpStream,
+    deadline: tokio::time::Instant,
+    out: &mut ProbeResult,
+) -> Result<TlsStream, Failure> {
+    let t = Instant::now();
+    let (tx, verdict) = tokio::sync::oneshot::channel();
+    let judge = (!ep.skip_verify).then(|| danger::Judge {
+        roots,
+        server_name: ep.host().to_string(),
+        tx,
+    });
+    let verifier = Arc::new(danger::AcceptAndRecord::new(judge));
+    let record = verifier.record.clone();
+    let recorder = verifier.clone();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    .map_err(|e| Failure::Handshake(e.to_string()))?
+    .dangerous()
+    .with_custom_certificate_verifier(verifier);
+    // The runtime's client certificate, when its configuration has one.
+    let config = match &ep.client {
+        Some(id) => {
+            let chain = id
+                .chain
+                .iter()
+                .map(|c| rustls::pki_types::CertificateDer::from(c.clone()))
+                .collect();
+            config
+                .with_client_auth_cert(chain, id.key.clone_key())
+                .map_err(|e| Failure::Handshake(format!("client certificate {}: {e}", id.source)))?
+        }
+        None => config.with_no_client_auth(),
+    };
+    let name = rustls::pki_types::ServerName::try_from(ep.host().to_string())
+        .map_err(|e| Failure::Handshake(format!("invalid server name {:?}: {e}", ep.host())))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let res = handshake(connector.connect(name, tcp), &recorder, verdict, deadline).await;
+    let rec = record.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    out.presented = rec.presented;
+    out.unparsed_presented = rec.unparsed;
+    let stream = match res {
+        Handshake::Timeout => return Err(Failure::Timeout(Phase::Tls)),
+        Handshake::Untrusted(v) => return Err(Failure::Verify(v)),
+        Handshake::Failed(e) => return Err(classify_tls_error(&e)),
+        Handshake::Done(s, issuer) => {
+            out.verified_issuer_sha256 = issuer;
+            s
+        }
+    };
+    out.timings.tls = Some(ms(t));
+    Ok(*stream)
+}
+
+/// `GET /v2/` (or the proxied URL for plain HTTP through a proxy): 200 and 401 mean a registry.
+async fn get_v2(
+    ep: &Endpoint,
+    mut conn: Box<dyn Conn>,
+    deadline: tokio::time::Instant,
+    out: &mut ProbeResult,
+) -> Result<(), Failure> {
     let t = Instant::now();
     let target = if out.via_proxy.is_some() && ep.scheme == "http" {
         ep.url()
