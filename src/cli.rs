@@ -54,6 +54,10 @@ pub(crate) struct CheckArgs {
     /// 1 problem, 2 unknown (configuration error).
     #[arg(long)]
     pub(crate) npd: bool,
+    /// Model a pull by digest (`image@sha256:…`: hosts with the `pull` capability) instead of a
+    /// pull by tag (what the kubelet does for `image:tag`: hosts with `pull` and `resolve`).
+    #[arg(long)]
+    pub(crate) by_digest: bool,
     /// Registries as in an image reference, `host[:port]`; none: every configured host dir.
     pub(crate) registries: Vec<String>,
 }

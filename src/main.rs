@@ -98,7 +98,12 @@ fn check(rt: &tokio::runtime::Runtime, a: CheckArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    match rt.block_on(check::run(&settings, &a.registries, &ps)) {
+    let pull = if a.by_digest {
+        regtrust::trust::PullKind::Digest
+    } else {
+        regtrust::trust::PullKind::Tag
+    };
+    match rt.block_on(check::run_as(&settings, &a.registries, &ps, pull)) {
         Ok(report) => {
             if npd {
                 println!("{}", report::npd_line(&report));

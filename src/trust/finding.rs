@@ -47,6 +47,9 @@ finding_kinds! {
     HostsTomlIgnored => "hosts_toml_ignored",
     /// A `[host]` without pull or resolve capability.
     EndpointNotForPull => "endpoint_not_for_pull",
+    /// A `[host]` whose capabilities exclude it from the kind of pull modelled (pull-only hosts
+    /// do not resolve tags).
+    EndpointNotForThisPull => "endpoint_not_for_this_pull",
     /// An endpoint configured with skip_verify.
     SkipVerify => "skip_verify",
     /// A loopback registry containerd does not verify (or dials over plain HTTP).

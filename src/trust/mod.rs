@@ -195,6 +195,18 @@ pub struct RegistryTrust {
     pub watched: Vec<PathBuf>,
 }
 
+/// The kind of pull a check models, as containerd's resolver filters hosts for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullKind {
+    /// `image:tag`, what the kubelet does for most pods: the tag is resolved by hosts with both
+    /// `pull` and `resolve`.
+    #[default]
+    Tag,
+    /// `image@sha256:…`: fetched from hosts with `pull`.
+    Digest,
+}
+
 /// Where to look, as given on the command line or in the agent config.
 #[derive(Debug, Clone)]
 pub struct TrustSettings {
@@ -391,6 +403,14 @@ impl TrustLoader {
             containerd,
             findings,
         })
+    }
+
+    /// Models `kind` of pull (default: by tag).
+    pub fn with_pull(mut self, kind: PullKind) -> TrustLoader {
+        if let Some(l) = self.containerd.as_mut() {
+            l.pull = kind;
+        }
+        self
     }
 
     /// containerd's layout, when the runtime is containerd.

@@ -429,6 +429,11 @@ impl Containerd {
 
     /// `ctr content fetch --hosts-dir` of IMAGE from `registry`: the containerd verdict.
     pub fn fetch(&self, hosts_dir: &Path, host_root: &Path, registry: &str) -> Output {
+        self.fetch_ref(hosts_dir, host_root, &format!("{registry}/{IMAGE}"))
+    }
+
+    /// `ctr content fetch --hosts-dir` of `reference` (a tag or a digest reference).
+    pub fn fetch_ref(&self, hosts_dir: &Path, host_root: &Path, reference: &str) -> Output {
         Command::new("timeout")
             .arg("60")
             .arg("ctr")
@@ -436,7 +441,7 @@ impl Containerd {
             .arg(&self.sock)
             .args(["-n", "test", "content", "fetch", "--hosts-dir"])
             .arg(hosts_dir)
-            .arg(format!("{registry}/{IMAGE}"))
+            .arg(reference)
             .envs(isolated_system_roots(host_root))
             .output()
             .expect("run ctr")

@@ -29,7 +29,7 @@ pub use config::{Layout, DEFAULT_HOSTS_DIR, DEFAULT_V3_CONFIG_PATH};
 use hosts_toml::{parse_host_url, HostConfig};
 
 use super::{
-    check_host_dir_name, read_ca_file, CaRead, Discovery, Endpoint, Finding, FindingKind,
+    check_host_dir_name, read_ca_file, CaRead, Discovery, Endpoint, Finding, FindingKind, PullKind,
     RegistryTrust, Runtime,
 };
 use crate::hostroot::HostRoot;
@@ -95,7 +95,7 @@ impl Layout {
             }
         }
         for h in hosts {
-            configure_endpoint(hr, h, &mut rt);
+            configure_endpoint(hr, h, self.pull, &mut rt);
         }
         rt
     }
@@ -152,8 +152,8 @@ fn host_paths(root: &Path, host: &str) -> Vec<PathBuf> {
 }
 
 /// `ConfigureHosts` for one host: its endpoint, CAs and client certificate, appended to `rt`.
-fn configure_endpoint(hr: &HostRoot, h: HostConfig, rt: &mut RegistryTrust) {
-    if !h.pull_or_resolve {
+fn configure_endpoint(hr: &HostRoot, h: HostConfig, pull: PullKind, rt: &mut RegistryTrust) {
+    if !h.pull && !h.resolve {
         rt.findings.push(Finding::new(
             FindingKind::EndpointNotForPull,
             None,
@@ -161,6 +161,14 @@ fn configure_endpoint(hr: &HostRoot, h: HostConfig, rt: &mut RegistryTrust) {
                 "{}://{} has neither pull nor resolve capability; containerd does not pull from it",
                 h.scheme, h.host
             ),
+        ));
+        return;
+    }
+    if let Some(why) = not_for(pull, &h) {
+        rt.findings.push(Finding::new(
+            FindingKind::EndpointNotForThisPull,
+            None,
+            format!("{}://{} {why}", h.scheme, h.host),
         ));
         return;
     }
@@ -243,6 +251,20 @@ fn registry_from_dir_name(name: &str) -> String {
     name.to_string()
 }
 
+/// Why a host is not tried for this kind of pull (containerd's resolver.go `filterHosts`): resolving
+/// a tag needs `pull` and `resolve`, fetching by digest needs `pull`.
+fn not_for(pull: PullKind, h: &HostConfig) -> Option<&'static str> {
+    match pull {
+        PullKind::Tag if !(h.pull && h.resolve) => Some(
+            "lacks the pull+resolve capabilities containerd needs to resolve a tag: a pull by tag skips it (only pulls by digest use it; regtrust models a pull by tag unless --by-digest)",
+        ),
+        PullKind::Digest if !h.pull => Some(
+            "lacks the pull capability: a pull by digest skips it",
+        ),
+        _ => None,
+    }
+}
+
 fn is_localhost(registry: &str) -> bool {
     let (h, _) = super::split_host_port(registry);
     h == "localhost"
@@ -253,7 +275,7 @@ fn is_localhost(registry: &str) -> bool {
 
 fn fill_default_host(h: &mut HostConfig, registry: &str, findings: &mut Vec<Finding>) {
     h.path = "/v2".into();
-    h.pull_or_resolve = true;
+    (h.pull, h.resolve) = (true, true);
     if h.origin.is_empty() {
         h.origin = "default".into();
     }

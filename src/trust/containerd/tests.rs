@@ -544,3 +544,56 @@ fn a_fifo_as_ca_crt_or_hosts_toml_is_refused_promptly_naming_it() {
         "{err}"
     );
 }
+
+/// containerd `core/remotes/docker/resolver.go`, `Resolve`: a tag is resolved by hosts whose
+/// capabilities include both pull and resolve (`filterHosts(HostCapabilityPull|Resolve)`, `Has` =
+/// all bits); a digest is fetched from hosts with pull.
+#[test]
+fn a_pull_only_mirror_serves_digests_but_not_tags() {
+    let t = tempfile::tempdir().unwrap();
+    write(
+        t.path(),
+        &format!("{D}/r.test/hosts.toml"),
+        r#"server = "https://r.test"
+[host."https://pull-only:5000"]
+  capabilities = ["pull"]
+[host."https://resolve-only:5000"]
+  capabilities = ["resolve"]
+[host."https://both:5000"]
+  capabilities = ["pull", "resolve"]
+"#,
+    );
+    let urls = |kind| -> Vec<String> {
+        let loader = TrustLoader::new(&settings(t.path()))
+            .unwrap()
+            .with_pull(kind);
+        loader
+            .registry("r.test")
+            .endpoints
+            .iter()
+            .map(|e| e.url())
+            .collect()
+    };
+    assert_eq!(
+        urls(PullKind::Tag),
+        ["https://both:5000/v2/", "https://r.test/v2/"]
+    );
+    assert_eq!(
+        urls(PullKind::Digest),
+        [
+            "https://pull-only:5000/v2/",
+            "https://both:5000/v2/",
+            "https://r.test/v2/"
+        ]
+    );
+    let rt = load(t.path(), "r.test");
+    assert_eq!(
+        kinds(&rt)
+            .iter()
+            .filter(|k| **k == "endpoint_not_for_this_pull")
+            .count(),
+        2,
+        "{:?}",
+        rt.findings
+    );
+}
