@@ -871,3 +871,29 @@ fn an_edit_of_the_config_file_is_picked_up_without_a_signal() {
         .count();
     assert_eq!(reloads, 1, "one edit, one reload:\n{}", agent.log_text());
 }
+
+/// A config file that is a FIFO (or a device) must not hang the agent at start: it is refused,
+/// naming the path, as every file regtrust reads (hostroot::read_regular).
+#[test]
+fn a_fifo_as_the_config_file_is_refused_not_waited_on() {
+    let dir = tmp();
+    let fifo = dir.path().join("regtrust.toml");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let out = Command::new("timeout")
+        .arg("20")
+        .arg(env!("CARGO_BIN_EXE_regtrust"))
+        .args(["run", "--config"])
+        .arg(&fifo)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&fifo.display().to_string()) && err.contains("not a regular file"),
+        "{err}"
+    );
+}

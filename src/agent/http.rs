@@ -70,11 +70,13 @@ impl Web {
         };
         let bearer = match &cfg.bearer_token_file {
             Some(f) => Some(
-                std::fs::read_to_string(f)
-                    .map_err(|e| format!("web.bearer_token_file {}: {e}", f.display()))?
-                    .trim()
-                    .as_bytes()
-                    .to_vec(),
+                String::from_utf8_lossy(
+                    &crate::hostroot::read_bounded(f)
+                        .map_err(|e| format!("web.bearer_token_file {}: {e}", f.display()))?,
+                )
+                .trim()
+                .as_bytes()
+                .to_vec(),
             ),
             None => None,
         };
