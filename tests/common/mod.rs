@@ -616,6 +616,11 @@ impl AgentProc {
 
     /// The same, listening on `ip` (a loopback address: 127.0.0.1, 127.0.1.2, …).
     pub fn start_on(dir: &Path, cfg: &str, ip: &str) -> AgentProc {
+        Self::start_with(dir, cfg, ip, Command::new(env!("CARGO_BIN_EXE_regtrust")))
+    }
+
+    /// The same, with `cmd` as the program (e.g. `unshare … regtrust`); `run --config …` is added.
+    pub fn start_with(dir: &Path, cfg: &str, ip: &str, mut cmd: Command) -> AgentProc {
         let port = TcpListener::bind((ip, 0))
             .unwrap()
             .local_addr()
@@ -625,7 +630,7 @@ impl AgentProc {
         let path = dir.join(format!("agent-{port}.toml"));
         write(&path, format!("listen = \"{addr}\"\n{cfg}"));
         let log = dir.join(format!("agent-{port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_regtrust"))
+        let child = cmd
             .args(["run", "--config"])
             .arg(&path)
             .env("REGTRUST_LOG", "regtrust=debug")
