@@ -194,6 +194,10 @@ pub struct RegistryTrust {
     pub watched: Vec<PathBuf>,
 }
 
+/// Endpoints probed per registry, in the runtime's order; beyond it a `too_many_endpoints`
+/// finding (containerd itself would try every one).
+pub const MAX_ENDPOINTS_PER_REGISTRY: usize = 64;
+
 /// Where to look, as given on the command line or in the agent config.
 #[derive(Debug, Clone)]
 pub struct TrustSettings {

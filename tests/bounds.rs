@@ -1,0 +1,94 @@
+//! Bounds on work that outside input sets: a hosts.toml with thousands of `[host]` tables is
+//! capped (with a finding) and the agent keeps answering `/healthz`; state entries of endpoints
+//! gone for a week are pruned.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// 5,000 `[host]` tables on loopback addresses nobody listens on (IP literals: no DNS).
+fn huge_hosts_toml() -> String {
+    (0..5000)
+        .map(|i| {
+            format!(
+                "[host.\"https://127.0.{}.{}:1\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+                10 + i / 250,
+                1 + i % 250
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn five_thousand_host_tables_are_capped_and_healthz_keeps_answering() {
+    let node = Node::new();
+    let registry = "many.test:5000";
+    write(
+        &node.hosts_dir().join(registry).join("hosts.toml"),
+        huge_hosts_toml(),
+    );
+    // check: the finding, and only the capped number of endpoints.
+    let mut args = check_args(node.root.path(), 2);
+    args.push(registry.to_string());
+    let run = regtrust(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let findings = run.registry(0)["findings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let f = findings
+        .iter()
+        .find(|f| f["kind"] == "too_many_endpoints")
+        .unwrap_or_else(|| panic!("no too_many_endpoints finding: {}", run.stdout));
+    assert!(
+        f["message"].as_str().unwrap().contains("5001 endpoints"),
+        "{f}"
+    );
+    let probed = run.registry(0)["endpoints"].as_array().map(Vec::len);
+    assert_eq!(
+        probed,
+        Some(regtrust::trust::MAX_ENDPOINTS_PER_REGISTRY),
+        "{}",
+        run.stdout
+    );
+
+    // The agent: every /healthz within the kubelet's 5 s while it probes round after round.
+    let cfg = format!(
+        "host_root = \"{}\"\nhosts_dir = \"/etc/containerd/certs.d\"\nstate_dir = \"{}\"\ninterval = \"2s\"\ntimeout = \"1500ms\"\njitter = 0.0\n",
+        node.root.path().display(),
+        node.path("/state").display()
+    );
+    let agent = AgentProc::start(node.root.path(), &cfg);
+    let start = Instant::now();
+    let mut answered = 0;
+    while start.elapsed() < Duration::from_secs(12) {
+        let t = Instant::now();
+        let r = agent.get("/healthz");
+        assert_eq!(
+            r.as_ref().map(|(c, _)| *c),
+            Some(200),
+            "/healthz failed after {:?} (request {answered})",
+            t.elapsed()
+        );
+        assert!(t.elapsed() < Duration::from_secs(5));
+        answered += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let m = agent.metrics();
+    let series = m
+        .lines()
+        .filter(|l| l.starts_with("regtrust_probe_success{") && l.contains(registry))
+        .count();
+    assert_eq!(series, regtrust::trust::MAX_ENDPOINTS_PER_REGISTRY, "{m}");
+    assert!(
+        metric(
+            &m,
+            "regtrust_trust_findings",
+            &[("kind", "too_many_endpoints")]
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{m}"
+    );
+}
