@@ -92,3 +92,46 @@ fn five_thousand_host_tables_are_capped_and_healthz_keeps_answering() {
         "{m}"
     );
 }
+
+#[test]
+fn state_entries_unseen_for_a_week_are_pruned_by_the_first_save() {
+    let ca = ca("registry.test");
+    let l = leaf(&ca);
+    let reg = Registry::start(&[&l.cert], Some(&l.key));
+    let name = reg.addr();
+    let node = Node::new();
+    node.trust(&name, &ca.pem());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let entry = |at: i64| serde_json::json!({"issuer_id": "sha256:aa", "issuer_subject": "CN=x", "seen_at": at, "changes": 2});
+    let state_file = node.path("/state/state.json");
+    let planted = serde_json::json!({
+        "version": 1,
+        "endpoints": {
+            "gone.test:5000 https://gone.test:5000/v2/": entry(now - 8 * 24 * 3600),
+            "kept.test:5000 https://kept.test:5000/v2/": entry(now - 24 * 3600),
+        }
+    });
+    write(&state_file, planted.to_string());
+    let cfg = format!(
+        "host_root = \"{}\"\nhosts_dir = \"/etc/containerd/certs.d\"\nstate_dir = \"{}\"\ninterval = \"2s\"\ntimeout = \"1500ms\"\njitter = 0.0\n",
+        node.root.path().display(),
+        node.path("/state").display()
+    );
+    let mut agent = AgentProc::start(node.root.path(), &cfg);
+    agent.wait_until("the first save", Duration::from_secs(30), |_| {
+        std::fs::read_to_string(&state_file).is_ok_and(|s| s.contains(&name))
+    });
+    let text = std::fs::read_to_string(&state_file).unwrap();
+    assert!(
+        !text.contains("gone.test"),
+        "the week-old entry survived:\n{text}"
+    );
+    assert!(
+        text.contains("kept.test"),
+        "a day-old entry was pruned:\n{text}"
+    );
+    // The pruned endpoint's change counter is not exported again either.
+    let m = agent.metrics();
+    assert!(!m.contains("gone.test"), "{m}");
+    assert!(m.contains("kept.test"), "{m}");
+}
