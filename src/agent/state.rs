@@ -24,7 +24,7 @@ const VERSION: u32 = 1;
 /// few hundred bytes per endpoint.
 pub const MAX_STATE_BYTES: u64 = 4 * 1024 * 1024;
 /// Most entries kept (endpoints over all registries); later ones in the file are skipped.
-pub const MAX_STATE_ENTRIES: usize = 16 * 1024;
+pub const MAX_STATE_ENTRIES: usize = 4096;
 /// Longest subject kept (cut with [`crate::metrics::CUT_MARKER`]); longest key or id accepted.
 pub const MAX_STATE_STRING_BYTES: usize = 1024;
 /// Entries of endpoints not seen for this long (7 days) are pruned.
