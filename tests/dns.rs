@@ -1,7 +1,8 @@
 //! DNS isolation: names that never resolve cost their own registries their deadline and nothing
 //! else. The agent runs in a private mount namespace whose /etc/resolv.conf points at a UDP
-//! listener on loopback that reads every query and never answers, and whose /etc/hosts names the
-//! one healthy registry. Needs root (unshare/mount), as CI has.
+//! listener on loopback that reads every query and never answers (but one name, answered NXDOMAIN:
+//! a `dns_failure` in Go's words), and whose /etc/hosts names the one healthy registry. Needs root
+//! (unshare/mount), as CI has.
 
 mod common;
 
@@ -13,7 +14,30 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A DNS server that swallows every query, on 127.0.x.53:53, until dropped.
+/// The one name the DNS server answers: "no such name".
+const NX_NAME: &str = "nx.test";
+
+/// The answer "no such name" to `query`, or `None` when it is not a plain query for `name`.
+fn nxdomain(query: &[u8], name: &str) -> Option<Vec<u8>> {
+    let mut labels = Vec::new();
+    let mut i = 12;
+    while *query.get(i)? != 0 {
+        let len = usize::from(query[i]);
+        labels.push(String::from_utf8_lossy(query.get(i + 1..i + 1 + len)?).to_lowercase());
+        i += 1 + len;
+    }
+    let question_end = i + 5;
+    if labels.join(".") != name || query.len() < question_end {
+        return None;
+    }
+    // Same id, QR + RD + RA, RCODE 3 (NXDOMAIN); one question, no records.
+    let mut r = vec![query[0], query[1], 0x81, 0x83, 0, 1, 0, 0, 0, 0, 0, 0];
+    r.extend_from_slice(&query[12..question_end]);
+    Some(r)
+}
+
+/// A DNS server that swallows every query (but answers NXDOMAIN for [`NX_NAME`]), on
+/// 127.0.x.53:53, until dropped.
 struct SilentDns {
     ip: String,
     stop: Arc<AtomicBool>,
@@ -35,8 +59,11 @@ impl SilentDns {
             // Bounded: at most 10 minutes, however the test ends.
             let start = Instant::now();
             while !s.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(600) {
-                if sock.recv_from(&mut buf).is_ok() {
+                if let Ok((n, peer)) = sock.recv_from(&mut buf) {
                     q.fetch_add(1, Ordering::Relaxed);
+                    if let Some(answer) = nxdomain(&buf[..n], NX_NAME) {
+                        let _ = sock.send_to(&answer, peer);
+                    }
                 }
             }
         });
@@ -93,6 +120,8 @@ fn names_that_never_resolve_do_not_starve_a_healthy_registry() {
     for d in &dead {
         node.trust(d, &ca.pem());
     }
+    let nx = format!("{NX_NAME}:{port}");
+    node.trust(&nx, &ca.pem());
     let etc = tmp();
     write(
         &etc.path().join("hosts"),
@@ -143,6 +172,18 @@ fn names_that_never_resolve_do_not_starve_a_healthy_registry() {
             "{d} is not a timeout:\n{text}"
         );
     }
+    // A name the resolver says does not exist: dns_failure, in Go's words.
+    assert_eq!(
+        metric(
+            &text,
+            "regtrust_probe_reason",
+            &[("registry", &nx), ("reason", "dns_failure")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    let log = std::fs::read_to_string(&agent.log).unwrap();
+    assert!(log.contains(&format!("lookup {NX_NAME}: ")), "{log}");
     assert!(
         dns.queries.load(Ordering::Relaxed) > 0,
         "the dead names never reached the silent DNS server"
