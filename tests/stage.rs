@@ -559,27 +559,46 @@ fn overlapping_stagers_both_keep_their_ca() {
             .spawn()
             .unwrap()
     };
-    let (p1, p2) = (spawn(&c1), spawn(&c2));
+    let target = node.hosts_dir().join(&name).join("ca.crt");
+    let original = std::fs::read(&target).unwrap();
+    // Three rounds: in one, the second stager may start after the first finished (already ok).
+    for round in 0..3 {
+        std::fs::write(&target, &original).unwrap();
+        overlap_round(&target, [spawn(&c1), spawn(&c2)], [&x1, &x2], &inc, round);
+    }
+}
+
+/// Waits for two stagers of one round; what each applied, and the CA-A and CA-B, must be there.
+fn overlap_round(
+    target: &Path,
+    procs: [std::process::Child; 2],
+    extras: [&Issued; 2],
+    inc: &Incident,
+    round: usize,
+) {
     let mut applied = Vec::new();
-    for (p, extra) in [(p1, &x1), (p2, &x2)] {
+    for (p, extra) in procs.into_iter().zip(extras) {
         let out = p.wait_with_output().unwrap();
         let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         match j["outcome"].as_str() {
             Some("applied") => applied.push(regtrust::cert::sha256_hex(extra.cert.der())),
             Some("refused") => assert!(
                 j["message"].as_str().unwrap().contains("already verifies"),
-                "{j}"
+                "round {round}: {j}"
             ),
-            _ => panic!("{j}"),
+            _ => panic!("round {round}: {j}"),
         }
     }
-    assert!(!applied.is_empty(), "neither stager applied");
-    let now = fingerprints_in(&node.hosts_dir().join(&name).join("ca.crt"));
+    assert!(!applied.is_empty(), "round {round}: neither stager applied");
+    let now = fingerprints_in(target);
     for want in applied.iter().chain([
         &regtrust::cert::sha256_hex(inc.ca_a.cert.der()),
         &regtrust::cert::sha256_hex(inc.ca_b.cert.der()),
     ]) {
-        assert!(now.contains(want), "{want} was lost: {now:?}");
+        assert!(
+            now.contains(want),
+            "round {round}: {want} was lost: {now:?}"
+        );
     }
 }
 
