@@ -673,6 +673,7 @@ impl Loop {
     /// Saves the state on the blocking pool; saves are numbered so a slow old one loses.
     fn save_state(&mut self) {
         self.save_gen += 1;
+        self.state.prune(state::now_unix());
         let (store, gen, state) = (self.store.clone(), self.save_gen, self.state.clone());
         self.saves.spawn(async move {
             let path = store.path().display().to_string();

@@ -1,4 +1,4 @@
-//! The probe: DNS, TCP connect, TLS handshake (recording the presented chain), `GET /v2/`.
+//! The probe: DNS ([`dns`]: on threads of its own), TCP connect, TLS handshake (recording the presented chain), `GET /v2/`.
 //! The only module that touches the network.
 //!
 //! Every phase runs under one deadline ([`ProbeSettings::timeout`]); a timeout names its phase.
@@ -10,6 +10,7 @@
 //! ([`http`]).
 
 pub mod danger;
+pub mod dns;
 pub mod http;
 pub mod proxy;
 
@@ -171,20 +172,8 @@ async fn run(
     };
     // DNS
     let t = Instant::now();
-    let addrs: Vec<_> = match timeout_at(
-        deadline,
-        tokio::net::lookup_host((dial_host.as_str(), dial_port)),
-    )
-    .await
-    {
-        Err(_) => return Err(Failure::Timeout(Phase::Dns)),
-        Ok(Err(e)) => return Err(Failure::Dns(format!("lookup {dial_host}: {e}"))),
-        Ok(Ok(a)) => a.collect(),
-    };
+    let addrs = dns::lookup(&dial_host, dial_port, deadline).await?;
     out.timings.dns = Some(ms(t));
-    if addrs.is_empty() {
-        return Err(Failure::Dns(format!("lookup {dial_host}: no addresses")));
-    }
     // TCP: addresses in order, as Go's dialer does (without happy-eyeballs racing).
     let t = Instant::now();
     let mut last_err = None;

@@ -76,6 +76,8 @@ finding_kinds! {
     CertDirUnreadable => "cert_dir_unreadable",
     /// A discovered host directory whose name is not a registry name: skipped.
     InvalidHostDir => "invalid_host_dir",
+    /// More endpoints than regtrust probes for one registry: the rest are not probed.
+    TooManyEndpoints => "too_many_endpoints",
     /// The node has no system root certificates.
     NoSystemRoots => "no_system_roots",
     /// The system CA bundle cannot be read.

@@ -206,6 +206,9 @@ pub enum PullKind {
     /// `image@sha256:…`: fetched from hosts with `pull`.
     Digest,
 }
+/// Endpoints probed per registry, in the runtime's order; beyond it a `too_many_endpoints`
+/// finding (containerd itself would try every one).
+pub const MAX_ENDPOINTS_PER_REGISTRY: usize = 64;
 
 /// Where to look, as given on the command line or in the agent config.
 #[derive(Debug, Clone)]

@@ -636,6 +636,11 @@ impl AgentProc {
 
     /// The same, listening on `ip` (a loopback address: 127.0.0.1, 127.0.1.2, …).
     pub fn start_on(dir: &Path, cfg: &str, ip: &str) -> AgentProc {
+        Self::start_with(dir, cfg, ip, Command::new(env!("CARGO_BIN_EXE_regtrust")))
+    }
+
+    /// The same, with `cmd` as the program (e.g. `unshare … regtrust`); `run --config …` is added.
+    pub fn start_with(dir: &Path, cfg: &str, ip: &str, cmd: Command) -> AgentProc {
         let port = TcpListener::bind((ip, 0))
             .unwrap()
             .local_addr()
@@ -643,20 +648,21 @@ impl AgentProc {
             .port();
         let addr = format!("{ip}:{port}");
         let path = dir.join(format!("agent-{port}.toml"));
-        Self::spawn(dir, &path, addr, cfg)
+        Self::spawn(dir, &path, addr, cfg, cmd)
     }
 
     /// Starts with the config written at `config` (through any symlinks the test laid there).
     pub fn start_at(dir: &Path, config: &Path, cfg: &str) -> AgentProc {
         let port = free_port();
-        Self::spawn(dir, config, format!("127.0.0.1:{port}"), cfg)
+        let cmd = Command::new(env!("CARGO_BIN_EXE_regtrust"));
+        Self::spawn(dir, config, format!("127.0.0.1:{port}"), cfg, cmd)
     }
 
-    fn spawn(dir: &Path, path: &Path, addr: String, cfg: &str) -> AgentProc {
+    fn spawn(dir: &Path, path: &Path, addr: String, cfg: &str, mut cmd: Command) -> AgentProc {
         write(path, format!("listen = \"{addr}\"\n{cfg}"));
         let port = addr.rsplit(':').next().unwrap_or_default().to_string();
         let log = dir.join(format!("agent-{port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_regtrust"))
+        let child = cmd
             .args(["run", "--config"])
             .arg(path)
             .env("REGTRUST_LOG", "regtrust=debug")

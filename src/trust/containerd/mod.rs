@@ -30,7 +30,7 @@ use hosts_toml::{parse_host_url, HostConfig};
 
 use super::{
     check_host_dir_name, read_ca_file, CaRead, Discovery, Endpoint, Finding, FindingKind, PullKind,
-    RegistryTrust, Runtime,
+    RegistryTrust, Runtime, MAX_ENDPOINTS_PER_REGISTRY,
 };
 use crate::hostroot::HostRoot;
 
@@ -94,6 +94,7 @@ impl Layout {
                 fill_default_host(last, registry, &mut rt.findings);
             }
         }
+        cap_endpoints(&mut hosts, &mut rt);
         for h in hosts {
             configure_endpoint(hr, h, self.pull, &mut rt);
         }
@@ -240,6 +241,29 @@ fn add_ca(hr: &HostRoot, ca: &Path, ep: &mut Endpoint, rt: &mut RegistryTrust) {
 }
 
 /// Inverse of containerd's `hostDirectory`: `reg_5000_` → `reg:5000`.
+/// Keeps the first [`MAX_ENDPOINTS_PER_REGISTRY`] hosts in containerd's order, with a finding
+/// when there were more: probing (and the series of) thousands of `[host]` tables would cost the
+/// agent more than any registry is worth.
+fn cap_endpoints(hosts: &mut Vec<HostConfig>, rt: &mut RegistryTrust) {
+    if hosts.len() <= MAX_ENDPOINTS_PER_REGISTRY {
+        return;
+    }
+    let dir = rt
+        .host_dir
+        .as_ref()
+        .map(|d| Path::new(d).join("hosts.toml"));
+    rt.findings.push(Finding::new(
+        FindingKind::TooManyEndpoints,
+        dir.as_deref(),
+        format!(
+            "{} endpoints are configured for {}; regtrust probes only the first {MAX_ENDPOINTS_PER_REGISTRY} (containerd tries them in this order)",
+            hosts.len(),
+            rt.registry
+        ),
+    ));
+    hosts.truncate(MAX_ENDPOINTS_PER_REGISTRY);
+}
+
 fn registry_from_dir_name(name: &str) -> String {
     if let Some(stem) = name.strip_suffix('_') {
         if let Some((h, port)) = stem.rsplit_once('_') {

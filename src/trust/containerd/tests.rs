@@ -597,3 +597,29 @@ fn a_pull_only_mirror_serves_digests_but_not_tags() {
         rt.findings
     );
 }
+
+#[test]
+fn endpoints_beyond_the_cap_are_a_finding_not_work() {
+    let t = tempfile::tempdir().unwrap();
+    let tables: String = (0..MAX_ENDPOINTS_PER_REGISTRY + 10)
+        .map(|i| {
+            format!("[host.\"https://m{i}.test\"]\n  capabilities = [\"pull\", \"resolve\"]\n")
+        })
+        .collect();
+    write(t.path(), &format!("{D}/r.test/hosts.toml"), tables);
+    let rt = load(t.path(), "r.test");
+    assert_eq!(rt.endpoints.len(), MAX_ENDPOINTS_PER_REGISTRY);
+    assert_eq!(rt.endpoints[0].authority, "m0.test");
+    let f = rt
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::TooManyEndpoints)
+        .expect("a too_many_endpoints finding");
+    assert!(f.message.contains("75 endpoints"), "{}", f.message);
+    // At the cap exactly: no finding.
+    let tables: String = (0..MAX_ENDPOINTS_PER_REGISTRY - 1)
+        .map(|i| format!("[host.\"https://m{i}.test\"]\n"))
+        .collect();
+    write(t.path(), &format!("{D}/r.test/hosts.toml"), tables);
+    assert!(!kinds(&load(t.path(), "r.test")).contains(&"too_many_endpoints"));
+}
