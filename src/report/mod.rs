@@ -1,13 +1,14 @@
 //! Every view of an outcome, and nothing else: text for a person on the node at 3 a.m.
 //! ([`text`]), JSON for tools ([`json`], schema in [`view`]), the one line node-problem-detector
-//! reads ([`npd`]), the agent's status page ([`status`]), the staging report ([`stage`]) and the
-//! demo's story ([`demo`]).
+//! reads ([`npd`]), the agent's status page ([`status`]), the staging report ([`stage`]), the
+//! reason table ([`reasons`]) and the demo's story ([`demo`]).
 //!
 //! Views read [`crate::outcome`] (or a staging report) and return strings. Never does: I/O,
 //! decisions — a view never re-derives a verdict.
 
 pub mod demo;
 pub mod npd;
+pub mod reasons;
 pub mod stage;
 pub mod status;
 pub mod text;
