@@ -1,6 +1,7 @@
 //! The agent's listener: `GET /metrics`, `/healthz` (alive), `/readyz` (first round done) and `/`
 //! (a status page for a person on the node). Only GET and HEAD, only these paths; request heads are
-//! bounded in size and time, and so is the number of connections.
+//! bounded in size and time, and so is the number of connections. `/api/v1/status` is the latest
+//! round as `check --output json` prints it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -10,7 +11,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
-use crate::outcome::RegistryOutcome;
 
 /// Largest request head accepted.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
@@ -133,8 +133,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub ready: AtomicBool,
-    /// Latest report per registry, with the expected-CA verdict.
-    pub status: RwLock<Vec<(RegistryOutcome, Option<bool>)>>,
+    /// Latest outcome per registry, its expected CAs and a bounded history.
+    pub status: RwLock<super::history::Status>,
 }
 
 /// Serves until `shutdown` flips to true.
@@ -259,15 +259,23 @@ fn route(req: &[u8], app: &AppState, web: &Web) -> (u16, &'static str, String) {
         "/readyz" if app.ready.load(Ordering::SeqCst) => (200, "text/plain", "ready\n".into()),
         "/readyz" => (503, "text/plain", "first probe round not finished\n".into()),
         "/" => (200, "text/html; charset=utf-8", status_page(app)),
+        "/api/v1/status" => (200, "application/json", status_api(app)),
         _ => (
             404,
             "text/plain",
-            "not found: try /, /metrics, /healthz, /readyz\n".into(),
+            "not found: try /, /api/v1/status, /metrics, /healthz, /readyz\n".into(),
         ),
     }
 }
 
 fn status_page(app: &AppState) -> String {
     let status = app.status.read().unwrap_or_else(|p| p.into_inner());
-    crate::report::status::page(&status)
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    crate::report::status::page(&status, now)
+}
+
+/// The latest round as `check --output json` prints it.
+fn status_api(app: &AppState) -> String {
+    let status = app.status.read().unwrap_or_else(|p| p.into_inner());
+    crate::report::status::api_json(&status)
 }

@@ -4,12 +4,13 @@
 //!
 //! The loop owns all mutable state (no locks but the status page's) and is a fold: probes run as
 //! tasks and report back an outcome; [`drift::fold`] turns (memory, outcome, expected CA) into
-//! events and new memory; [`sinks`] apply them to metrics, logs and state; the status page shows
-//! the outcome. Nothing that blocks runs on the loop's thread: trust re-reads
+//! events and new memory; [`sinks`] apply them to metrics, logs and state; [`history`] keeps
+//! the outcome and a bounded history for the status page and `/api/v1/status`. Nothing that blocks runs on the loop's thread: trust re-reads
 //! ([`reconcile::read`]), the `/proc` scan, state saves and staging go through
 //! [`crate::offload`].
 
 pub mod drift;
+pub mod history;
 pub mod http;
 pub mod reconcile;
 pub mod runtime;
@@ -106,7 +107,7 @@ impl Agent {
         let app = Arc::new(http::AppState {
             metrics: Arc::new(Metrics::new()?),
             ready: Default::default(),
-            status: RwLock::new(Vec::new()),
+            status: RwLock::new(history::Status::default()),
         });
         let web = Arc::new(http::Web::load(&cfg.web).map_err(AgentError::Web)?);
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
@@ -483,12 +484,18 @@ impl Loop {
                 self.pending_stage.push((name.clone(), source.clone()));
             }
         }
-        let expected_trusted = r.memory.expected_trusted;
+        let (expected_trusted, expected) = (r.memory.expected_trusted, r.expected.clone());
         {
             let mut st = self.app.status.write().unwrap_or_else(|p| p.into_inner());
-            st.retain(|(o, _)| o.name() != name && self.regs.contains_key(o.name()));
-            st.push((outcome, expected_trusted));
-            st.sort_by(|a, b| a.0.name().cmp(b.0.name()));
+            st.findings = self.system.findings.clone();
+            let round = history::Round {
+                outcome,
+                expected_trusted,
+                expected: expected.as_ref(),
+                events: &events,
+                now_unix,
+            };
+            st.record(round, |n| self.regs.contains_key(n));
         }
         if save {
             self.save_state();
@@ -531,6 +538,12 @@ impl Loop {
     /// Folds a staging attempt into metrics and logs; an applied CA is probed again at once.
     fn staged(&mut self, rep: stage::StageReport) {
         self.metrics.stage(&rep.registry, rep.outcome.as_str());
+        let mark = history::StageMark {
+            at_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
+            result: rep.outcome.as_str().to_string(),
+            message: rep.message.clone(),
+        };
+        (self.app.status.write().unwrap_or_else(|p| p.into_inner())).staged(&rep.registry, mark);
         let (reg, target, before, after) = (
             &rep.registry,
             rep.target.as_deref().unwrap_or(""),

@@ -11,7 +11,7 @@ use crate::trust::{
     self, ConfigError, Finding, RegistryTrust, SystemRoots, TrustLoader, TrustSettings,
 };
 
-use super::drift::Expected;
+use super::drift::{Expected, ExpectedCa};
 use super::watch;
 
 /// One registry's trust, as read.
@@ -100,6 +100,16 @@ fn load_expected(rc: &RegistryConfig) -> Option<Expected> {
     let mut e = Expected {
         shas: rc.expected_ca_sha256.clone(),
         error: None,
+        cas: rc
+            .expected_ca_sha256
+            .iter()
+            .map(|sha| ExpectedCa {
+                sha256: sha.clone(),
+                subject: None,
+                key_id: None,
+                source: "expected_ca_sha256 (pinned in the config)".into(),
+            })
+            .collect(),
     };
     if let Some(f) = &rc.expected_ca_file {
         match crate::hostroot::read_bounded(f) {
@@ -108,8 +118,17 @@ fn load_expected(rc: &RegistryConfig) -> Option<Expected> {
                 if scan.certs.is_empty() {
                     e.error = Some(format!("{}: holds no PEM certificate", f.display()));
                 }
-                e.shas
-                    .extend(scan.certs.iter().map(|d| crate::cert::sha256_hex(d)));
+                for der in &scan.certs {
+                    let sha256 = crate::cert::sha256_hex(der);
+                    let cert = crate::cert::Cert::from_der(der).ok();
+                    e.shas.push(sha256.clone());
+                    e.cas.push(ExpectedCa {
+                        sha256,
+                        subject: cert.as_ref().map(|c| c.subject.clone()),
+                        key_id: cert.and_then(|c| c.skid.as_deref().map(crate::cert::hex)),
+                        source: f.display().to_string(),
+                    });
+                }
             }
             Err(err) => e.error = Some(format!("{}: {err}", f.display())),
         }

@@ -275,71 +275,17 @@ fn trusted_text(s: &mut String, e: &EndpointReport) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
+    use super::super::fixtures::{cert, endpoint, trust};
     use super::*;
-    use crate::cert::Cert;
-    use crate::diagnose::Diagnosis;
     use crate::outcome::{EndpointOutcome, RegistryOutcome};
-    use crate::probe::{Failure, ProbeResult};
-    use crate::trust::{Endpoint, RegistryTrust, Runtime};
-
-    fn cert(cn: &str) -> Arc<Cert> {
-        let mut p = rcgen::CertificateParams::new(vec!["r.test".to_string()]).unwrap();
-        p.distinguished_name.push(
-            rcgen::DnType::CommonName,
-            rcgen::DnValue::Utf8String(cn.into()),
-        );
-        let key = rcgen::KeyPair::generate().unwrap();
-        Arc::new(Cert::from_der(p.self_signed(&key).unwrap().der()).unwrap())
-    }
-
-    fn ep(origin: &str, reason: Reason, presented: Vec<Arc<Cert>>) -> EndpointOutcome {
-        let url = "https://r.test:5000/v2/".to_string();
-        EndpointOutcome {
-            endpoint: Endpoint {
-                scheme: "https".into(),
-                authority: "r.test:5000".into(),
-                path: "/v2".into(),
-                cas: Vec::new(),
-                skip_verify: false,
-                origin: origin.into(),
-                ca_files: Vec::new(),
-                client: None,
-            },
-            probe: Some(ProbeResult {
-                url,
-                presented,
-                unparsed_presented: Vec::new(),
-                http_status: None,
-                timings: Default::default(),
-                result: Err(Failure::Http("x".into())),
-                via_proxy: None,
-                verified_issuer_sha256: None,
-            }),
-            diagnosis: Diagnosis {
-                reason,
-                detail: "bad\x1b[2K\rdetail".into(),
-                next_step: reason.next_step().into(),
-                key_mismatch: None,
-            },
-            trusted: Vec::new(),
-            system_roots: 0,
-        }
-    }
 
     fn outcome(endpoints: Vec<EndpointOutcome>) -> CheckOutcome {
-        let trust = RegistryTrust {
-            registry: "r.test:5000".into(),
-            runtime: Runtime::Containerd,
-            host_dir: Some("/etc/containerd/certs.d/evil\x1b[2K\rOK  prod".into()),
-            endpoints: Vec::new(),
-            findings: Vec::new(),
-            config_error: None,
-            watched: Vec::new(),
-        };
+        let t = trust(
+            "r.test:5000",
+            Some("/etc/containerd/certs.d/evil\x1b[2K\rOK  prod"),
+        );
         CheckOutcome {
-            registries: vec![RegistryOutcome::decide(trust, endpoints)],
+            registries: vec![RegistryOutcome::decide(t, endpoints)],
             findings: Vec::new(),
         }
     }
@@ -347,8 +293,18 @@ mod tests {
     #[test]
     fn one_url_configured_twice_is_one_line_with_both_origins() {
         let o = outcome(vec![
-            ep("hosts.toml [host]", Reason::UnknownAuthority, Vec::new()),
-            ep("hosts.toml server", Reason::UnknownAuthority, Vec::new()),
+            endpoint(
+                "r.test:5000",
+                "hosts.toml [host]",
+                Reason::UnknownAuthority,
+                Vec::new(),
+            ),
+            endpoint(
+                "r.test:5000",
+                "hosts.toml server",
+                Reason::UnknownAuthority,
+                Vec::new(),
+            ),
         ]);
         let t = text(&o);
         assert_eq!(t.matches("https://r.test:5000/v2/").count(), 1, "{t}");
@@ -361,7 +317,12 @@ mod tests {
     #[test]
     fn strings_from_registries_and_files_are_escaped() {
         let evil = cert("CA\x1b[2K\rOK  prod.registry:5000\nnext line");
-        let o = outcome(vec![ep("o\r", Reason::UnknownAuthority, vec![evil])]);
+        let o = outcome(vec![endpoint(
+            "r.test:5000",
+            "o\r",
+            Reason::UnknownAuthority,
+            vec![evil],
+        )]);
         let t = text(&o);
         assert!(!t.contains('\x1b') && !t.contains('\r'), "{t:?}");
         assert!(
