@@ -88,4 +88,18 @@ mod tests {
         let j: serde_json::Value = serde_json::from_str(&json()).unwrap();
         assert_eq!(j.as_array().map(Vec::len), Some(Reason::ALL.len()));
     }
+
+    #[test]
+    fn the_json_schema_lists_every_reason() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/check-output.schema.json")).unwrap();
+        let listed: Vec<&str> = schema["$defs"]["reason"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        let all: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(listed, all, "docs/check-output.schema.json: reason enum");
+    }
 }
