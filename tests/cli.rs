@@ -4,6 +4,8 @@
 //! hostile host directory names and certificate subjects never reach the terminal or the logs raw.
 
 mod common;
+#[path = "support/schema.rs"]
+mod schema;
 
 use std::fs;
 use std::path::Path;
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use rcgen::{DnType, DnValue};
+use schema::validate_against_schema;
 
 /// A terminal-rewriting, line-forging string, as a host directory name and as a subject.
 const EVIL: &str = "evil\x1b[2K\rOK  prod.registry:5000";
@@ -20,31 +23,6 @@ fn assert_no_raw_controls(what: &str, s: &str) {
     assert!(
         !s.contains('\x1b') && !s.contains('\r'),
         "{what} holds a raw ESC or CR:\n{s:?}"
-    );
-}
-
-/// Validates `doc` against the repository's JSON Schema with Python's `jsonschema`.
-pub fn validate_against_schema(what: &str, doc: &serde_json::Value) {
-    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/check-output.schema.json");
-    let dir = tmp();
-    let file = dir.path().join("doc.json");
-    fs::write(&file, doc.to_string()).unwrap();
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import json,sys,jsonschema\n\
-             s=json.load(open(sys.argv[1]))\n\
-             jsonschema.Draft202012Validator.check_schema(s)\n\
-             jsonschema.Draft202012Validator(s).validate(json.load(open(sys.argv[2])))",
-        ])
-        .arg(&schema)
-        .arg(&file)
-        .output()
-        .expect("python3 (scripts/test installs python3-jsonschema)");
-    assert!(
-        out.status.success(),
-        "{what} does not match docs/check-output.schema.json:\n{}",
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 

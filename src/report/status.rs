@@ -30,7 +30,7 @@ section.ok{border-left-color:#2a2}section.bad{border-left-color:#c22}\
 .cas{display:flex;flex-wrap:wrap;gap:.6em}.ca{flex:1 1 16em;border:1px solid #ddd;border-radius:4px;padding:.4em;background:#fafafa}\
 .ca h3{font-size:.95em;margin:0 0 .2em}code{font-size:.85em;word-break:break-all}\
 .next{background:#ffe;padding:.3em .5em;border-radius:4px}.muted{color:#666;font-size:.9em}\
-svg{width:100%;max-width:40em;height:auto}svg .ok{fill:#2a2}svg .bad{fill:#c22}\
+svg{display:block;width:100%;max-width:40em;height:auto;margin:.2em 0 .5em}svg text{font-size:10px;fill:#666}svg .ok{fill:#2a2}svg .bad{fill:#c22}\
 svg .ca-change{stroke:#c60;stroke-width:2}svg .stage{stroke:#36c;stroke-width:2;stroke-dasharray:3 2}\
 pre{white-space:pre-wrap;word-break:break-all;font-size:.8em;background:#f4f4f4;padding:.5em}";
 
@@ -259,7 +259,9 @@ fn cas(p: &mut String, r: &RegistryStatus, rep: &RegistryReport) {
 
 /// Each endpoint (one row per URL, every origin named) with its timeline.
 fn endpoints(p: &mut String, r: &RegistryStatus, rep: &RegistryReport, now: i64) {
-    p.push_str("<p>Endpoints, in the runtime's order:</p><ul>");
+    p.push_str("<p>Endpoints, in the runtime's order <span class=\"muted\">(timeline: last probes up to now; \
+<b style=\"color:#2a2\">●</b> ok, <b style=\"color:#c22\">●</b> failing, <b style=\"color:#c60\">|</b> presented CA changed, \
+<b style=\"color:#36c\">¦</b> staging; hover for details)</span>:</p><ul>");
     let mut seen: Vec<&str> = Vec::new();
     for e in &rep.endpoints {
         if seen.contains(&e.endpoint.as_str()) {
@@ -307,9 +309,13 @@ pub fn timeline(points: &VecDeque<Point>, stages: &VecDeque<StageMark>, now: i64
         .max(t0 + 1);
     let x = |t: i64| PAD + (t - t0) as f64 / (t1 - t0) as f64 * (W - 2.0 * PAD);
     let mut s = format!(
-        "<svg class=\"timeline\" viewBox=\"0 0 {W} 40\" role=\"img\" aria-label=\"last {} probes\"><line x1=\"{PAD}\" y1=\"20\" x2=\"{}\" y2=\"20\" stroke=\"#bbb\"/>",
+        "<svg class=\"timeline\" viewBox=\"0 0 {W} 52\" role=\"img\" aria-label=\"last {} probes\"><line x1=\"{PAD}\" y1=\"20\" x2=\"{}\" y2=\"20\" stroke=\"#bbb\"/>\
+<text x=\"{PAD}\" y=\"50\">{}</text><text x=\"{}\" y=\"50\" text-anchor=\"end\">now {}</text>",
         points.len(),
-        W - PAD
+        W - PAD,
+        rfc3339(t0),
+        W - PAD,
+        rfc3339(now)
     );
     for st in stages.iter().filter(|st| st.at_unix >= t0) {
         let xs = x(st.at_unix);
