@@ -320,6 +320,8 @@ impl Loop {
         let reading =
             offload::blocking(move || reconcile::read(&settings, &configured, discover)).await??;
         self.system = reading.system;
+        (self.app.status.write().unwrap_or_else(|p| p.into_inner())).findings =
+            reading.node_findings;
         for f in &reading.skipped {
             tracing::warn!(kind = %f.kind, path = ?f.path, message = %f.message, "host directory skipped");
         }
@@ -487,7 +489,6 @@ impl Loop {
         let (expected_trusted, expected) = (r.memory.expected_trusted, r.expected.clone());
         {
             let mut st = self.app.status.write().unwrap_or_else(|p| p.into_inner());
-            st.findings = self.system.findings.clone();
             let round = history::Round {
                 outcome,
                 expected_trusted,

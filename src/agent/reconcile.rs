@@ -31,6 +31,9 @@ pub struct Reading {
     pub watch_dirs: HashSet<PathBuf>,
     /// Host directories discovery skipped (names that are not registries).
     pub skipped: Vec<Finding>,
+    /// Findings about the node as a whole, in `check`'s order: system roots, the runtime's
+    /// configuration, skipped host directories.
+    pub node_findings: Vec<Finding>,
 }
 
 /// Reads the trust of the configured registries (and, with `discover`, of every host directory).
@@ -84,11 +87,15 @@ pub fn read(
     {
         watch::dirs_for(f, &mut watch_dirs);
     }
+    let mut node_findings = system.findings.clone();
+    node_findings.extend_from_slice(loader.findings());
+    node_findings.extend(skipped.iter().cloned());
     Ok(Reading {
         system,
         registries,
         watch_dirs,
         skipped,
+        node_findings,
     })
 }
 
