@@ -5,9 +5,9 @@
 //! The loop owns all mutable state (no locks but the status page's) and is a fold: probes run as
 //! tasks and report back an outcome; [`drift::fold`] turns (memory, outcome, expected CA) into
 //! events and new memory; [`sinks`] apply them to metrics, logs and state; [`history`] keeps
-//! the outcome and a bounded history for the status page and `/api/v1/status`. Nothing that blocks runs on the loop's thread: trust re-reads
-//! ([`reconcile::read`]), the `/proc` scan, state saves and staging go through
-//! [`crate::offload`].
+//! the outcome and a bounded history for the status page and `/api/v1/status`. Nothing that
+//! blocks runs on the loop's thread: trust re-reads ([`reconcile::read`]), the `/proc` scan, state
+//! saves and staging go through [`crate::offload`].
 
 pub mod drift;
 pub mod history;
