@@ -118,6 +118,14 @@ fn check_text_shows_each_url_once_and_escapes_hostile_names_and_subjects() {
         "both origins on the line: {}",
         lines[0]
     );
+    // The same check for tools: valid JSON of the documented schema, strings intact.
+    let json = check_json(node.root.path(), &[], &reg.addr());
+    validate_against_schema("check --output json", &json.json);
+    assert!(
+        json.stdout.contains("evil\\u001b[2K\\rOK"),
+        "{}",
+        json.stdout
+    );
     // The node-problem-detector line, and a usage error naming the hostile name.
     let npd = regtrust(&["check", "--npd", "--host-root", &root, "--timeout", "5"]);
     assert_no_raw_controls("the --npd line", &npd.stdout);
