@@ -197,9 +197,18 @@ const MAX_SCRAPE: usize = 16 * 1024 * 1024;
 /// Deadline of one scrape of the demo agent.
 const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The demo's HTTP client: loopback only, so no proxy from the environment applies.
+/// The demo's HTTP client: loopback only, so no proxy from the environment applies. Plain HTTP,
+/// but reqwest has a rustls backend (for `expected_ca_url`): a TLS config of its own, with no
+/// roots, keeps it from needing a process-wide crypto provider.
 fn scrape_client() -> Result<reqwest::Client, DemoError> {
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
     Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
         .no_proxy()
         .timeout(SCRAPE_TIMEOUT)
         .build()?)

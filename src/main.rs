@@ -21,6 +21,9 @@ fn main() -> ExitCode {
     if let Cmd::Reasons(a) = &cli.cmd {
         return reasons(a);
     }
+    // reqwest's rustls backend asks for the process-wide provider when a client is built without
+    // a ClientConfig of its own; regtrust's own TLS code always names aws-lc-rs.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     // One event-loop thread: probing is I/O-bound, and everything that blocks or burns CPU (file
     // reads, fsync, /proc, chain verification, bcrypt) leaves it through regtrust::offload for the
     // blocking pool, so a second loop thread would only add an allocator arena. Measured in
@@ -139,7 +142,8 @@ fn check(rt: &tokio::runtime::Runtime, a: CheckArgs) -> ExitCode {
 
 fn run(rt: &tokio::runtime::Runtime, a: RunArgs) -> ExitCode {
     let file = a.config.clone();
-    let cfg = match AgentConfig::load(file.as_deref(), a.overrides()) {
+    let overrides = a.overrides();
+    let cfg = match AgentConfig::load(file.as_deref(), overrides.clone()) {
         Ok(c) => c,
         Err(errs) => {
             for e in errs {
@@ -151,7 +155,9 @@ fn run(rt: &tokio::runtime::Runtime, a: RunArgs) -> ExitCode {
     // After the config: its log_format counts as much as the flag.
     init_logging(cfg.log_format == LogFormat::Json, "info");
     let result = rt.block_on(async move {
-        let agent = regtrust::agent::Agent::bind(cfg).await?;
+        let source = regtrust::agent::reload::Source { file, overrides };
+        let agent = regtrust::agent::Agent::bind(cfg).await?.reload_from(source);
+        forward_hangups(agent.commands());
         if let Ok(addr) = agent.local_addr() {
             tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "regtrust agent listening");
         }
@@ -160,6 +166,26 @@ fn run(rt: &tokio::runtime::Runtime, a: RunArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => usage_error(e),
+    }
+}
+
+/// SIGHUP (`systemctl reload`, `kill -HUP`) re-reads the config instead of killing the agent: the
+/// handler is installed before the listener serves, so no SIGHUP that a caller could time after
+/// `/healthz` answers hits the default action.
+fn forward_hangups(cmds: tokio::sync::mpsc::Sender<regtrust::agent::Command>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: re-reading the config");
+                    if cmds.send(regtrust::agent::Command::Reload).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP; reload by restarting"),
     }
 }
 

@@ -119,7 +119,7 @@ impl Status {
         self.registries.push(RegistryStatus {
             outcome: round.outcome,
             expected_trusted: round.expected_trusted,
-            expected: round.expected.map(|e| e.cas.clone()).unwrap_or_default(),
+            expected: round.expected.map(expected_cas).unwrap_or_default(),
             expected_error: round.expected.and_then(|e| e.error.clone()),
             probed_at_unix: round.now_unix,
             history,
@@ -145,6 +145,23 @@ impl Status {
             findings: self.findings.clone(),
         }
     }
+}
+
+/// Every expected CA with its source; a fingerprint known only from `expected_ca_url` (the
+/// fetched bundle is joined as fingerprints) is shown with that source.
+fn expected_cas(e: &Expected) -> Vec<ExpectedCa> {
+    let mut cas = e.cas.clone();
+    for sha in &e.shas {
+        if !cas.iter().any(|c| c.sha256 == *sha) {
+            cas.push(ExpectedCa {
+                sha256: sha.clone(),
+                subject: None,
+                key_id: None,
+                source: "expected_ca_url".into(),
+            });
+        }
+    }
+    cas
 }
 
 #[cfg(test)]

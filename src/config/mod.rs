@@ -121,8 +121,22 @@ pub mod key {
         pub const NAME: &str = "name";
         pub const EXPECTED_CA_FILE: &str = "expected_ca_file";
         pub const EXPECTED_CA_SHA256: &str = "expected_ca_sha256";
+        /// An HTTPS URL where the PKI publishes the expected CA (PEM).
+        pub const EXPECTED_CA_URL: &str = "expected_ca_url";
+        /// The URL's own trust: SHA-256 of its server's leaf certificate …
+        pub const EXPECTED_CA_URL_SHA256: &str = "expected_ca_url_sha256";
+        /// … or a CA bundle that verifies its server (exactly one of the two).
+        pub const EXPECTED_CA_URL_CA_FILE: &str = "expected_ca_url_ca_file";
         pub const STAGE: &str = "stage";
-        pub const ALL: &[&str] = &[NAME, EXPECTED_CA_FILE, EXPECTED_CA_SHA256, STAGE];
+        pub const ALL: &[&str] = &[
+            NAME,
+            EXPECTED_CA_FILE,
+            EXPECTED_CA_SHA256,
+            EXPECTED_CA_URL,
+            EXPECTED_CA_URL_SHA256,
+            EXPECTED_CA_URL_CA_FILE,
+            STAGE,
+        ];
     }
 
     /// Keys of the `[web]` table.
@@ -231,6 +245,8 @@ pub struct RegistryConfig {
     pub expected_ca_file: Option<PathBuf>,
     /// Pinned SHA-256 fingerprints (lowercase hex) of expected CAs.
     pub expected_ca_sha256: Vec<String>,
+    /// Where the PKI publishes the expected CA, fetched every interval.
+    pub expected_ca_url: Option<CaUrl>,
     /// Stage a corrected CA when allowed (see `stage`).
     pub stage: bool,
 }
@@ -242,9 +258,30 @@ impl RegistryConfig {
             name: name.into(),
             expected_ca_file: None,
             expected_ca_sha256: Vec::new(),
+            expected_ca_url: None,
             stage: false,
         }
     }
+}
+
+/// An HTTPS URL where a PKI publishes a registry's expected CA (a Vault PKI's `/v1/pki/ca/pem`,
+/// step-ca's `/roots.pem`), and the trust its server is checked with — its own, never the
+/// registry's: whoever could forge the registry's certificate must not also pick the CA it is
+/// compared with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaUrl {
+    pub url: reqwest::Url,
+    pub trust: CaUrlTrust,
+}
+
+/// How the server behind an [`CaUrl`] is trusted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CaUrlTrust {
+    /// The SHA-256 (lowercase hex) of the server's leaf certificate: that exact certificate, with
+    /// its key proven in the handshake; no chain, name or date is checked.
+    PinnedLeaf(String),
+    /// A PEM bundle (the agent's own filesystem) whose CAs verify the server, name included.
+    CaFile(PathBuf),
 }
 
 /// Protection of the metrics/status listener, after Prometheus' web configuration: TLS, and a
@@ -266,7 +303,7 @@ impl WebConfig {
 }
 
 /// Validated agent settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentConfig {
     pub host_root: PathBuf,
     pub runtime: Runtime,

@@ -83,6 +83,8 @@ finding_kinds! {
     Degraded => "degraded",
     /// The expected CA (agent config) cannot be read.
     ExpectedCaUnreadable => "expected_ca_unreadable",
+    /// The node's distribution (k3s, RKE2, OpenShift, kubeadm, SUSE) and what it changes.
+    Distribution => "distribution",
 }
 
 impl fmt::Display for FindingKind {

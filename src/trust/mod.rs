@@ -14,6 +14,7 @@
 
 pub mod certsd;
 pub mod containerd;
+pub mod distro;
 mod finding;
 pub mod system;
 
@@ -357,19 +358,38 @@ pub struct TrustLoader {
     runtime: Runtime,
     /// containerd's layout (config.toml read once); `None` for the certs.d runtimes.
     containerd: Option<containerd::Layout>,
+    /// Findings about the node as a whole: its distribution, the runtime's configuration.
+    findings: Vec<Finding>,
 }
 
 impl TrustLoader {
     /// Reads the runtime's configuration; a config the runtime could not start with is an error.
+    /// On k3s and RKE2 with no `/etc/containerd/config.toml`, the distribution's own containerd
+    /// config is read instead (see [`distro`]).
     pub fn new(settings: &TrustSettings) -> Result<TrustLoader, ConfigError> {
+        let profile = distro::detect(
+            &settings.host_root,
+            settings.runtime,
+            &settings.containerd_config,
+        );
+        let mut findings = profile.findings;
         let containerd = match settings.runtime {
-            Runtime::Containerd => Some(containerd::Layout::load(settings)?),
+            Runtime::Containerd => {
+                let mut s = settings.clone();
+                if let (Some(cfg), None) = (profile.containerd_config, &settings.hosts_dir) {
+                    s.containerd_config = cfg;
+                }
+                let layout = containerd::Layout::load(&s)?;
+                findings.extend(layout.findings.iter().cloned());
+                Some(layout)
+            }
             _ => None,
         };
         Ok(TrustLoader {
             host_root: settings.host_root.clone(),
             runtime: settings.runtime,
             containerd,
+            findings,
         })
     }
 
@@ -380,10 +400,7 @@ impl TrustLoader {
 
     /// Findings about the runtime's configuration as a whole.
     pub fn findings(&self) -> &[Finding] {
-        self.containerd
-            .as_ref()
-            .map(|l| l.findings.as_slice())
-            .unwrap_or_default()
+        &self.findings
     }
 
     /// Every registry configured on the node (host directories, except `_default`), sorted;
