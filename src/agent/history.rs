@@ -8,6 +8,7 @@
 //! the number of endpoints. Pure: no I/O, no clock (times are passed in).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use crate::diagnose::Reason;
 use crate::outcome::{CheckOutcome, RegistryOutcome};
@@ -25,10 +26,11 @@ pub const STAGE_MARKS: usize = 16;
 pub struct Point {
     pub at_unix: i64,
     pub reason: Reason,
-    /// The presented leaf's issuer (`sha256:…` or `keyid:…`), when a chain was seen.
-    pub issuer: Option<String>,
+    /// The presented leaf's issuer (`sha256:…` or `keyid:…`), when a chain was seen. Shared with
+    /// the previous point when unchanged, so a steady endpoint's history costs little memory.
+    pub issuer: Option<Arc<str>>,
     /// SHA-256 of the presented leaf, when a chain was seen.
-    pub leaf_sha256: Option<String>,
+    pub leaf_sha256: Option<Arc<str>>,
     /// The fold saw the presented issuing CA change with this probe.
     pub ca_changed: bool,
 }
@@ -105,11 +107,14 @@ impl Status {
                 .events
                 .iter()
                 .any(|ev| matches!(ev, Event::CaChanged { url: u, .. } if *u == url));
+            let last = points.back();
+            let issuer = e.presented_issuer().map(|i| i.id);
+            let leaf = e.presented().first().map(|c| c.sha256.as_str());
             points.push_back(Point {
                 at_unix: round.now_unix,
                 reason: e.reason(),
-                issuer: e.presented_issuer().map(|i| i.id),
-                leaf_sha256: e.presented().first().map(|c| c.sha256.clone()),
+                issuer: shared(last.and_then(|p| p.issuer.as_ref()), issuer.as_deref()),
+                leaf_sha256: shared(last.and_then(|p| p.leaf_sha256.as_ref()), leaf),
                 ca_changed,
             });
             while points.len() > HISTORY_LEN {
@@ -144,6 +149,14 @@ impl Status {
             registries: self.registries.iter().map(|r| r.outcome.clone()).collect(),
             findings: self.findings.clone(),
         }
+    }
+}
+
+/// `now` as a shared string: the previous point's when equal.
+fn shared(prev: Option<&Arc<str>>, now: Option<&str>) -> Option<Arc<str>> {
+    match (prev, now) {
+        (Some(p), Some(n)) if &**p == n => Some(p.clone()),
+        (_, n) => n.map(Arc::from),
     }
 }
 
