@@ -147,7 +147,7 @@ fn run(rt: &tokio::runtime::Runtime, a: RunArgs) -> ExitCode {
         Ok(c) => c,
         Err(errs) => {
             for e in errs {
-                eprintln!("regtrust: {e}");
+                eprintln!("regtrust: {}", trust::escape_control(&e.to_string()));
             }
             return ExitCode::from(EXIT_USAGE);
         }
