@@ -42,6 +42,23 @@ pub(crate) enum Cmd {
     /// Replay the incident on loopback (CA rotated to a new key with the same name): the check's
     /// diagnosis, and the agent's metrics while it happens.
     Demo(DemoArgs),
+    /// List every reason regtrust reports: what it means, the runtime's own words for it, and the
+    /// next step.
+    Reasons(ReasonsArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum ReasonsOutput {
+    Text,
+    Json,
+    /// README's table.
+    Markdown,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ReasonsArgs {
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) output: ReasonsOutput,
 }
 
 #[derive(clap::Args)]
@@ -194,6 +211,12 @@ impl RunArgs {
             log_format: self.log_format,
         }
     }
+}
+
+/// Colour for a stream: only on a terminal, and never when `NO_COLOR` is set to anything but
+/// the empty string (no-color.org).
+pub(crate) fn colour(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 #[derive(clap::Args)]
