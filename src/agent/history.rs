@@ -148,6 +148,7 @@ impl Status {
         CheckOutcome {
             registries: self.registries.iter().map(|r| r.outcome.clone()).collect(),
             findings: self.findings.clone(),
+            pull: crate::trust::PullKind::Tag,
         }
     }
 }

@@ -156,7 +156,7 @@ fn registry(p: &mut String, r: &RegistryStatus, now: i64) {
     endpoints(p, r, &rep, now);
     let text = super::text(&CheckOutcome {
         registries: vec![r.outcome.clone()],
-        findings: Vec::new(),
+        ..CheckOutcome::default()
     });
     let _ = write!(
         p,

@@ -286,7 +286,7 @@ mod tests {
         );
         CheckOutcome {
             registries: vec![RegistryOutcome::decide(t, endpoints)],
-            findings: Vec::new(),
+            ..CheckOutcome::default()
         }
     }
 
