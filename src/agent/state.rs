@@ -408,4 +408,54 @@ mod tests {
             .expect("loading a FIFO state file blocked");
         assert!(s.endpoints.is_empty());
     }
+
+    #[test]
+    fn a_symlink_planted_at_the_temp_name_is_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let tmp = t
+            .path()
+            .join(format!(".{STATE_FILE}.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        let store = StateStore::new(t.path());
+        store.save(&State::default()).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(
+            std::fs::symlink_metadata(&tmp).is_err(),
+            "temp name left behind"
+        );
+        assert!(store.load().endpoints.is_empty());
+    }
+
+    #[test]
+    fn an_older_save_never_overwrites_a_newer_one() {
+        let t = tempfile::tempdir().unwrap();
+        let store = StateStore::new(t.path());
+        let mut newer = store.load();
+        newer.endpoints.insert(
+            key("r", "https://r/v2/"),
+            Seen {
+                issuer_id: "sha256:new".into(),
+                issuer_subject: "CN=new".into(),
+                seen_at: now_unix(),
+                changes: 1,
+                previous_issuer_id: None,
+                changed_at: None,
+                issuer_sha256: None,
+                issuer_key_id: None,
+            },
+        );
+        store.save_newer(2, &newer).unwrap();
+        store
+            .save_newer(
+                1,
+                &State {
+                    endpoints: Default::default(),
+                    ..newer.clone()
+                },
+            )
+            .unwrap();
+        assert_eq!(store.load().endpoints.len(), 1);
+    }
 }
