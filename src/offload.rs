@@ -5,9 +5,11 @@
 //!
 //! Outside a tokio runtime (unit tests of pure callers, fuzzing) the work simply runs inline.
 
-/// Threads of the blocking pool: a node agent does a few file reads and verifications at a time;
-/// more threads only cost memory (each may get its own allocator arena).
-pub const MAX_BLOCKING_THREADS: usize = 8;
+/// Threads of the blocking pool: a node agent does a few file reads and verifications at a time,
+/// and verification is CPU-bound (more threads than cores buy nothing); each thread may get its own
+/// allocator arena, which the benchmark shows as private memory. Name lookups have threads of their
+/// own (`probe::dns`), so they never take these.
+pub const MAX_BLOCKING_THREADS: usize = 4;
 
 /// A blocking job that did not finish: it panicked, or the runtime is shutting down.
 #[derive(Debug, thiserror::Error)]
