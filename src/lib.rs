@@ -21,6 +21,7 @@
 //!
 //! `unsafe` is forbidden: nothing here needs it.
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
 pub mod agent;
 pub mod cert;

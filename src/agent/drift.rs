@@ -59,14 +59,14 @@ pub struct ExpectedCa {
 
 /// Staging as configured for a registry.
 #[derive(Debug, Clone)]
-pub struct StagePolicy {
+pub(crate) struct StagePolicy {
     pub source: stage::Source,
     pub min_interval: Duration,
 }
 
 /// What the agent remembers of one endpoint.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct EndpointMemory {
+pub(crate) struct EndpointMemory {
     /// The last verdict, once probed.
     pub reason: Option<Reason>,
     /// Drifts that are on.
@@ -79,7 +79,7 @@ pub struct EndpointMemory {
 
 /// What the agent remembers of one registry.
 #[derive(Debug, Clone, Default)]
-pub struct Memory {
+pub(crate) struct Memory {
     /// By endpoint URL.
     pub endpoints: BTreeMap<String, EndpointMemory>,
     pub expected_trusted: Option<bool>,
@@ -137,7 +137,7 @@ pub enum Event {
 }
 
 /// Everything one round of one registry brings.
-pub struct Round<'a> {
+pub(crate) struct Round<'a> {
     pub outcome: &'a RegistryOutcome,
     pub expected: Option<&'a Expected>,
     pub system: &'a SystemRoots,
@@ -147,7 +147,7 @@ pub struct Round<'a> {
 }
 
 /// Reasons that mean "the chain was seen and does not verify with the node's trust".
-pub fn is_verification_failure(r: Reason) -> bool {
+pub(crate) fn is_verification_failure(r: Reason) -> bool {
     matches!(
         r,
         Reason::UnknownAuthority
@@ -163,7 +163,7 @@ pub fn is_verification_failure(r: Reason) -> bool {
 }
 
 /// The fold: one registry's new outcome against what was remembered.
-pub fn fold(mut mem: Memory, round: &Round<'_>) -> (Vec<Event>, Memory) {
+pub(crate) fn fold(mut mem: Memory, round: &Round<'_>) -> (Vec<Event>, Memory) {
     let mut events = Vec::new();
     let expected_untrusted = expected_untrusted(round);
     let expected_trusted = if expected_untrusted.is_empty() {
@@ -328,7 +328,7 @@ fn track_issuer(
 /// Trusted vs expected, per endpoint of the registry itself (mirrors have their own CAs): whether
 /// an expected CA is missing from the endpoint's pool. Empty when nothing is expected or the
 /// expectation cannot be read.
-pub fn expected_untrusted(round: &Round<'_>) -> Vec<(String, bool)> {
+pub(crate) fn expected_untrusted(round: &Round<'_>) -> Vec<(String, bool)> {
     let Some(exp) = round
         .expected
         .filter(|e| e.error.is_none() && !e.shas.is_empty())

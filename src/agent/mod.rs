@@ -11,15 +11,15 @@
 //! registry's `expected_ca_url` is fetched beside each of its probes ([`ca_url`]).
 
 pub mod ca_url;
-pub mod drift;
+pub(crate) mod drift;
 pub mod history;
 pub mod http;
-pub mod reconcile;
+pub(crate) mod reconcile;
 pub mod reload;
-pub mod runtime;
-pub mod sinks;
+pub(crate) mod runtime;
+pub(crate) mod sinks;
 pub mod state;
-pub mod watch;
+pub(crate) mod watch;
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;

@@ -15,7 +15,7 @@ use super::drift::{Expected, ExpectedCa};
 use super::watch;
 
 /// One registry's trust, as read.
-pub struct RegistryRead {
+pub(crate) struct RegistryRead {
     pub name: String,
     pub trust: RegistryTrust,
     pub expected: Option<Expected>,
@@ -24,7 +24,7 @@ pub struct RegistryRead {
 }
 
 /// Everything one re-read found.
-pub struct Reading {
+pub(crate) struct Reading {
     pub system: Arc<SystemRoots>,
     pub registries: Vec<RegistryRead>,
     /// Directories to watch for changes (real paths).
@@ -38,7 +38,7 @@ pub struct Reading {
 
 /// Reads the trust of the configured registries (and, with `discover`, of every host directory).
 /// Blocking: file reads.
-pub fn read(
+pub(crate) fn read(
     settings: &TrustSettings,
     configured: &[RegistryConfig],
     discover: bool,

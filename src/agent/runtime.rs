@@ -9,7 +9,7 @@ use crate::hostroot::HostRoot;
 use crate::trust::Runtime;
 
 /// The process name (`comm`) of each runtime's daemon.
-pub fn process_name(rt: Runtime) -> &'static str {
+pub(crate) fn process_name(rt: Runtime) -> &'static str {
     match rt {
         Runtime::Containerd => "containerd",
         Runtime::Crio => "crio",
@@ -18,7 +18,7 @@ pub fn process_name(rt: Runtime) -> &'static str {
 }
 
 /// Start time (Unix seconds) of the oldest process named `comm` under `proc_dir`.
-pub fn process_start(proc_dir: &Path, comm: &str) -> Option<i64> {
+pub(crate) fn process_start(proc_dir: &Path, comm: &str) -> Option<i64> {
     let btime = std::fs::read_to_string(proc_dir.join("stat"))
         .ok()?
         .lines()
@@ -61,7 +61,7 @@ pub fn process_start(proc_dir: &Path, comm: &str) -> Option<i64> {
 }
 
 /// Latest modification time (Unix seconds) of the system trust files and directories.
-pub fn bundle_mtime(hr: &HostRoot, files: &[PathBuf]) -> Option<i64> {
+pub(crate) fn bundle_mtime(hr: &HostRoot, files: &[PathBuf]) -> Option<i64> {
     files
         .iter()
         .filter_map(|f| hr.metadata(f).ok())
@@ -72,7 +72,12 @@ pub fn bundle_mtime(hr: &HostRoot, files: &[PathBuf]) -> Option<i64> {
 }
 
 /// `Some(true)` when the bundle changed after the runtime started; `None` when either is unknown.
-pub fn stale(hr: &HostRoot, files: &[PathBuf], proc_dir: &Path, rt: Runtime) -> Option<bool> {
+pub(crate) fn stale(
+    hr: &HostRoot,
+    files: &[PathBuf],
+    proc_dir: &Path,
+    rt: Runtime,
+) -> Option<bool> {
     let started = process_start(proc_dir, process_name(rt))?;
     let changed = bundle_mtime(hr, files)?;
     Some(changed > started)

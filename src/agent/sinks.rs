@@ -12,7 +12,7 @@ use super::drift::{Event, Expected, Memory};
 use super::state::{self, State};
 
 /// Sets the registry's series from its outcome and the fold's memory; counts CA changes.
-pub fn metrics(
+pub(crate) fn metrics(
     m: &Metrics,
     o: &RegistryOutcome,
     mem: &Memory,
@@ -122,7 +122,7 @@ fn endpoint_series(m: &Metrics, registry: &str, e: &EndpointOutcome, mem: &Memor
 }
 
 /// One log line per event, with the fields an on-call filters on.
-pub fn log(o: &RegistryOutcome, events: &[Event]) {
+pub(crate) fn log(o: &RegistryOutcome, events: &[Event]) {
     let name = o.name();
     for ev in events {
         match ev {
@@ -199,7 +199,7 @@ fn verdict_log(
 }
 
 /// Copies the remembered issuers of `registry` into the state; true when the file must be saved.
-pub fn state(st: &mut State, registry: &str, mem: &Memory, events: &[Event]) -> bool {
+pub(crate) fn state(st: &mut State, registry: &str, mem: &Memory, events: &[Event]) -> bool {
     for (url, em) in &mem.endpoints {
         if let Some(seen) = &em.seen {
             st.insert(state::key(registry, url), seen.clone());

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use notify::{RecursiveMode, Watcher as _};
 
 /// Most directories watched at once (each costs one inotify watch).
-pub const MAX_WATCHES: usize = 4096;
+pub(crate) const MAX_WATCHES: usize = 4096;
 
-pub struct Watcher {
+pub(crate) struct Watcher {
     inner: notify::RecommendedWatcher,
     watched: HashSet<PathBuf>,
 }
@@ -23,13 +23,16 @@ pub struct Watcher {
 impl Watcher {
     /// Events are reported as a unit message on `tx` (dropped when the channel is full: one pending
     /// notification is enough to trigger a re-read).
-    pub fn new(tx: tokio::sync::mpsc::Sender<()>) -> notify::Result<Watcher> {
+    pub(crate) fn new(tx: tokio::sync::mpsc::Sender<()>) -> notify::Result<Watcher> {
         Self::filtered(tx, |_| true)
     }
 
     /// Watches the directory of `file` (made absolute) and reports changes of the file only (see
     /// the module doc): other files in that directory — a log beside it — do not count.
-    pub fn for_file(tx: tokio::sync::mpsc::Sender<()>, file: &Path) -> notify::Result<Watcher> {
+    pub(crate) fn for_file(
+        tx: tokio::sync::mpsc::Sender<()>,
+        file: &Path,
+    ) -> notify::Result<Watcher> {
         let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
         let name = file.file_name().map(|n| n.to_os_string());
         let mut w = Self::filtered(tx, move |p| about_file(p, name.as_deref()))?;
@@ -59,7 +62,7 @@ impl Watcher {
     }
 
     /// Watches exactly `dirs` (real paths) from now on.
-    pub fn set(&mut self, dirs: HashSet<PathBuf>) {
+    pub(crate) fn set(&mut self, dirs: HashSet<PathBuf>) {
         let gone: Vec<PathBuf> = self.watched.difference(&dirs).cloned().collect();
         for d in gone {
             let _ = self.inner.unwatch(&d);
@@ -81,7 +84,7 @@ impl Watcher {
         }
     }
 
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.watched.len()
     }
 }
@@ -96,7 +99,7 @@ fn about_file(p: &Path, name: Option<&std::ffi::OsStr>) -> bool {
 
 /// The directories to watch for a real path: itself if it is a directory, and its parent (to see it
 /// created, replaced or removed); for a missing path, its nearest existing ancestor.
-pub fn dirs_for(real: &Path, out: &mut HashSet<PathBuf>) {
+pub(crate) fn dirs_for(real: &Path, out: &mut HashSet<PathBuf>) {
     if real.is_dir() {
         out.insert(real.to_path_buf());
     }

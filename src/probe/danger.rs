@@ -22,7 +22,7 @@ use crate::verify::{self, crypto, VerifyError, VerifyOptions};
 
 /// What the handshake showed.
 #[derive(Debug, Default, Clone)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     /// Leaf first, in the order sent; certificates that did not parse are counted, not kept.
     pub presented: Vec<Arc<Cert>>,
     pub unparsed: Vec<String>,
@@ -31,11 +31,11 @@ pub struct Recorded {
 }
 
 /// Go's verdict on a chain: the verified leaf issuer's SHA-256, or why it does not verify.
-pub type Verdict = Result<Option<String>, VerifyError>;
+pub(crate) type Verdict = Result<Option<String>, VerifyError>;
 
 /// What to verify a recorded chain against, and where to send the verdict.
 #[derive(Debug)]
-pub struct Judge {
+pub(crate) struct Judge {
     pub roots: Arc<Vec<Arc<Cert>>>,
     pub server_name: String,
     pub tx: tokio::sync::oneshot::Sender<Verdict>,
@@ -44,14 +44,14 @@ pub struct Judge {
 /// Accepts any chain the server sends and records it; with a [`Judge`], starts Go's verification
 /// of it on the blocking pool. See the module documentation.
 #[derive(Debug, Default)]
-pub struct AcceptAndRecord {
+pub(crate) struct AcceptAndRecord {
     pub record: Arc<Mutex<Recorded>>,
     judge: Mutex<Option<Judge>>,
 }
 
 impl AcceptAndRecord {
     /// A verifier that judges the chain with `judge` (none: the runtime skips verification).
-    pub fn new(judge: Option<Judge>) -> AcceptAndRecord {
+    pub(crate) fn new(judge: Option<Judge>) -> AcceptAndRecord {
         AcceptAndRecord {
             record: Default::default(),
             judge: Mutex::new(judge),
@@ -60,7 +60,7 @@ impl AcceptAndRecord {
 
     /// The handshake is over: a chain that never came will not be judged (its verdict channel
     /// closes, so nobody waits for it).
-    pub fn handshake_over(&self) {
+    pub(crate) fn handshake_over(&self) {
         drop(self.judge.lock().unwrap_or_else(|p| p.into_inner()).take());
     }
 
@@ -87,7 +87,7 @@ impl AcceptAndRecord {
 
 /// Go's verdict on a recorded chain, and the SHA-256 of the certificate that issued the leaf in the
 /// verified chain (the leaf itself when it is trusted directly). CPU-bound: call it off the loop.
-pub fn verify_recorded(rec: &Recorded, roots: &[Arc<Cert>], server_name: &str) -> Verdict {
+pub(crate) fn verify_recorded(rec: &Recorded, roots: &[Arc<Cert>], server_name: &str) -> Verdict {
     let Some(leaf) = rec.presented.first() else {
         return Ok(None);
     };

@@ -21,10 +21,10 @@ use tokio::time::{timeout_at, Instant};
 use super::{Failure, Phase};
 
 /// Lookups of one name in flight at once (the first may still hang when the next probe starts).
-pub const MAX_LOOKUPS_PER_NAME: usize = 2;
+pub(crate) const MAX_LOOKUPS_PER_NAME: usize = 2;
 /// Lookup threads in flight at once, over all names: a bound on memory (one small stack each),
 /// far above what healthy lookups need (they finish in milliseconds).
-pub const MAX_LOOKUP_THREADS: usize = 256;
+pub(crate) const MAX_LOOKUP_THREADS: usize = 256;
 /// Stack of a lookup thread: `getaddrinfo` needs some tens of KiB; the default 2 MiB is waste.
 const LOOKUP_STACK_BYTES: usize = 256 * 1024;
 
@@ -55,7 +55,11 @@ impl Slots {
 
 /// Resolves `host:port` by the system's rules before `deadline`, with Go's error words
 /// (`lookup HOST: …`). IP literals are not looked up.
-pub async fn lookup(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Failure> {
+pub(crate) async fn lookup(
+    host: &str,
+    port: u16,
+    deadline: Instant,
+) -> Result<Vec<SocketAddr>, Failure> {
     if let Ok(ip) = host
         .trim_start_matches('[')
         .trim_end_matches(']')

@@ -9,8 +9,8 @@
 //! which a general client such as reqwest hides. The response head is parsed by `httparse`
 //! ([`http`]).
 
-pub mod danger;
-pub mod dns;
+pub(crate) mod danger;
+pub(crate) mod dns;
 pub mod http;
 pub mod proxy;
 

@@ -42,7 +42,7 @@ pub(crate) mod fixtures {
     use crate::trust::{Endpoint, RegistryTrust, Runtime};
 
     /// A certificate whose subject is `CN=<cn>` (any characters).
-    pub fn cert(cn: &str) -> Arc<Cert> {
+    pub(crate) fn cert(cn: &str) -> Arc<Cert> {
         let mut p = rcgen::CertificateParams::new(vec!["r.test".to_string()]).unwrap();
         p.distinguished_name.push(
             rcgen::DnType::CommonName,
@@ -52,7 +52,7 @@ pub(crate) mod fixtures {
         Arc::new(Cert::from_der(p.self_signed(&key).unwrap().der()).unwrap())
     }
 
-    pub fn trust(name: &str, host_dir: Option<&str>) -> RegistryTrust {
+    pub(crate) fn trust(name: &str, host_dir: Option<&str>) -> RegistryTrust {
         RegistryTrust {
             registry: name.into(),
             runtime: Runtime::Containerd,
@@ -65,7 +65,7 @@ pub(crate) mod fixtures {
     }
 
     /// An endpoint `https://<authority>/v2/` probed with `reason`, having presented `presented`.
-    pub fn endpoint(
+    pub(crate) fn endpoint(
         authority: &str,
         origin: &str,
         reason: Reason,

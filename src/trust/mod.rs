@@ -494,7 +494,7 @@ pub(crate) mod testutil {
     use std::path::Path;
 
     /// A CA certificate PEM with the given CN (fresh key each call).
-    pub fn ca_pem(cn: &str) -> String {
+    pub(crate) fn ca_pem(cn: &str) -> String {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name.push(rcgen::DnType::CommonName, cn);
@@ -502,7 +502,7 @@ pub(crate) mod testutil {
         p.self_signed(&key).unwrap().pem()
     }
 
-    pub fn write(root: &Path, node_path: &str, data: impl AsRef<[u8]>) {
+    pub(crate) fn write(root: &Path, node_path: &str, data: impl AsRef<[u8]>) {
         let p = root.join(node_path.trim_start_matches('/'));
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(p, data).unwrap();
