@@ -98,6 +98,7 @@ impl TrustArgs {
         let ps = probe::ProbeSettings {
             timeout,
             proxy: probe::ProxyEnv::from_env(),
+            go: crate::verify::GoVersion::NEWEST,
         };
         Ok((settings, ps))
     }

@@ -234,6 +234,10 @@ fn diagnose_verify(v: &VerifyError, probe: &ProbeResult, trusted: &[TrustedCa]) 
                 mk(Reason::UnknownAuthority, "install the CA that issued the registry's certificate where the runtime reads it")
             }
         }
+        VerifyError::NameConstraint(_) => mk(
+            Reason::InvalidCertificate,
+            "a trusted root or intermediate has name constraints that do not allow a name of the registry's certificate (see detail): reissue the certificate with names the CA may sign, or have the CA's constraints widened",
+        ),
         VerifyError::IncompatibleUsage | VerifyError::UnhandledCritical | VerifyError::TooManySignatureChecks => mk(
             Reason::InvalidCertificate,
             "the certificate chain is malformed for TLS server use (see detail): reissue it",

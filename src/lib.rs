@@ -2,7 +2,7 @@
 //!
 //! # Layout (the data flow, top to bottom)
 //! - [`hostroot`]: the one place node paths are re-rooted under the mounted host root.
-//! - [`pem`], [`cert`]: PEM with Go's rules; one parsed certificate.
+//! - [`pem`], [`cert`], [`gonames`]: PEM with Go's rules; one parsed certificate; Go's name syntax.
 //! - [`trust`]: the runtime's trust — containerd hosts dirs, containers/image and Docker
 //!   certs.d, system roots — with findings. Pure file reading.
 //! - [`verify`]: Go crypto/x509's verdict (not webpki's). Pure.
@@ -24,6 +24,7 @@ pub mod check;
 pub mod config;
 pub mod demo;
 pub mod diagnose;
+pub mod gonames;
 pub mod hostroot;
 pub mod httphead;
 pub mod metrics;

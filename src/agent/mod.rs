@@ -194,6 +194,7 @@ impl Loop {
             probe: ProbeSettings {
                 timeout: cfg.timeout,
                 proxy: ProxyEnv::from_env(),
+                go: crate::verify::GoVersion::NEWEST,
             },
             sem: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency)),
             cfg,

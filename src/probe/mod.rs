@@ -111,6 +111,8 @@ pub struct ProbeResult {
 pub struct ProbeSettings {
     pub timeout: Duration,
     pub proxy: ProxyEnv,
+    /// The runtime's Go: verification follows its rules.
+    pub go: crate::verify::GoVersion,
 }
 
 impl Default for ProbeSettings {
@@ -118,6 +120,7 @@ impl Default for ProbeSettings {
         ProbeSettings {
             timeout: DEFAULT_TIMEOUT,
             proxy: ProxyEnv::default(),
+            go: crate::verify::GoVersion::NEWEST,
         }
     }
 }
@@ -147,7 +150,7 @@ pub async fn probe(
         via_proxy: settings.proxy.proxy_for(&ep.scheme, ep.host(), ep.port()),
         verified_issuer_sha256: None,
     };
-    let result = run(ep, roots, deadline, &mut out).await;
+    let result = run(ep, roots, settings.go, deadline, &mut out).await;
     out.result = result;
     out.timings.total = ms(start);
     out
@@ -156,6 +159,7 @@ pub async fn probe(
 async fn run(
     ep: &Endpoint,
     roots: Arc<Vec<Arc<Cert>>>,
+    go: crate::verify::GoVersion,
     deadline: tokio::time::Instant,
     out: &mut ProbeResult,
 ) -> Result<(), Failure> {
@@ -232,6 +236,7 @@ async fn run(
         let judge = (!ep.skip_verify).then(|| danger::Judge {
             roots,
             server_name: ep.host().to_string(),
+            go,
             tx,
         });
         let verifier = Arc::new(danger::AcceptAndRecord::new(judge));
