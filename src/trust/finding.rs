@@ -83,6 +83,10 @@ finding_kinds! {
     Degraded => "degraded",
     /// The expected CA (agent config) cannot be read.
     ExpectedCaUnreadable => "expected_ca_unreadable",
+    /// The runtime's Go version is unknown: verdicts follow the newest modelled Go release.
+    RuntimeGoUnknown => "runtime_go_unknown",
+    /// The runtime's Go is outside the releases regtrust models.
+    RuntimeGoNotModelled => "runtime_go_not_modelled",
 }
 
 impl fmt::Display for FindingKind {

@@ -15,6 +15,7 @@
 pub mod certsd;
 pub mod containerd;
 mod finding;
+pub mod runtime_version;
 pub mod system;
 
 pub use finding::{Finding, FindingKind};
