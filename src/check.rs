@@ -56,6 +56,7 @@ pub async fn run(
     Ok(CheckOutcome {
         registries: out,
         findings,
+        runtime: None,
     })
 }
 

@@ -91,12 +91,14 @@ fn check(rt: &tokio::runtime::Runtime, a: CheckArgs) -> ExitCode {
     {
         return fail(e);
     }
-    let (settings, ps) = match a.trust.settings() {
+    let s = match a.trust.settings() {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    match rt.block_on(check::run(&settings, &a.registries, &ps)) {
-        Ok(report) => {
+    match rt.block_on(check::run(&s.trust, &a.registries, &s.probe)) {
+        Ok(mut report) => {
+            report.runtime = Some(s.runtime);
+            report.findings.extend(s.findings);
             if npd {
                 println!("{}", report::npd_line(&report));
             } else if a.output == Output::Json {
@@ -157,10 +159,11 @@ fn stage(rt: &tokio::runtime::Runtime, a: StageArgs) -> ExitCode {
         return usage_error(e);
     }
     let source = a.source();
-    let (settings, ps) = match a.trust.settings() {
+    let s = match a.trust.settings() {
         Ok(s) => s,
         Err(e) => return usage_error(e),
     };
+    let (settings, ps) = (s.trust, s.probe);
     let source = match source {
         Ok(s) => s,
         Err(e) => return usage_error(e),

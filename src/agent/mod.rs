@@ -189,12 +189,14 @@ impl Loop {
                 }
             }
         }
+        let found = runtime::detect_version(&cfg).await;
+        metrics.runtime_info(&found);
         Ok(Loop {
             settings: cfg.trust_settings(),
             probe: ProbeSettings {
                 timeout: cfg.timeout,
                 proxy: ProxyEnv::from_env(),
-                go: crate::verify::GoVersion::NEWEST,
+                go: found.go_version,
             },
             sem: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency)),
             cfg,

@@ -7,11 +7,15 @@ use std::fmt::Write;
 use super::view::{EndpointReport, RegistryReport, Report};
 use crate::diagnose::Reason;
 use crate::outcome::CheckOutcome;
+use crate::trust::runtime_version::{RuntimeInfo, Source};
 
 /// The text report.
 pub fn text(outcome: &CheckOutcome) -> String {
     let report = Report::from(outcome);
     let mut s = String::new();
+    if let Some(r) = &report.runtime {
+        s.push_str(&runtime_line(r));
+    }
     for f in &report.findings {
         let _ = writeln!(
             s,
@@ -31,6 +35,25 @@ pub fn text(outcome: &CheckOutcome) -> String {
         registry_text(&mut s, r);
     }
     s
+}
+
+/// The header: which runtime and Go the verdicts follow, and where each came from.
+fn runtime_line(r: &RuntimeInfo) -> String {
+    let version = match (&r.version, r.version_source) {
+        (Some(v), Some(src)) => format!(" {v} ({src})"),
+        _ => " (version unknown)".to_string(),
+    };
+    let from = match &r.binary {
+        Some(b) if r.source != Source::Config && r.source != Source::Default => format!(", {b}"),
+        _ => String::new(),
+    };
+    format!(
+        "runtime: {}{version}, built with {} ({}{from}): verdicts follow {}'s rules\n",
+        r.runtime.as_str(),
+        r.go_version,
+        r.source,
+        r.go_version
+    )
 }
 
 fn registry_text(s: &mut String, r: &RegistryReport) {

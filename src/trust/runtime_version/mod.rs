@@ -243,6 +243,11 @@ pub fn detect(
     decide(rt, overrides, read, errors)
 }
 
+/// What the settings alone give when nothing could be read (`why` says what failed).
+pub fn undetected(rt: Runtime, overrides: &Overrides, why: String) -> (RuntimeInfo, Vec<Finding>) {
+    decide(rt, overrides, None, vec![why])
+}
+
 fn decide(
     rt: Runtime,
     overrides: &Overrides,
