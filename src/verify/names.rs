@@ -256,7 +256,7 @@ struct Rules {
     wildcard_parents: bool,
 }
 
-fn side<'n>(nc: &'n NameConstraints, s: Side) -> &'n Subtrees {
+fn side(nc: &NameConstraints, s: Side) -> &Subtrees {
     match s {
         Side::Permitted => &nc.permitted,
         Side::Excluded => &nc.excluded,
