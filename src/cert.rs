@@ -290,6 +290,8 @@ pub struct Cert {
     pub issuer: String,
     /// Go's short name for error hints: CN, else first O, else `serial:...`.
     pub short_name: String,
+    /// The subject's Common Name (Go's `Subject.CommonName`: the last CN), empty when none.
+    pub common_name: String,
     pub raw_subject: Vec<u8>,
     pub raw_issuer: Vec<u8>,
     pub not_before: i64,
@@ -360,6 +362,13 @@ impl Cert {
             subject: x.subject().to_string(),
             issuer: x.issuer().to_string(),
             short_name: short_name(&x),
+            common_name: x
+                .subject()
+                .iter_common_name()
+                .last()
+                .and_then(|a| a.as_str().ok())
+                .unwrap_or_default()
+                .to_string(),
             raw_subject: x.subject().as_raw().to_vec(),
             raw_issuer: x.issuer().as_raw().to_vec(),
             not_before: x.validity().not_before.timestamp(),

@@ -872,3 +872,19 @@ fn name_constraints_permitting_every_san_pass_in_all_three() {
         "invalid_certificate",
     );
 }
+
+#[test]
+fn common_name_only_gets_gos_legacy_text_in_all_three() {
+    // No SAN extension; the CN is the address the node dials: Go refuses, with its own words.
+    let ca = ca("cn-ca");
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "127.0.0.1");
+    p.use_authority_key_identifier_extension = true;
+    let run = simple("cn only", &sign(p, &ca), &[], &ca.pem(), "name_mismatch");
+    let detail = run.registry(0)["detail"].as_str().unwrap();
+    assert!(
+        detail.ends_with("x509: certificate relies on legacy Common Name field, use SANs instead"),
+        "{detail}"
+    );
+}

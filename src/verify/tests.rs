@@ -339,3 +339,45 @@ fn a_constraint_type_go_does_not_handle_makes_a_critical_extension_unhandled() {
         .to_string()
         .contains("x509: unhandled critical extension"));
 }
+
+#[test]
+fn hostname_errors_in_gos_words() {
+    let root = self_signed(ca_params("R"));
+    // No SAN at all, the CN names the host: Go's legacy Common Name text.
+    let mut cn_only = CertificateParams::new(Vec::<String>::new()).unwrap();
+    cn_only
+        .distinguished_name
+        .push(DnType::CommonName, "registry.test");
+    cn_only.not_before = days(-1);
+    cn_only.not_after = days(5);
+    let l = signed(cn_only.clone(), &root);
+    assert_eq!(
+        run(&l, &[], &[&root], "Registry.Test")
+            .unwrap_err()
+            .to_string(),
+        "x509: certificate relies on legacy Common Name field, use SANs instead"
+    );
+    // A CN that does not match is the plain error; the name is shown as dialled.
+    assert_eq!(
+        run(&l, &[], &[&root], "Other.Test")
+            .unwrap_err()
+            .to_string(),
+        "x509: certificate is not valid for any names, but wanted to match Other.Test"
+    );
+    // An IPv4-mapped IPv6 SAN equals its IPv4 address (net.IP.Equal) and prints as IPv4.
+    let mut mapped = leaf_params();
+    mapped.subject_alt_names = vec![SanType::IpAddress("::ffff:10.0.0.7".parse().unwrap())];
+    let l = signed(mapped, &root);
+    assert!(run(&l, &[], &[&root], "10.0.0.7").is_ok());
+    assert_eq!(
+        run(&l, &[], &[&root], "[10.0.0.8]")
+            .unwrap_err()
+            .to_string(),
+        "x509: certificate is valid for 10.0.0.7, not 10.0.0.8"
+    );
+    // A SAN pattern Go refuses (trailing dot) never matches the name without it.
+    let mut dotted = leaf_params();
+    dotted.subject_alt_names = vec![SanType::DnsName("registry.test.".try_into().unwrap())];
+    let l = signed(dotted, &root);
+    assert!(run(&l, &[], &[&root], "registry.test").is_err());
+}
