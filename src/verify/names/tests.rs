@@ -250,3 +250,74 @@ fn go_quote_escapes_as_go() {
     assert_eq!(go_quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
     assert_eq!(go_quote("x\u{1}"), "\"x\\x01\"");
 }
+
+/// DER of a NameConstraints value with the given `[0]` and `[1]` contents.
+fn nc_der(permitted: &[u8], excluded: &[u8]) -> Vec<u8> {
+    let mut inner = Vec::new();
+    for (tag, body) in [(0xa0u8, permitted), (0xa1, excluded)] {
+        if !body.is_empty() {
+            inner.push(tag);
+            inner.push(body.len() as u8);
+            inner.extend_from_slice(body);
+        }
+    }
+    let mut out = vec![0x30, inner.len() as u8];
+    out.extend(inner);
+    out
+}
+
+/// One GeneralSubtree holding a name with context tag `tag`.
+fn subtree(tag: u8, value: &[u8]) -> Vec<u8> {
+    let mut name = vec![tag, value.len() as u8];
+    name.extend_from_slice(value);
+    let mut out = vec![0x30, name.len() as u8];
+    out.extend(name);
+    out
+}
+
+#[test]
+fn the_extension_is_parsed_as_go_parses_it() {
+    let nc = NameConstraints::parse(&nc_der(
+        &subtree(0x82, b".corp.test"),
+        &subtree(0x87, &[10, 0, 0, 0, 255, 0, 0, 0]),
+    ))
+    .unwrap();
+    assert_eq!(nc.permitted.dns, vec![".corp.test".to_string()]);
+    assert_eq!(
+        nc.excluded.ip,
+        vec![(vec![10, 0, 0, 0], vec![255, 0, 0, 0])]
+    );
+    assert!(!nc.unhandled);
+    // A directoryName subtree: kept out, the extension marked unhandled.
+    let dir = [0xa4u8, 2, 0x30, 0];
+    let mut st = vec![0x30, dir.len() as u8];
+    st.extend_from_slice(&dir);
+    assert!(NameConstraints::parse(&nc_der(&st, &[])).unwrap().unhandled);
+    // Go's parse errors (the certificate does not parse at all).
+    let err = |d: Vec<u8>| NameConstraints::parse(&d).unwrap_err();
+    assert_eq!(err(vec![0x30, 0]), "x509: empty name constraints extension");
+    assert_eq!(
+        err(vec![0x31, 0]),
+        "x509: invalid NameConstraints extension"
+    );
+    assert_eq!(
+        err(nc_der(&subtree(0x87, &[10, 0, 0, 0, 255, 0, 255, 0]), &[])),
+        "x509: IP constraint contained invalid mask ff00ff00"
+    );
+    assert_eq!(
+        err(nc_der(&subtree(0x87, &[10, 0, 0, 0]), &[])),
+        "x509: IP constraint contained value of length 4"
+    );
+    assert_eq!(
+        err(nc_der(&subtree(0x82, b"bad..test"), &[])),
+        "x509: failed to parse dnsName constraint \"bad..test\""
+    );
+    assert_eq!(
+        err(nc_der(&subtree(0x86, b"10.0.0.1"), &[])),
+        "x509: failed to parse URI constraint \"10.0.0.1\": cannot be IP address"
+    );
+    assert_eq!(
+        err(nc_der(&subtree(0x81, b"a..b@x.test"), &[])),
+        "x509: failed to parse rfc822Name constraint \"a..b@x.test\""
+    );
+}
