@@ -75,9 +75,10 @@ impl GoVersion {
 
     /// Name constraints are checked once per built chain, after chain building, permitted
     /// before excluded and with no comparison bound — Go's fix for CVE-2025-58187
-    /// (`crypto/x509/constraints.go`, `checkChainConstraints`; go1.24.8, go1.25.2). Before,
-    /// `isValid` checked them for each candidate parent (`checkNameConstraints`, bounded by
-    /// `maxConstraintComparisons`).
+    /// (`crypto/x509/constraints.go`, `checkChainConstraints`; go1.24.8, go1.25.2, reworked in
+    /// go1.24.9/go1.25.3 — the releases are inferred from the advisory, not read at the tags).
+    /// Before, `isValid` checked them for each candidate parent (`checkNameConstraints`,
+    /// bounded by `maxConstraintComparisons`).
     pub fn checks_constraints_per_chain(self) -> bool {
         self.has_fix(&[(24, 8), (25, 2)])
     }
