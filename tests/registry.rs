@@ -827,6 +827,9 @@ fn name_constraints_excluding_a_san_fail_in_all_three() {
         &ca.pem(),
         "invalid_certificate",
     );
+    // The report says which Go the verdict followed, and that the flag chose it.
+    assert_eq!(run.json["runtime"]["go_version"], oracle_go().as_str());
+    assert_eq!(run.json["runtime"]["source"], "config");
     let detail = run.registry(0)["detail"].as_str().unwrap();
     assert!(
         detail.ends_with("tls: failed to verify certificate: x509: a root or intermediate certificate is not authorized to sign for this name: DNS name \"registry.test\" is excluded by constraint \"registry.test\""),
