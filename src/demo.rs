@@ -51,9 +51,11 @@ pub struct Ca {
 }
 
 impl Ca {
-    /// A CA with subject `CN=cn` and a fresh key: two calls with the same `cn` reproduce the incident.
+    /// A CA with subject `CN=cn` and a fresh RSA key (as in the incident, so the runtime's words
+    /// are the ones people search for: `crypto/rsa: verification error`): two calls with the same
+    /// `cn` reproduce the incident.
     pub fn new(cn: &str) -> Result<Ca, rcgen::Error> {
-        let key = KeyPair::generate()?;
+        let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
         let mut p = CertificateParams::new(Vec::<String>::new())?;
         p.distinguished_name.push(DnType::CommonName, cn);
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -195,9 +197,18 @@ const MAX_SCRAPE: usize = 16 * 1024 * 1024;
 /// Deadline of one scrape of the demo agent.
 const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The demo's HTTP client: loopback only, so no proxy from the environment applies.
+/// The demo's HTTP client: loopback only, so no proxy from the environment applies. Plain HTTP,
+/// but reqwest has a rustls backend (for `expected_ca_url`): a TLS config of its own, with no
+/// roots, keeps it from needing a process-wide crypto provider.
 fn scrape_client() -> Result<reqwest::Client, DemoError> {
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
     Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
         .no_proxy()
         .timeout(SCRAPE_TIMEOUT)
         .build()?)

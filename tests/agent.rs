@@ -436,6 +436,15 @@ fn the_example_config_in_deploy_is_valid() {
         .unwrap_or_else(|e| panic!("{e:?}\n{uncommented}"));
     assert_eq!(cfg.registries.len(), 1);
     assert_eq!(cfg.registries[0].expected_ca_sha256.len(), 1);
+    let url = cfg.registries[0].expected_ca_url.as_ref().unwrap();
+    assert_eq!(
+        url.url.as_str(),
+        "https://vault.example.com:8200/v1/pki/ca/pem"
+    );
+    assert!(matches!(
+        url.trust,
+        regtrust::config::CaUrlTrust::PinnedLeaf(_)
+    ));
 }
 
 fn curl_code(args: &[&str]) -> String {
@@ -681,4 +690,319 @@ fn runtime_info_says_which_go_the_verdicts_follow() {
         |a| info(a, &[("go_version", "go1.22.5"), ("source", "config")]) == Some(1.0),
     );
     assert_eq!(agent.terminate().and_then(|s| s.code()), Some(0));
+}
+
+/// A registry name on loopback where nothing listens: its probes fail at once, its series exist.
+fn unserved() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+fn registries(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("[[registry]]\nname = \"{n}\"\n"))
+        .collect()
+}
+
+#[test]
+fn sighup_reloads_what_is_valid_and_an_invalid_file_changes_nothing() {
+    let (a, b, c) = (unserved(), unserved(), unserved());
+    let node = Node::new();
+    // The config is a symlink into another directory, whose changes the file watch does not see:
+    // only the signal can make the agent read the edit.
+    let real = node.path("/real/regtrust.toml");
+    write(&real, "");
+    let config = node.path("/etc/regtrust/regtrust.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&real, &config).unwrap();
+    let base = agent_cfg(&node, "discover = false\ninterval = \"1h\"\n");
+    let mut agent = AgentProc::start_at(
+        node.root.path(),
+        &config,
+        &(base.clone() + &registries(&[&a])),
+    );
+    agent.wait_until("registry a probed", Duration::from_secs(20), |ag| {
+        success(&ag.metrics(), &a).is_some()
+    });
+
+    agent.rewrite(&(base.clone() + &registries(&[&a, &b])));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        success(&agent.metrics(), &b),
+        None,
+        "not without the signal"
+    );
+    agent.hangup();
+    agent.wait_until("registry b after SIGHUP", Duration::from_secs(10), |ag| {
+        success(&ag.metrics(), &b).is_some()
+    });
+    assert!(agent.log_text().contains("config reloaded"));
+
+    // An invalid file: every mistake logged with its key, nothing of it applied (not even the
+    // valid new registry c), the agent keeps running. A new listen address needs a restart.
+    let bad = base.replace("interval = \"1h\"", "interval = \"soon\"")
+        + &registries(&[&a, &b, &c])
+        + "colour = \"red\"\n";
+    agent.rewrite(&bad);
+    agent.hangup();
+    agent.wait_until("the rejection logged", Duration::from_secs(10), |ag| {
+        ag.log_text().contains("config not reloaded")
+    });
+    let log = agent.log_text();
+    for key in ["key=\"interval\"", "key=\"registry[2].colour\""] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("config not reloaded") && l.contains(key)),
+            "{key} not named:\n{log}"
+        );
+    }
+    assert!(
+        log.contains(&config.display().to_string()),
+        "the file is named:\n{log}"
+    );
+    assert!(agent.child.try_wait().unwrap().is_none(), "still running");
+    let m = agent.metrics();
+    assert!(
+        success(&m, &a).is_some() && success(&m, &b).is_some(),
+        "{m}"
+    );
+    assert_eq!(
+        success(&m, &c),
+        None,
+        "nothing of an invalid file is applied"
+    );
+
+    // A valid file with another listen address: the rest applies (b leaves), the address waits
+    // for a restart.
+    std::fs::write(
+        &real,
+        format!("listen = \"127.0.0.1:1\"\n{base}{}", registries(&[&a])),
+    )
+    .unwrap();
+    agent.hangup();
+    agent.wait_until("b removed", Duration::from_secs(10), |ag| {
+        success(&ag.metrics(), &b).is_none()
+    });
+    let log = agent.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("needs a restart") && l.contains("key=\"listen\"")),
+        "{log}"
+    );
+    assert!(agent.get("/healthz").is_some(), "still on the old address");
+    assert_eq!(
+        agent.terminate().map(|s| s.code()),
+        Some(Some(0)),
+        "SIGTERM still exits 0"
+    );
+}
+
+#[test]
+fn a_configmap_swap_of_the_config_is_picked_up_without_a_signal() {
+    let (a, b) = (unserved(), unserved());
+    let node = Node::new();
+    // How the kubelet lays out a ConfigMap volume: the file is a symlink through `..data`, and an
+    // update swaps `..data` to a new timestamped directory.
+    let cm = node.path("/etc/regtrust");
+    std::fs::create_dir_all(cm.join("..2026_12_02_06_00_00.1")).unwrap();
+    std::os::unix::fs::symlink("..2026_12_02_06_00_00.1", cm.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/regtrust.toml", cm.join("regtrust.toml")).unwrap();
+    let config = cm.join("regtrust.toml");
+    let base = agent_cfg(&node, "discover = false\ninterval = \"1h\"\n");
+    let mut agent = AgentProc::start_at(
+        node.root.path(),
+        &config,
+        &(base.clone() + &registries(&[&a])),
+    );
+    agent.wait_until("registry a probed", Duration::from_secs(20), |ag| {
+        success(&ag.metrics(), &a).is_some()
+    });
+    let next = cm.join("..2026_12_02_06_05_00.2");
+    write(
+        &next.join("regtrust.toml"),
+        format!("listen = \"{}\"\n{base}{}", agent.addr, registries(&[&b])),
+    );
+    std::os::unix::fs::symlink("..2026_12_02_06_05_00.2", cm.join("..data_tmp")).unwrap();
+    std::fs::rename(cm.join("..data_tmp"), cm.join("..data")).unwrap();
+    std::fs::remove_dir_all(cm.join("..2026_12_02_06_00_00.1")).unwrap();
+    agent.wait_until("b added, a removed", Duration::from_secs(10), |ag| {
+        let m = ag.metrics();
+        success(&m, &b).is_some() && success(&m, &a).is_none()
+    });
+}
+
+#[test]
+fn the_expected_ca_is_fetched_from_the_pki_under_its_own_trust_each_interval() {
+    let (pinned, wrong_pin, by_ca_file) = (unserved(), unserved(), unserved());
+    let node = Node::new();
+    let registry_ca = ca("registry.test");
+    for r in [&pinned, &wrong_pin, &by_ca_file] {
+        node.trust(r, &registry_ca.pem());
+    }
+    let pki_ca = ca("pki.test");
+    let pki_leaf = leaf(&pki_ca);
+    let pki = PkiServer::start(&pki_leaf, registry_ca.pem());
+    let pki_ca_file = node.path("/agent/pki-ca.pem");
+    write(&pki_ca_file, pki_ca.pem());
+    let url = pki.url("/v1/pki/ca/pem");
+    let pin = regtrust::cert::sha256_hex(pki_leaf.cert.der());
+    let cfg = agent_cfg(
+        &node,
+        &format!(
+            "discover = false\ninterval = \"2s\"\n\
+             [[registry]]\nname = \"{pinned}\"\nexpected_ca_url = \"{url}\"\nexpected_ca_url_sha256 = \"{pin}\"\n\
+             [[registry]]\nname = \"{wrong_pin}\"\nexpected_ca_url = \"{url}\"\nexpected_ca_url_sha256 = \"{}\"\n\
+             [[registry]]\nname = \"{by_ca_file}\"\nexpected_ca_url = \"{url}\"\nexpected_ca_url_ca_file = \"{}\"\n",
+            "ab".repeat(32),
+            pki_ca_file.display()
+        ),
+    );
+    let mut agent = AgentProc::start(node.root.path(), &cfg);
+    let trusted = |m: &str, r: &str| metric(m, "regtrust_expected_ca_trusted", &[("registry", r)]);
+    let unreadable = |m: &str, r: &str| {
+        metric(
+            m,
+            "regtrust_trust_findings",
+            &[("registry", r), ("kind", "expected_ca_unreadable")],
+        )
+    };
+    agent.wait_until("the published CA read", Duration::from_secs(20), |ag| {
+        let m = ag.metrics();
+        trusted(&m, &pinned) == Some(1.0)
+            && trusted(&m, &by_ca_file) == Some(1.0)
+            && unreadable(&m, &wrong_pin) == Some(1.0)
+    });
+    let m = agent.metrics();
+    assert_eq!(unreadable(&m, &pinned), None, "{m}");
+    let error = |r: &str| metric(&m, "regtrust_expected_ca_error", &[("registry", r)]);
+    assert_eq!(
+        (error(&pinned), error(&wrong_pin), error(&by_ca_file)),
+        (Some(0.0), Some(1.0), Some(0.0)),
+        "{m}"
+    );
+    let log = agent.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("cannot read the expected CA")
+                && l.contains(&wrong_pin)
+                && l.contains("not the pinned")),
+        "{log}"
+    );
+    // The PKI publishes the next CA: the next round reads it, and the node does not trust it yet.
+    pki.set_body(ca("registry.test, next").pem());
+    agent.wait_until("the next CA read", Duration::from_secs(15), |ag| {
+        trusted(&ag.metrics(), &pinned) == Some(0.0)
+    });
+    assert!(agent.child.try_wait().unwrap().is_none());
+}
+
+#[test]
+fn an_edit_of_the_config_file_is_picked_up_without_a_signal() {
+    let (a, b) = (unserved(), unserved());
+    let node = Node::new();
+    let base = agent_cfg(&node, "discover = false\ninterval = \"1h\"\n");
+    // The config file sits beside the agent's log, which changes all the time.
+    let mut agent = AgentProc::start(node.root.path(), &(base.clone() + &registries(&[&a])));
+    agent.wait_until("registry a probed", Duration::from_secs(20), |ag| {
+        success(&ag.metrics(), &a).is_some()
+    });
+    agent.rewrite(&(base + &registries(&[&a, &b])));
+    agent.wait_until("registry b added", Duration::from_secs(10), |ag| {
+        success(&ag.metrics(), &b).is_some()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let reloads = agent
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("config reloaded"))
+        .count();
+    assert_eq!(reloads, 1, "one edit, one reload:\n{}", agent.log_text());
+}
+
+/// A config file that is a FIFO (or a device) must not hang the agent at start: it is refused,
+/// naming the path, as every file regtrust reads (hostroot::read_regular).
+#[test]
+fn a_fifo_as_the_config_file_is_refused_not_waited_on() {
+    let dir = tmp();
+    let fifo = dir.path().join("regtrust.toml");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let out = Command::new("timeout")
+        .arg("20")
+        .arg(env!("CARGO_BIN_EXE_regtrust"))
+        .args(["run", "--config"])
+        .arg(&fifo)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&fifo.display().to_string()) && err.contains("not a regular file"),
+        "{err}"
+    );
+}
+
+/// A FIFO named ca.crt in a host directory: the agent keeps serving and probing, reports the
+/// registry's configuration error naming the file, and stops on SIGTERM; `stage --apply` for that
+/// registry ends promptly instead of hanging in open(2).
+#[test]
+fn a_fifo_in_a_host_dir_does_not_freeze_the_agent_or_staging() {
+    let node = Node::new();
+    let dir = node.hosts_dir().join("fifo.test:5000");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(dir.join("ca.crt"))
+        .status()
+        .unwrap()
+        .success());
+    let cfg = agent_cfg(
+        &node,
+        "interval = \"2s\"\n[[registry]]\nname = \"fifo.test:5000\"\n",
+    );
+    let mut agent = AgentProc::start(node.root.path(), &cfg);
+    agent.wait_until("config_error reported", Duration::from_secs(30), |a| {
+        a.metrics().lines().any(|l| {
+            l.starts_with("regtrust_probe_reason{")
+                && l.contains("fifo.test:5000")
+                && l.contains("reason=\"config_error\"")
+                && l.ends_with(" 1")
+        })
+    });
+    assert_eq!(agent.get("/healthz").map(|(c, _)| c), Some(200));
+
+    let ca = ca("candidate");
+    let cand = node.path("/tmp/candidate.pem");
+    write(&cand, ca.pem());
+    let mut stage = Command::new("timeout")
+        .arg("30")
+        .arg(env!("CARGO_BIN_EXE_regtrust"))
+        .args(["stage", "--host-root"])
+        .arg(node.root.path())
+        .args([
+            "--hosts-dir",
+            "/etc/containerd/certs.d",
+            "--timeout",
+            "2",
+            "--apply",
+            "--ca",
+        ])
+        .arg(&cand)
+        .args(["--registry", "fifo.test:5000"])
+        .output()
+        .unwrap();
+    assert_ne!(
+        stage.status.code(),
+        Some(124),
+        "stage --apply hung on the FIFO"
+    );
+    assert_ne!(stage.status.code(), Some(0), "{stage:?}");
+    stage.stdout.extend_from_slice(&stage.stderr);
+    let text = String::from_utf8_lossy(&stage.stdout);
+    assert!(text.contains("ca.crt"), "{text}");
+
+    let st = agent.terminate().expect("the agent stops on SIGTERM");
+    assert!(st.success(), "{st:?}");
 }

@@ -148,6 +148,7 @@ fn the_incident_alert_fires_for_exactly_the_stale_nodes_and_staging_resolves_one
             child,
             addr: addr.clone(),
             log: nodes[1].root.path().join("staging.log"),
+            config: path.clone(),
         };
         a.wait_until("n2 staged", Duration::from_secs(30), |a| {
             metric(

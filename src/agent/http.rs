@@ -1,140 +1,131 @@
 //! The agent's listener: `GET /metrics`, `/healthz` (alive), `/readyz` (first round done) and `/`
-//! (a status page for a person on the node). Only GET and HEAD, only these paths; request heads are
-//! bounded in size and time, and so is the number of connections.
+//! (a status page for a person on the node), `/api/v1/status` (the latest round as `check --output
+//! json` prints it). Only GET and HEAD, only these paths. hyper's HTTP/1
+//! server parses the requests; this module decides how connections are let in and answered:
+//!
+//! - backpressure: at most [`MAX_CONNECTIONS`] open; past that the listener stops accepting (clients
+//!   wait in the kernel's backlog) instead of accepting and dropping; accept errors (EMFILE) back
+//!   off up to [`MAX_ACCEPT_BACKOFF`] instead of spinning;
+//! - one client address holds at most [`MAX_CONNECTIONS_PER_PEER`]; more are closed at once;
+//! - the TLS handshake and the request head share one deadline, [`HEAD_TIMEOUT`]; a connection
+//!   lives at most [`CONNECTION_TIMEOUT`]; one request per connection (no keep-alive);
+//! - `/healthz` and `/readyz` are answered at once; everything else (credentials, rendering) holds
+//!   one of [`MAX_REQUESTS`] request slots, taken only after the head arrived; none free → 503.
+//!
+//! Credentials: [`auth`].
 
+pub mod auth;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{
+    HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use crate::metrics::Metrics;
-use crate::outcome::RegistryOutcome;
 
-/// Largest request head accepted.
+/// Largest request head accepted (hyper's smallest buffer); larger → 431.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
-/// Most connections served at once; more are closed at once.
-pub const MAX_CONNECTIONS: usize = 64;
-/// Time a client has to send its request head.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most request headers accepted; more → 431.
+pub const MAX_REQUEST_HEADERS: usize = 64;
+/// Most connections open at once; past it, new ones wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Most connections open at once from one client address; more are closed unanswered.
+pub const MAX_CONNECTIONS_PER_PEER: usize = 16;
+/// Requests past their head being answered at once (all but `/healthz` and `/readyz`); more → 503.
+pub const MAX_REQUESTS: usize = 16;
+/// Time a client has for the TLS handshake and its request head together; then it is closed.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest life of one connection, answer included.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest pause after failed accepts (EMFILE …); the pause starts at 10 ms and doubles.
+pub const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// TLS and credentials for the listener, loaded once at start.
 #[derive(Default)]
 pub struct Web {
     tls: Option<tokio_rustls::TlsAcceptor>,
-    bearer: Option<Vec<u8>>,
-    users: Vec<(String, String)>,
-    /// SHA-256 of credentials bcrypt accepted: bcrypt is slow on purpose, and must not become a
-    /// way to load the agent.
-    verified: std::sync::Mutex<std::collections::HashSet<String>>,
+    auth: auth::Auth,
 }
 
 impl Web {
     /// Reads the certificate, key and token files named in `cfg`; an error names the file.
     pub fn load(cfg: &crate::config::WebConfig) -> Result<Web, String> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let tls = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
-            (Some(c), Some(k)) => {
-                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(c)
-                    .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| format!("web.tls_cert_file {}: {e}", c.display()))?;
-                if certs.is_empty() {
-                    return Err(format!("web.tls_cert_file {}: no certificate", c.display()));
-                }
-                let key = PrivateKeyDer::from_pem_file(k)
-                    .map_err(|e| format!("web.tls_key_file {}: {e}", k.display()))?;
-                let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-                let config = rustls::ServerConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-                    .map_err(|e| format!("web TLS: {e}"))?;
-                Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
-            }
+            (Some(c), Some(k)) => Some(tls_acceptor(c, k)?),
             _ => None,
         };
         let bearer = match &cfg.bearer_token_file {
-            Some(f) => {
-                let t = std::fs::read_to_string(f)
-                    .map_err(|e| format!("web.bearer_token_file {}: {e}", f.display()))?;
-                let t = t.trim().as_bytes().to_vec();
-                if t.len() < 16 {
-                    return Err(format!(
-                        "web.bearer_token_file {}: a token needs at least 16 characters",
-                        f.display()
-                    ));
-                }
-                Some(t)
-            }
+            Some(f) => Some(
+                String::from_utf8_lossy(
+                    &crate::hostroot::read_bounded(f)
+                        .map_err(|e| format!("web.bearer_token_file {}: {e}", f.display()))?,
+                )
+                .trim()
+                .as_bytes()
+                .to_vec(),
+            ),
             None => None,
         };
-        Ok(Web {
-            tls,
-            bearer,
-            users: cfg.basic_auth_users.clone(),
-            verified: Default::default(),
-        })
+        let auth = auth::Auth::new(bearer.as_deref(), cfg.basic_auth_users.clone()).map_err(
+            |e| match &cfg.bearer_token_file {
+                Some(f) => format!("web.bearer_token_file {}: {e}", f.display()),
+                None => e,
+            },
+        )?;
+        Ok(Web { tls, auth })
     }
 
-    fn requires_auth(&self) -> bool {
-        self.bearer.is_some() || !self.users.is_empty()
-    }
-
-    /// Does the request head carry valid credentials?
-    fn authorized(&self, head: &[u8]) -> bool {
-        use base64::Engine;
-        let Some(auth) = crate::httphead::header(head, "authorization") else {
-            return false;
-        };
-        if let (Some(token), Some(given)) = (&self.bearer, auth.strip_prefix("Bearer ")) {
-            return constant_time_eq(token, given.trim().as_bytes());
-        }
-        let Some(b64) = auth.strip_prefix("Basic ") else {
-            return false;
-        };
-        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
-            return false;
-        };
-        let Ok(pair) = String::from_utf8(raw) else {
-            return false;
-        };
-        let Some((user, pass)) = pair.split_once(':') else {
-            return false;
-        };
-        let Some((_, hash)) = self.users.iter().find(|(u, _)| u == user) else {
-            return false;
-        };
-        let key = crate::cert::sha256_hex(format!("{user}\0{pass}\0{hash}").as_bytes());
-        if self
-            .verified
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&key)
-        {
-            return true;
-        }
-        let ok = bcrypt::verify(pass, hash).unwrap_or(false);
-        if ok {
-            self.verified
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key);
-        }
-        ok
+    /// The credentials in force.
+    pub fn auth(&self) -> &auth::Auth {
+        &self.auth
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("web.tls_cert_file {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "web.tls_cert_file {}: no certificate",
+            cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("web.tls_key_file {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(|e| format!("web TLS: {e}"))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// What the listener shows.
 pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub ready: AtomicBool,
-    /// Latest report per registry, with the expected-CA verdict.
-    pub status: RwLock<Vec<(RegistryOutcome, Option<bool>)>>,
+    /// Latest outcome per registry, its expected CAs and a bounded history.
+    pub status: RwLock<super::history::Status>,
 }
 
 /// Serves until `shutdown` flips to true.
@@ -142,132 +133,371 @@ pub async fn serve(
     listener: TcpListener,
     app: Arc<AppState>,
     web: Arc<Web>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    drop(stream); // over the connection limit
-                    continue;
-                };
-                let (app, web) = (app.clone(), web.clone());
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let _ = tokio::time::timeout(REQUEST_TIMEOUT * 2, async {
-                        match &web.tls {
-                            Some(acc) => {
-                                if let Ok(Ok(tls)) = tokio::time::timeout(REQUEST_TIMEOUT, acc.accept(stream)).await {
-                                    let _ = handle(tls, &app, &web).await;
-                                }
-                            }
-                            None => {
-                                let _ = handle(stream, &app, &web).await;
-                            }
-                        }
-                    })
-                    .await;
-                });
+    Server::new(app, web).serve(listener, shutdown).await
+}
+
+/// The listener's shared state: what it shows, its credentials, its slots.
+pub struct Server {
+    app: Arc<AppState>,
+    web: Arc<Web>,
+    requests: Semaphore,
+    peers: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One of a peer's connections; given back on drop.
+struct PeerSlot {
+    server: Arc<Server>,
+    ip: IpAddr,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut peers = self.server.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = peers.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                peers.remove(&self.ip);
             }
         }
     }
 }
 
-async fn handle<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
-    mut s: S,
-    app: &AppState,
-    web: &Web,
-) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    let head_done =
-        |b: &[u8]| b.windows(4).any(|w| w == b"\r\n\r\n") || b.windows(2).any(|w| w == b"\n\n");
-    let read = tokio::time::timeout(REQUEST_TIMEOUT, async {
-        while !head_done(&buf) {
-            if buf.len() > MAX_REQUEST_BYTES {
-                return Err(431u16);
-            }
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return Err(400),
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        Ok(())
-    })
-    .await;
-    let (status, ctype, body) = match read {
-        Err(_) => (408, "text/plain", "request timeout\n".to_string()),
-        Ok(Err(code)) => (code, "text/plain", "bad request\n".to_string()),
-        Ok(Ok(())) => route(&buf, app, web),
-    };
-    let head_only = buf.starts_with(b"HEAD ");
-    let reason = match status {
-        200 => "OK",
-        404 => "Not Found",
-        401 => "Unauthorized",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "Bad Request",
-    };
-    let mut resp = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    if status == 405 {
-        resp.push_str("Allow: GET, HEAD\r\n");
+impl Server {
+    pub fn new(app: Arc<AppState>, web: Arc<Web>) -> Arc<Server> {
+        Arc::new(Server {
+            app,
+            web,
+            requests: Semaphore::new(MAX_REQUESTS),
+            peers: Mutex::default(),
+        })
     }
-    if status == 401 {
-        resp.push_str(if web.bearer.is_some() {
-            "WWW-Authenticate: Bearer\r\n"
-        } else {
-            "WWW-Authenticate: Basic realm=\"regtrust\"\r\n"
+
+    /// Accepts connections until `shutdown` flips to true; each is served on its own task.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut backoff = Duration::ZERO;
+        loop {
+            // Backpressure: without a free connection slot nothing is accepted.
+            let permit = tokio::select! {
+                _ = shutdown.changed() => return,
+                p = connections.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
+            let accepted = tokio::select! {
+                _ = shutdown.changed() => return,
+                a = listener.accept() => a,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => {
+                    backoff = Duration::ZERO;
+                    a
+                }
+                Err(e) => {
+                    backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
+                    tracing::warn!(error = %e, pause_ms = backoff.as_millis() as u64, "listener: accept failed; pausing before the next accept");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(backoff) => continue,
+                    }
+                }
+            };
+            let Some(slot) = self.peer_slot(peer.ip()) else {
+                tracing::debug!(peer = %peer, "listener: too many connections from one address; closed");
+                continue;
+            };
+            tokio::spawn(self.clone().connection(stream, permit, slot));
+        }
+    }
+
+    /// A connection slot for `ip`, unless it holds [`MAX_CONNECTIONS_PER_PEER`] already.
+    fn peer_slot(self: &Arc<Self>, ip: IpAddr) -> Option<PeerSlot> {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let n = peers.entry(ip).or_insert(0);
+        if *n >= MAX_CONNECTIONS_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            server: self.clone(),
+            ip,
+        })
+    }
+
+    async fn connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        _conn: OwnedSemaphorePermit,
+        _peer: PeerSlot,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let head_deadline = Instant::now() + HEAD_TIMEOUT;
+        let _ = tokio::time::timeout(CONNECTION_TIMEOUT, async {
+            match &self.web.tls {
+                Some(acc) => {
+                    if let Ok(Ok(tls)) =
+                        tokio::time::timeout_at(head_deadline, acc.accept(stream)).await
+                    {
+                        self.serve_io(tls, head_deadline).await;
+                    }
+                }
+                None => self.serve_io(stream, head_deadline).await,
+            }
+        })
+        .await;
+    }
+
+    /// Serves one request on `io` (plain: TLS, if any, is done), whose head must have arrived by
+    /// `head_deadline`.
+    pub async fn serve_io<S>(self: &Arc<Self>, io: S, head_deadline: Instant)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let left = head_deadline.saturating_duration_since(Instant::now());
+        let server = self.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let server = server.clone();
+            async move { Ok::<_, Infallible>(server.respond(req).await) }
         });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(left.max(Duration::from_millis(1)))
+            .keep_alive(false)
+            .max_buf_size(MAX_REQUEST_BYTES)
+            .max_headers(MAX_REQUEST_HEADERS)
+            .serve_connection(TokioIo::new(io), service)
+            .await;
     }
-    resp.push_str("\r\n");
-    if !head_only {
-        resp.push_str(&body);
-    }
-    s.write_all(resp.as_bytes()).await?;
-    s.shutdown().await
-}
 
-fn route(req: &[u8], app: &AppState, web: &Web) -> (u16, &'static str, String) {
-    let line = req.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    if method != "GET" && method != "HEAD" {
-        return (405, "text/plain", "only GET and HEAD\n".into());
+    async fn respond<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
+        let (status, ctype, body) = self.route(&req).await;
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+        match status {
+            StatusCode::METHOD_NOT_ALLOWED => {
+                h.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            }
+            StatusCode::UNAUTHORIZED => {
+                h.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(self.web.auth.challenge()),
+                );
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        resp
     }
-    let path = target.split('?').next().unwrap_or("");
-    // Probes stay open (kubelet sends no credentials); everything else needs them when configured.
-    if web.requires_auth() && !matches!(path, "/healthz" | "/readyz") && !web.authorized(req) {
-        return (401, "text/plain", "credentials required\n".into());
-    }
-    match path {
-        "/metrics" => (
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            app.metrics.render(),
-        ),
-        "/healthz" => (200, "text/plain", "ok\n".into()),
-        "/readyz" if app.ready.load(Ordering::SeqCst) => (200, "text/plain", "ready\n".into()),
-        "/readyz" => (503, "text/plain", "first probe round not finished\n".into()),
-        "/" => (200, "text/html; charset=utf-8", status_page(app)),
-        _ => (
-            404,
-            "text/plain",
-            "not found: try /, /metrics, /healthz, /readyz\n".into(),
-        ),
+
+    async fn route<B>(&self, req: &Request<B>) -> (StatusCode, &'static str, String) {
+        const TEXT: &str = "text/plain";
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return (
+                StatusCode::METHOD_NOT_ALLOWED,
+                TEXT,
+                "only GET and HEAD\n".into(),
+            );
+        }
+        let path = req.uri().path();
+        // Probes stay open (kubelet sends no credentials) and need no request slot.
+        match path {
+            "/healthz" => return (StatusCode::OK, TEXT, "ok\n".into()),
+            "/readyz" if self.app.ready.load(Ordering::SeqCst) => {
+                return (StatusCode::OK, TEXT, "ready\n".into())
+            }
+            "/readyz" => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    TEXT,
+                    "first probe round not finished\n".into(),
+                )
+            }
+            _ => {}
+        }
+        let Ok(_slot) = self.requests.try_acquire() else {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                "busy: too many requests at once; retry\n".into(),
+            );
+        };
+        let auth = &self.web.auth;
+        if auth.required()
+            && !auth
+                .authorized(req.headers().get(AUTHORIZATION).map(|v| v.as_bytes()))
+                .await
+        {
+            return (
+                StatusCode::UNAUTHORIZED,
+                TEXT,
+                "credentials required\n".into(),
+            );
+        }
+        match path {
+            "/metrics" => (
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.app.metrics.render(),
+            ),
+            "/" => (
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                status_page(&self.app),
+            ),
+            "/api/v1/status" => (StatusCode::OK, "application/json", status_api(&self.app)),
+            _ => (
+                StatusCode::NOT_FOUND,
+                TEXT,
+                "not found: try /, /api/v1/status, /metrics, /healthz, /readyz\n".into(),
+            ),
+        }
     }
 }
 
 fn status_page(app: &AppState) -> String {
     let status = app.status.read().unwrap_or_else(|p| p.into_inner());
-    crate::report::status::page(&status)
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    crate::report::status::page(&status, now)
+}
+
+/// The latest round as `check --output json` prints it.
+fn status_api(app: &AppState) -> String {
+    let status = app.status.read().unwrap_or_else(|p| p.into_inner());
+    crate::report::status::api_json(&status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn server(users: Vec<(String, String)>) -> Arc<Server> {
+        let app = Arc::new(AppState {
+            metrics: Arc::new(Metrics::new().unwrap()),
+            ready: AtomicBool::new(false),
+            status: RwLock::new(Default::default()),
+        });
+        let cfg = crate::config::WebConfig {
+            basic_auth_users: users,
+            ..Default::default()
+        };
+        Server::new(app, Arc::new(Web::load(&cfg).unwrap()))
+    }
+
+    /// The raw answer to raw request bytes, over an in-memory connection.
+    async fn answer(s: &Arc<Server>, req: &[u8]) -> String {
+        let (mut client, conn) = tokio::io::duplex(64 * 1024);
+        let s = s.clone();
+        let task =
+            tokio::spawn(async move { s.serve_io(conn, Instant::now() + HEAD_TIMEOUT).await });
+        client.write_all(req).await.unwrap();
+        let mut out = Vec::new();
+        let _ = client.read_to_end(&mut out).await;
+        task.await.unwrap();
+        String::from_utf8_lossy(&out).to_lowercase()
+    }
+
+    #[tokio::test]
+    async fn methods_paths_and_sizes_get_their_status() {
+        let s = server(vec![]);
+        let ok = answer(&s, b"GET /healthz?x HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(ok.starts_with("http/1.1 200 ok\r\n"), "{ok}");
+        assert!(
+            ok.contains("connection: close") && ok.ends_with("\r\n\r\nok\n"),
+            "{ok}"
+        );
+        let head = answer(&s, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(
+            head.starts_with("http/1.1 200") && head.ends_with("\r\n\r\n"),
+            "{head}"
+        );
+        let post = answer(&s, b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(
+            post.starts_with("http/1.1 405") && post.contains("allow: get, head"),
+            "{post}"
+        );
+        let nope = answer(&s, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(nope.starts_with("http/1.1 404"), "{nope}");
+        let not_ready = answer(&s, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(not_ready.starts_with("http/1.1 503"), "{not_ready}");
+        let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(10_000));
+        let big = answer(&s, big.as_bytes()).await;
+        assert!(big.starts_with("http/1.1 431"), "{big}");
+        let many = format!(
+            "GET / HTTP/1.1\r\n{}\r\n",
+            "A: b\r\n".repeat(MAX_REQUEST_HEADERS + 1)
+        );
+        let many = answer(&s, many.as_bytes()).await;
+        assert!(many.starts_with("http/1.1 431"), "{many}");
+        let junk = answer(&s, b"\x16\x03\x01\x02\x00garbage\r\n\r\n").await;
+        assert!(
+            junk.starts_with("http/1.1 400") || junk.is_empty(),
+            "{junk}"
+        );
+    }
+
+    #[tokio::test]
+    async fn credentials_are_asked_for_except_by_the_probes() {
+        let hash = bcrypt::hash("p", 4).unwrap();
+        let s = server(vec![("u".into(), hash)]);
+        let denied = answer(&s, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(denied.starts_with("http/1.1 401"), "{denied}");
+        assert!(
+            denied.contains("www-authenticate: basic realm=\"regtrust\""),
+            "{denied}"
+        );
+        // base64("u:p")
+        let ok = answer(
+            &s,
+            b"GET /metrics HTTP/1.1\r\nAuthorization: Basic dTpw\r\n\r\n",
+        )
+        .await;
+        assert!(ok.starts_with("http/1.1 200"), "{ok}");
+        let open = answer(&s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(open.starts_with("http/1.1 200"), "{open}");
+    }
+
+    #[tokio::test]
+    async fn healthz_is_answered_while_every_request_slot_is_held() {
+        let s = server(vec![]);
+        let held = s.requests.try_acquire_many(MAX_REQUESTS as u32).unwrap();
+        let busy = answer(&s, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(
+            busy.starts_with("http/1.1 503") && busy.contains("retry-after: 1"),
+            "{busy}"
+        );
+        let ok = answer(&s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(ok.starts_with("http/1.1 200"), "{ok}");
+        drop(held);
+        let metrics = answer(&s, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(metrics.starts_with("http/1.1 200"), "{metrics}");
+    }
+
+    #[test]
+    fn one_peer_holds_at_most_its_share_and_gives_it_back() {
+        let s = server(vec![]);
+        let ip: IpAddr = [127, 0, 0, 2].into();
+        let slots: Vec<_> = (0..MAX_CONNECTIONS_PER_PEER)
+            .map(|_| s.peer_slot(ip).unwrap())
+            .collect();
+        assert!(s.peer_slot(ip).is_none(), "a peer went past its limit");
+        assert!(
+            s.peer_slot([127, 0, 0, 1].into()).is_some(),
+            "another peer was refused"
+        );
+        drop(slots);
+        assert!(s.peers.lock().unwrap().is_empty(), "slots not given back");
+        assert!(s.peer_slot(ip).is_some());
+    }
 }

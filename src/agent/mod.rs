@@ -4,14 +4,18 @@
 //!
 //! The loop owns all mutable state (no locks but the status page's) and is a fold: probes run as
 //! tasks and report back an outcome; [`drift::fold`] turns (memory, outcome, expected CA) into
-//! events and new memory; [`sinks`] apply them to metrics, logs and state; the status page shows
-//! the outcome. Nothing that blocks runs on the loop's thread: trust re-reads
-//! ([`reconcile::read`]), the `/proc` scan, state saves and staging go through
-//! [`crate::offload`].
+//! events and new memory; [`sinks`] apply them to metrics, logs and state; [`history`] keeps
+//! the outcome and a bounded history for the status page and `/api/v1/status`. Nothing that
+//! blocks runs on the loop's thread: trust re-reads ([`reconcile::read`]), config re-reads
+//! ([`reload`]), the `/proc` scan, state saves and staging go through [`crate::offload`]. A
+//! registry's `expected_ca_url` is fetched beside each of its probes ([`ca_url`]).
 
+pub mod ca_url;
 pub mod drift;
+pub mod history;
 pub mod http;
 pub mod reconcile;
+pub mod reload;
 pub mod runtime;
 pub mod sinks;
 pub mod state;
@@ -69,6 +73,8 @@ pub enum AgentError {
 pub enum Command {
     /// Probe every registry now.
     ProbeAll,
+    /// Read the settings again and apply what is valid (SIGHUP).
+    Reload,
 }
 
 /// Per registry, what the loop knows.
@@ -92,6 +98,7 @@ pub struct Agent {
     app: Arc<http::AppState>,
     cmd_tx: mpsc::Sender<Command>,
     cmd_rx: mpsc::Receiver<Command>,
+    source: Option<reload::Source>,
 }
 
 impl Agent {
@@ -106,7 +113,7 @@ impl Agent {
         let app = Arc::new(http::AppState {
             metrics: Arc::new(Metrics::new()?),
             ready: Default::default(),
-            status: RwLock::new(Vec::new()),
+            status: RwLock::new(history::Status::default()),
         });
         let web = Arc::new(http::Web::load(&cfg.web).map_err(AgentError::Web)?);
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
@@ -117,7 +124,14 @@ impl Agent {
             app,
             cmd_tx,
             cmd_rx,
+            source: None,
         })
+    }
+
+    /// Where the settings came from: [`Command::Reload`] and a change of the file read them again.
+    pub fn reload_from(mut self, source: reload::Source) -> Agent {
+        self.source = Some(source);
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -137,11 +151,12 @@ impl Agent {
             web,
             app,
             cmd_rx,
+            source,
             ..
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(http::serve(listener, app.clone(), web, stop_rx));
-        let mut lp = Loop::new(cfg, app.clone()).await?;
+        let mut lp = Loop::new(cfg, app.clone(), source).await?;
         let result = lp.run(shutdown, cmd_rx).await;
         let _ = stop_tx.send(true);
         let _ = server.await;
@@ -168,14 +183,32 @@ struct Loop {
     stale: Option<bool>,
     /// Staging attempts the fold asked for, spawned by the loop.
     pending_stage: Vec<(String, stage::Source)>,
+    source: Option<reload::Source>,
+    /// Changes of the config file (kept alive with its receiver).
+    _cfg_watcher: Option<watch::Watcher>,
+    cfg_rx: mpsc::Receiver<()>,
 }
 
-type Done = (String, RegistryOutcome);
+/// A probe task's report: the outcome and, with an `expected_ca_url`, what it fetched.
+struct Done {
+    name: String,
+    outcome: RegistryOutcome,
+    fetched: Option<Result<Vec<String>, String>>,
+}
 
 impl Loop {
-    async fn new(cfg: AgentConfig, app: Arc<http::AppState>) -> Result<Loop, AgentError> {
+    async fn new(
+        cfg: AgentConfig,
+        app: Arc<http::AppState>,
+        source: Option<reload::Source>,
+    ) -> Result<Loop, AgentError> {
         let (tx, watch_rx) = mpsc::channel(1);
         let watcher = watch::Watcher::new(tx)?;
+        let (cfg_tx, cfg_rx) = mpsc::channel(1);
+        let cfg_watcher = match source.as_ref().and_then(|s| s.file.as_deref()) {
+            Some(file) => Some(watch::Watcher::for_file(cfg_tx, file)?),
+            None => None,
+        };
         let store = Arc::new(StateStore::new(&cfg.state_dir));
         let loading = store.clone();
         let state = offload::blocking(move || loading.load())
@@ -212,6 +245,9 @@ impl Loop {
             watch_rx,
             stale: None,
             pending_stage: Vec::new(),
+            source,
+            _cfg_watcher: cfg_watcher,
+            cfg_rx,
         })
     }
 
@@ -235,6 +271,7 @@ impl Loop {
         let mut stages: JoinSet<stage::StageReport> = JoinSet::new();
         self.reconcile().await?;
         let mut reconcile_at: Option<Instant> = None;
+        let mut reload_at: Option<Instant> = None;
         let mut stale_due = Instant::now();
         loop {
             self.spawn_due(&mut tasks);
@@ -245,7 +282,7 @@ impl Loop {
                 .filter(|r| !r.in_flight)
                 .map(|r| r.next_due)
                 .min();
-            let wake = [next_due, reconcile_at, Some(stale_due)]
+            let wake = [next_due, reconcile_at, reload_at, Some(stale_due)]
                 .into_iter()
                 .flatten()
                 .min()
@@ -253,7 +290,7 @@ impl Loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => match done {
-                    Ok((name, outcome)) => self.handle(name, outcome),
+                    Ok(done) => self.handle(done),
                     Err(e) => tracing::error!(error = %e, "a probe task failed"),
                 },
                 Some(done) = stages.join_next(), if !stages.is_empty() => match done {
@@ -265,20 +302,25 @@ impl Loop {
                     let at = Instant::now() + DEBOUNCE;
                     reconcile_at = Some(reconcile_at.map_or(at, |r| r.min(at)));
                 }
+                // Trailing: a slow writer's file is read once it has been quiet for DEBOUNCE.
+                Some(()) = self.cfg_rx.recv() => reload_at = Some(Instant::now() + DEBOUNCE),
                 Some(cmd) = cmds.recv() => match cmd {
                     Command::ProbeAll => {
                         for r in self.regs.values_mut() {
                             probe_soon(r);
                         }
                     }
+                    Command::Reload => self.reload(true).await,
                 },
                 _ = tokio::time::sleep_until(wake) => {
                     let now = Instant::now();
+                    if reload_at.is_some_and(|t| t <= now) {
+                        reload_at = None;
+                        self.reload(false).await;
+                    }
                     if reconcile_at.is_some_and(|t| t <= now) {
                         reconcile_at = None;
-                        if let Err(e) = self.reconcile().await {
-                            tracing::error!(error = %e, "cannot re-read the runtime's configuration; keeping the previous one");
-                        }
+                        self.reconcile_or_log().await;
                     }
                     if stale_due <= now {
                         self.update_staleness().await;
@@ -300,8 +342,8 @@ impl Loop {
         let bound = self.cfg.timeout + Duration::from_secs(2);
         let _ = tokio::time::timeout(bound, async {
             while let Some(done) = tasks.join_next().await {
-                if let Ok((name, outcome)) = done {
-                    self.handle(name, outcome);
+                if let Ok(done) = done {
+                    self.handle(done);
                 }
             }
         })
@@ -322,6 +364,8 @@ impl Loop {
         let reading =
             offload::blocking(move || reconcile::read(&settings, &configured, discover)).await??;
         self.system = reading.system;
+        (self.app.status.write().unwrap_or_else(|p| p.into_inner())).findings =
+            reading.node_findings;
         for f in &reading.skipped {
             tracing::warn!(kind = %f.kind, path = ?f.path, message = %f.message, "host directory skipped");
         }
@@ -377,6 +421,61 @@ impl Loop {
         }
         self.update_staleness().await;
         Ok(())
+    }
+
+    /// Reads the settings again (on the blocking pool) and applies them if the whole file is
+    /// valid; otherwise logs every mistake with its file and key and keeps every setting. A file
+    /// event that changed nothing does nothing; a signal re-reads trust in any case.
+    async fn reload(&mut self, signal: bool) {
+        let Some(src) = self.source.clone() else {
+            tracing::info!("reload: no config file; re-reading the runtime's configuration");
+            return self.reconcile_or_log().await;
+        };
+        let new = match offload::blocking(move || src.load()).await {
+            Ok(Ok(cfg)) => cfg,
+            Ok(Err(errs)) => {
+                for e in &errs {
+                    let path = e.path().map(|p| p.display().to_string());
+                    tracing::error!(path = path.unwrap_or_default(), key = e.key_name().unwrap_or_default(), error = %e, "config not reloaded: keeping every previous setting");
+                }
+                return;
+            }
+            Err(e) => return tracing::error!(error = %e, "config not reloaded"),
+        };
+        let plan = reload::plan(&self.cfg, new);
+        for k in &plan.needs_restart {
+            tracing::warn!(
+                key = k,
+                "config: this setting needs a restart; keeping the running value"
+            );
+        }
+        if plan.changed.is_empty() && !signal {
+            return;
+        }
+        tracing::info!(changed = plan.changed.join(","), "config reloaded");
+        self.apply(plan.cfg);
+        self.reconcile_or_log().await;
+        if !plan.changed.is_empty() {
+            for r in self.regs.values_mut() {
+                probe_soon(r);
+            }
+        }
+    }
+
+    /// Runs with `cfg` from now on (trust settings, probe deadline, concurrency, schedule).
+    fn apply(&mut self, cfg: AgentConfig) {
+        self.settings = cfg.trust_settings();
+        self.probe.timeout = cfg.timeout;
+        if cfg.concurrency != self.cfg.concurrency {
+            self.sem = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency));
+        }
+        self.cfg = cfg;
+    }
+
+    async fn reconcile_or_log(&mut self) {
+        if let Err(e) = self.reconcile().await {
+            tracing::error!(error = %e, "cannot re-read the runtime's configuration; keeping the previous one");
+        }
     }
 
     /// A new registry's memory: the issuers its endpoints showed before a restart.
@@ -439,15 +538,37 @@ impl Loop {
                 self.sem.clone(),
                 name.clone(),
             );
+            let url = self
+                .cfg
+                .registries
+                .iter()
+                .find(|c| c.name == name)
+                .and_then(|c| c.expected_ca_url.clone());
             tasks.spawn(async move {
-                let outcome = check::check_registry(trust, &system, &ps, &sem).await;
-                (name, outcome)
+                let fetch = async {
+                    match &url {
+                        Some(u) => Some(ca_url::fetch(u, ps.timeout).await),
+                        None => None,
+                    }
+                };
+                let probe = check::check_registry(trust, &system, &ps, &sem);
+                let (outcome, fetched) = tokio::join!(probe, fetch);
+                Done {
+                    name,
+                    outcome,
+                    fetched,
+                }
             });
         }
     }
 
     /// One registry's round: the fold, then its sinks (metrics, logs, state, status page).
-    fn handle(&mut self, name: String, outcome: RegistryOutcome) {
+    fn handle(&mut self, done: Done) {
+        let Done {
+            name,
+            outcome,
+            fetched,
+        } = done;
         let next = Instant::now() + self.jittered();
         let policy = self.stage_policy(&name);
         let Some(r) = self.regs.get_mut(&name) else {
@@ -461,9 +582,10 @@ impl Loop {
             next
         };
         let now_unix = time::OffsetDateTime::now_utc().unix_timestamp();
+        let expected = ca_url::join(r.expected.as_ref(), fetched.as_ref());
         let round = drift::Round {
             outcome: &outcome,
-            expected: r.expected.as_ref(),
+            expected: expected.as_ref(),
             system: &self.system,
             stage: policy.as_ref(),
             now: Instant::now().into_std(),
@@ -475,7 +597,7 @@ impl Loop {
             &self.metrics,
             &outcome,
             &r.memory,
-            r.expected.as_ref(),
+            expected.as_ref(),
             &events,
             now_unix,
         );
@@ -489,9 +611,14 @@ impl Loop {
         let expected_trusted = r.memory.expected_trusted;
         {
             let mut st = self.app.status.write().unwrap_or_else(|p| p.into_inner());
-            st.retain(|(o, _)| o.name() != name && self.regs.contains_key(o.name()));
-            st.push((outcome, expected_trusted));
-            st.sort_by(|a, b| a.0.name().cmp(b.0.name()));
+            let round = history::Round {
+                outcome,
+                expected_trusted,
+                expected: expected.as_ref(),
+                events: &events,
+                now_unix,
+            };
+            st.record(round, |n| self.regs.contains_key(n));
         }
         if save {
             self.save_state();
@@ -534,6 +661,12 @@ impl Loop {
     /// Folds a staging attempt into metrics and logs; an applied CA is probed again at once.
     fn staged(&mut self, rep: stage::StageReport) {
         self.metrics.stage(&rep.registry, rep.outcome.as_str());
+        let mark = history::StageMark {
+            at_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
+            result: rep.outcome.as_str().to_string(),
+            message: rep.message.clone(),
+        };
+        (self.app.status.write().unwrap_or_else(|p| p.into_inner())).staged(&rep.registry, mark);
         let (reg, target, before, after) = (
             &rep.registry,
             rep.target.as_deref().unwrap_or(""),
@@ -557,6 +690,7 @@ impl Loop {
     /// Saves the state on the blocking pool; saves are numbered so a slow old one loses.
     fn save_state(&mut self) {
         self.save_gen += 1;
+        self.state.prune(state::now_unix());
         let (store, gen, state) = (self.store.clone(), self.save_gen, self.state.clone());
         self.saves.spawn(async move {
             let path = store.path().display().to_string();

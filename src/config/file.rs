@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use toml::{Table, Value};
 
 use super::key::{self, registry as reg_key, web as web_key};
-use super::{value, AgentConfig, Error, LogFormat, RegistryConfig, WebConfig};
+use super::{value, AgentConfig, CaUrl, CaUrlTrust, Error, LogFormat, RegistryConfig, WebConfig};
 use crate::trust::Runtime;
 
 /// The settings in `text`, over the defaults, and every mistake in it; `Err` only when the text is
@@ -172,7 +172,13 @@ fn basic_auth_users(v: &Value, w: &mut WebConfig, errs: &mut Vec<Error>) -> Resu
     for (user, hash) in users {
         match hash.as_str() {
             Some(h) if h.starts_with("$2") => {
-                w.basic_auth_users.push((user.clone(), h.to_string()))
+                match crate::agent::http::auth::check_bcrypt_hash(h) {
+                    Ok(_) => w.basic_auth_users.push((user.clone(), h.to_string())),
+                    Err(e) => errs.push(Error::key(
+                        format!("{}.{}.{user}", key::WEB, web_key::BASIC_AUTH_USERS),
+                        e,
+                    )),
+                }
             }
             _ => errs.push(Error::key(
                 format!("{}.{}.{user}", key::WEB, web_key::BASIC_AUTH_USERS),
@@ -196,10 +202,19 @@ fn registries(v: &Value, errs: &mut Vec<Error>) -> Result<Vec<RegistryConfig>, S
             continue;
         };
         let mut rc = RegistryConfig::named("");
+        let mut url = UrlParts::default();
+        // A bad expected_ca_url* value is its own mistake; the rule across them is then moot.
+        let mut url_key_bad = false;
         for (k, v) in t {
-            if let Err(message) = set_registry(&mut rc, k, v) {
+            if let Err(message) = set_registry(&mut rc, &mut url, k, v) {
+                url_key_bad |= k.starts_with(reg_key::EXPECTED_CA_URL);
                 errs.push(Error::key(at(k), message));
             }
+        }
+        match url.validate() {
+            Ok(u) => rc.expected_ca_url = u,
+            Err(_) if url_key_bad => {}
+            Err((k, message)) => errs.push(Error::key(at(k), message)),
         }
         if rc.name.is_empty() && !t.contains_key(reg_key::NAME) {
             errs.push(Error::key(at(reg_key::NAME), "missing"));
@@ -215,7 +230,12 @@ fn registries(v: &Value, errs: &mut Vec<Error>) -> Result<Vec<RegistryConfig>, S
     Ok(out)
 }
 
-fn set_registry(rc: &mut RegistryConfig, k: &str, v: &Value) -> Result<(), String> {
+fn set_registry(
+    rc: &mut RegistryConfig,
+    url: &mut UrlParts,
+    k: &str,
+    v: &Value,
+) -> Result<(), String> {
     match k {
         reg_key::NAME => string(v).and_then(value::registry).map(|n| rc.name = n),
         reg_key::EXPECTED_CA_FILE => path(v).map(|p| rc.expected_ca_file = Some(p)),
@@ -229,8 +249,63 @@ fn set_registry(rc: &mut RegistryConfig, k: &str, v: &Value) -> Result<(), Strin
                 .collect::<Result<Vec<_>, _>>()
                 .map(|l| rc.expected_ca_sha256 = l)
         }
+        reg_key::EXPECTED_CA_URL => string(v).and_then(value::ca_url).map(|u| url.url = Some(u)),
+        reg_key::EXPECTED_CA_URL_SHA256 => string(v)
+            .and_then(value::normalize_sha256)
+            .map(|h| url.sha256 = Some(h)),
+        reg_key::EXPECTED_CA_URL_CA_FILE => path(v).map(|p| url.ca_file = Some(p)),
         reg_key::STAGE => boolean(v).map(|b| rc.stage = b),
         other => Err(unknown(reg_key::ALL, other)),
+    }
+}
+
+/// The `expected_ca_url*` keys of one registry table, as given (each already valid alone).
+#[derive(Default)]
+struct UrlParts {
+    url: Option<reqwest::Url>,
+    sha256: Option<String>,
+    ca_file: Option<PathBuf>,
+}
+
+impl UrlParts {
+    /// The URL with exactly one trust option, or the key to blame and why.
+    fn validate(self) -> Result<Option<CaUrl>, (&'static str, String)> {
+        let trust = match (self.sha256, self.ca_file) {
+            (Some(_), Some(_)) => {
+                return Err((
+                    reg_key::EXPECTED_CA_URL,
+                    format!(
+                        "give {} or {}, not both",
+                        reg_key::EXPECTED_CA_URL_SHA256,
+                        reg_key::EXPECTED_CA_URL_CA_FILE
+                    ),
+                ))
+            }
+            (Some(h), None) => Some(CaUrlTrust::PinnedLeaf(h)),
+            (None, Some(f)) => Some(CaUrlTrust::CaFile(f)),
+            (None, None) => None,
+        };
+        match (self.url, trust) {
+            (Some(url), Some(trust)) => Ok(Some(CaUrl { url, trust })),
+            (Some(_), None) => Err((
+                reg_key::EXPECTED_CA_URL,
+                format!(
+                    "needs its own trust: {} (SHA-256 of the server's certificate) or {} (a CA \
+                     bundle); the registry's trust is never used for it",
+                    reg_key::EXPECTED_CA_URL_SHA256,
+                    reg_key::EXPECTED_CA_URL_CA_FILE
+                ),
+            )),
+            (None, Some(CaUrlTrust::PinnedLeaf(_))) => Err((
+                reg_key::EXPECTED_CA_URL_SHA256,
+                format!("only with {}", reg_key::EXPECTED_CA_URL),
+            )),
+            (None, Some(CaUrlTrust::CaFile(_))) => Err((
+                reg_key::EXPECTED_CA_URL_CA_FILE,
+                format!("only with {}", reg_key::EXPECTED_CA_URL),
+            )),
+            (None, None) => Ok(None),
+        }
     }
 }
 
@@ -340,6 +415,54 @@ stage = "yes"
             all.iter().any(|e| e.starts_with("runtime_version: ")),
             "{all:?}"
         );
+    }
+
+    #[test]
+    fn an_expected_ca_url_needs_exactly_one_trust_of_its_own() {
+        let reg = |extra: &str| format!("[[registry]]\nname = \"r.test\"\n{extra}");
+        let pin = "ab".repeat(32);
+        let c = AgentConfig::from_toml(&reg(&format!(
+            "expected_ca_url = \"https://vault.test:8200/v1/pki/ca/pem\"\nexpected_ca_url_sha256 = \"{pin}\"\n"
+        )))
+        .unwrap();
+        let u = c.registries[0].expected_ca_url.as_ref().unwrap();
+        assert_eq!(u.url.as_str(), "https://vault.test:8200/v1/pki/ca/pem");
+        assert_eq!(u.trust, CaUrlTrust::PinnedLeaf(pin.clone()));
+        let c = AgentConfig::from_toml(&reg(
+            "expected_ca_url = \"https://ca.test/roots.pem\"\nexpected_ca_url_ca_file = \"/etc/regtrust/pki-ca.pem\"\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.registries[0].expected_ca_url.as_ref().unwrap().trust,
+            CaUrlTrust::CaFile("/etc/regtrust/pki-ca.pem".into())
+        );
+        let one = |extra: &str| {
+            let errs = AgentConfig::from_toml(&reg(extra)).unwrap_err();
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            (errs[0].key_name().unwrap().to_string(), errs[0].to_string())
+        };
+        let (k, msg) = one("expected_ca_url = \"https://ca.test/roots.pem\"\n");
+        assert_eq!(k, "registry[0].expected_ca_url");
+        assert!(msg.contains("needs its own trust"), "{msg}");
+        let (k, msg) = one(&format!(
+            "expected_ca_url = \"https://ca.test/roots.pem\"\nexpected_ca_url_sha256 = \"{pin}\"\nexpected_ca_url_ca_file = \"/ca.pem\"\n"
+        ));
+        assert_eq!(k, "registry[0].expected_ca_url");
+        assert!(msg.contains("not both"), "{msg}");
+        let (k, msg) = one(&format!(
+            "expected_ca_url = \"http://ca.test/roots.pem\"\nexpected_ca_url_sha256 = \"{pin}\"\n"
+        ));
+        assert_eq!(k, "registry[0].expected_ca_url");
+        assert!(msg.contains("must be https"), "{msg}");
+        let (k, _) = one(&format!("expected_ca_url_sha256 = \"{pin}\"\n"));
+        assert_eq!(k, "registry[0].expected_ca_url_sha256");
+        let (k, _) = one("expected_ca_url_ca_file = \"/ca.pem\"\n");
+        assert_eq!(k, "registry[0].expected_ca_url_ca_file");
+        let (k, msg) = one(
+            "expected_ca_url = \"https://ca.test/roots.pem\"\nexpected_ca_url_sha256 = \"short\"\n",
+        );
+        assert_eq!(k, "registry[0].expected_ca_url_sha256");
+        assert!(msg.contains("not a SHA-256"), "{msg}");
     }
 
     #[test]

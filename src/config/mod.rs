@@ -125,8 +125,22 @@ pub mod key {
         pub const NAME: &str = "name";
         pub const EXPECTED_CA_FILE: &str = "expected_ca_file";
         pub const EXPECTED_CA_SHA256: &str = "expected_ca_sha256";
+        /// An HTTPS URL where the PKI publishes the expected CA (PEM).
+        pub const EXPECTED_CA_URL: &str = "expected_ca_url";
+        /// The URL's own trust: SHA-256 of its server's leaf certificate …
+        pub const EXPECTED_CA_URL_SHA256: &str = "expected_ca_url_sha256";
+        /// … or a CA bundle that verifies its server (exactly one of the two).
+        pub const EXPECTED_CA_URL_CA_FILE: &str = "expected_ca_url_ca_file";
         pub const STAGE: &str = "stage";
-        pub const ALL: &[&str] = &[NAME, EXPECTED_CA_FILE, EXPECTED_CA_SHA256, STAGE];
+        pub const ALL: &[&str] = &[
+            NAME,
+            EXPECTED_CA_FILE,
+            EXPECTED_CA_SHA256,
+            EXPECTED_CA_URL,
+            EXPECTED_CA_URL_SHA256,
+            EXPECTED_CA_URL_CA_FILE,
+            STAGE,
+        ];
     }
 
     /// Keys of the `[web]` table.
@@ -235,6 +249,8 @@ pub struct RegistryConfig {
     pub expected_ca_file: Option<PathBuf>,
     /// Pinned SHA-256 fingerprints (lowercase hex) of expected CAs.
     pub expected_ca_sha256: Vec<String>,
+    /// Where the PKI publishes the expected CA, fetched every interval.
+    pub expected_ca_url: Option<CaUrl>,
     /// Stage a corrected CA when allowed (see `stage`).
     pub stage: bool,
 }
@@ -246,9 +262,30 @@ impl RegistryConfig {
             name: name.into(),
             expected_ca_file: None,
             expected_ca_sha256: Vec::new(),
+            expected_ca_url: None,
             stage: false,
         }
     }
+}
+
+/// An HTTPS URL where a PKI publishes a registry's expected CA (a Vault PKI's `/v1/pki/ca/pem`,
+/// step-ca's `/roots.pem`), and the trust its server is checked with — its own, never the
+/// registry's: whoever could forge the registry's certificate must not also pick the CA it is
+/// compared with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaUrl {
+    pub url: reqwest::Url,
+    pub trust: CaUrlTrust,
+}
+
+/// How the server behind an [`CaUrl`] is trusted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CaUrlTrust {
+    /// The SHA-256 (lowercase hex) of the server's leaf certificate: that exact certificate, with
+    /// its key proven in the handshake; no chain, name or date is checked.
+    PinnedLeaf(String),
+    /// A PEM bundle (the agent's own filesystem) whose CAs verify the server, name included.
+    CaFile(PathBuf),
 }
 
 /// Protection of the metrics/status listener, after Prometheus' web configuration: TLS, and a
@@ -270,7 +307,7 @@ impl WebConfig {
 }
 
 /// Validated agent settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentConfig {
     pub host_root: PathBuf,
     pub runtime: Runtime,
@@ -378,8 +415,13 @@ impl AgentConfig {
     ) -> Result<(AgentConfig, Vec<Error>), Vec<Error>> {
         let (mut cfg, mut errs) = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| vec![Error::Read(e).with_path(path)])?;
+                // Only a regular file, read with a bound: a FIFO or a device is an error naming it.
+                let data = crate::hostroot::read_bounded(path)
+                    .map_err(|e| vec![Error::Read(std::io::Error::other(e)).with_path(path)])?;
+                let text = String::from_utf8(data).map_err(|e| {
+                    let e = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+                    vec![Error::Read(e).with_path(path)]
+                })?;
                 let (cfg, errs) = file::parse(&text).map_err(|e| vec![e.with_path(path)])?;
                 (cfg, errs.into_iter().map(|e| e.with_path(path)).collect())
             }

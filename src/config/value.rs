@@ -122,6 +122,26 @@ pub(crate) fn registry(name: &str) -> Result<String, String> {
     crate::trust::validate_registry(name).map(|()| name.to_string())
 }
 
+/// Where an expected CA is published: an absolute `https://` URL with a host and without
+/// credentials (the URL appears in logs and on the status page).
+pub(crate) fn ca_url(s: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    if url.scheme() != "https" {
+        return Err(format!(
+            "{s:?} must be https:// (the expected CA must come over an authenticated channel)"
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{s:?} has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{s:?} carries credentials; the URL is logged, so they are refused"
+        ));
+    }
+    Ok(url)
+}
+
 /// Lowercase 64-hex SHA-256 (colons and case tolerated, as fingerprints are often written).
 /// Longest `runtime_version` accepted (a version string, not a document).
 pub const MAX_RUNTIME_VERSION_LEN: usize = 128;
@@ -209,5 +229,21 @@ mod tests {
         assert_eq!(concurrency(Some(1024), ""), Ok(1024));
         assert!(path(PathBuf::new()).is_err());
         assert!(registry("https://r/").is_err());
+    }
+
+    #[test]
+    fn ca_urls_are_https_with_a_host_and_no_credentials() {
+        assert!(ca_url("https://vault.test:8200/v1/pki/ca/pem").is_ok());
+        assert!(ca_url("https://127.0.0.1:9000/roots.pem").is_ok());
+        for bad in [
+            "http://ca.test/roots.pem",
+            "ftp://ca.test/roots.pem",
+            "ca.test/roots.pem",
+            "https://user:secret@ca.test/roots.pem",
+            "",
+        ] {
+            assert!(ca_url(bad).is_err(), "{bad}");
+        }
+        assert!(ca_url("http://x/").unwrap_err().contains("must be https"));
     }
 }

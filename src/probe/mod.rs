@@ -1,27 +1,31 @@
-//! The probe: DNS, TCP connect, TLS handshake (recording the presented chain), `GET /v2/`.
+//! The probe: DNS ([`dns`]: on threads of its own), TCP connect, TLS handshake (recording the presented chain), `GET /v2/`.
 //! The only module that touches the network.
 //!
 //! Every phase runs under one deadline ([`ProbeSettings::timeout`]); a timeout names its phase.
 //! Responses are read only as far as the status line and headers, bounded by
 //! [`MAX_HEADER_BYTES`]: a hostile registry cannot make a probe read without end.
-//! The HTTP client is hand-rolled on purpose: it must expose the TLS phase on its own (timing,
+//! The request is written here on purpose: the probe must expose the TLS phase on its own (timing,
 //! the recorded chain after a failed verification) and speak through a CONNECT proxy exactly once,
-//! which a general client such as reqwest hides.
+//! which a general client such as reqwest hides. The response head is parsed by `httparse`
+//! ([`http`]).
 
 pub mod danger;
+pub mod dns;
+pub mod http;
 pub mod proxy;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout_at;
 
 use crate::cert::Cert;
 use crate::trust::Endpoint;
 use crate::verify::VerifyError;
+use http::{http_exchange, HttpError};
 pub use proxy::ProxyEnv;
 
 /// Most certificates kept from one presented chain (real chains have 2–4).
@@ -172,20 +176,8 @@ async fn run(
     };
     // DNS
     let t = Instant::now();
-    let addrs: Vec<_> = match timeout_at(
-        deadline,
-        tokio::net::lookup_host((dial_host.as_str(), dial_port)),
-    )
-    .await
-    {
-        Err(_) => return Err(Failure::Timeout(Phase::Dns)),
-        Ok(Err(e)) => return Err(Failure::Dns(format!("lookup {dial_host}: {e}"))),
-        Ok(Ok(a)) => a.collect(),
-    };
+    let addrs = dns::lookup(&dial_host, dial_port, deadline).await?;
     out.timings.dns = Some(ms(t));
-    if addrs.is_empty() {
-        return Err(Failure::Dns(format!("lookup {dial_host}: no addresses")));
-    }
     // TCP: addresses in order, as Go's dialer does (without happy-eyeballs racing).
     let t = Instant::now();
     let mut last_err = None;
@@ -230,62 +222,83 @@ async fn run(
             }
         }
     }
-    let mut conn: Box<dyn Conn> = if ep.scheme == "https" {
-        let t = Instant::now();
-        let (tx, verdict) = tokio::sync::oneshot::channel();
-        let judge = (!ep.skip_verify).then(|| danger::Judge {
-            roots,
-            server_name: ep.host().to_string(),
-            go,
-            tx,
-        });
-        let verifier = Arc::new(danger::AcceptAndRecord::new(judge));
-        let record = verifier.record.clone();
-        let recorder = verifier.clone();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| Failure::Handshake(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-        // The runtime's client certificate, when its configuration has one.
-        let config = match &ep.client {
-            Some(id) => {
-                let chain = id
-                    .chain
-                    .iter()
-                    .map(|c| rustls::pki_types::CertificateDer::from(c.clone()))
-                    .collect();
-                config
-                    .with_client_auth_cert(chain, id.key.clone_key())
-                    .map_err(|e| {
-                        Failure::Handshake(format!("client certificate {}: {e}", id.source))
-                    })?
-            }
-            None => config.with_no_client_auth(),
-        };
-        let name = rustls::pki_types::ServerName::try_from(ep.host().to_string())
-            .map_err(|e| Failure::Handshake(format!("invalid server name {:?}: {e}", ep.host())))?;
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let res = handshake(connector.connect(name, tcp), &recorder, verdict, deadline).await;
-        let rec = record.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        out.presented = rec.presented;
-        out.unparsed_presented = rec.unparsed;
-        let stream = match res {
-            Handshake::Timeout => return Err(Failure::Timeout(Phase::Tls)),
-            Handshake::Untrusted(v) => return Err(Failure::Verify(v)),
-            Handshake::Failed(e) => return Err(classify_tls_error(&e)),
-            Handshake::Done(s, issuer) => {
-                out.verified_issuer_sha256 = issuer;
-                s
-            }
-        };
-        out.timings.tls = Some(ms(t));
-        Box::new(stream)
+    let conn: Box<dyn Conn> = if ep.scheme == "https" {
+        Box::new(tls(ep, roots, go, tcp, deadline, out).await?)
     } else {
         Box::new(tcp)
     };
+    get_v2(ep, conn, deadline, out).await
+}
+
+/// The TLS handshake, with the runtime's client certificate when it has one; Go's verdict on the
+/// presented chain comes from the blocking pool (see [`danger`]).
+async fn tls(
+    ep: &Endpoint,
+    roots: Arc<Vec<Arc<Cert>>>,
+    go: crate::verify::GoVersion,
+    tcp: TcpStream,
+    deadline: tokio::time::Instant,
+    out: &mut ProbeResult,
+) -> Result<TlsStream, Failure> {
+    let t = Instant::now();
+    let (tx, verdict) = tokio::sync::oneshot::channel();
+    let judge = (!ep.skip_verify).then(|| danger::Judge {
+        roots,
+        server_name: ep.host().to_string(),
+        go,
+        tx,
+    });
+    let verifier = Arc::new(danger::AcceptAndRecord::new(judge));
+    let record = verifier.record.clone();
+    let recorder = verifier.clone();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    .map_err(|e| Failure::Handshake(e.to_string()))?
+    .dangerous()
+    .with_custom_certificate_verifier(verifier);
+    // The runtime's client certificate, when its configuration has one.
+    let config = match &ep.client {
+        Some(id) => {
+            let chain = id
+                .chain
+                .iter()
+                .map(|c| rustls::pki_types::CertificateDer::from(c.clone()))
+                .collect();
+            config
+                .with_client_auth_cert(chain, id.key.clone_key())
+                .map_err(|e| Failure::Handshake(format!("client certificate {}: {e}", id.source)))?
+        }
+        None => config.with_no_client_auth(),
+    };
+    let name = rustls::pki_types::ServerName::try_from(ep.host().to_string())
+        .map_err(|e| Failure::Handshake(format!("invalid server name {:?}: {e}", ep.host())))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let res = handshake(connector.connect(name, tcp), &recorder, verdict, deadline).await;
+    let rec = record.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    out.presented = rec.presented;
+    out.unparsed_presented = rec.unparsed;
+    let stream = match res {
+        Handshake::Timeout => return Err(Failure::Timeout(Phase::Tls)),
+        Handshake::Untrusted(v) => return Err(Failure::Verify(v)),
+        Handshake::Failed(e) => return Err(classify_tls_error(&e)),
+        Handshake::Done(s, issuer) => {
+            out.verified_issuer_sha256 = issuer;
+            s
+        }
+    };
+    out.timings.tls = Some(ms(t));
+    Ok(*stream)
+}
+
+/// `GET /v2/` (or the proxied URL for plain HTTP through a proxy): 200 and 401 mean a registry.
+async fn get_v2(
+    ep: &Endpoint,
+    mut conn: Box<dyn Conn>,
+    deadline: tokio::time::Instant,
+    out: &mut ProbeResult,
+) -> Result<(), Failure> {
     let t = Instant::now();
     let target = if out.via_proxy.is_some() && ep.scheme == "http" {
         ep.url()
@@ -368,81 +381,6 @@ async fn handshake(
     match res {
         Ok(s) => Handshake::Done(Box::new(s), issuer),
         Err(e) => Handshake::Failed(e),
-    }
-}
-
-/// Why an HTTP exchange failed.
-#[derive(Debug)]
-enum HttpError {
-    Io {
-        op: &'static str,
-        err: std::io::Error,
-    },
-    Protocol(String),
-}
-
-impl From<String> for HttpError {
-    fn from(s: String) -> Self {
-        HttpError::Protocol(s)
-    }
-}
-
-impl From<&str> for HttpError {
-    fn from(s: &str) -> Self {
-        HttpError::Protocol(s.to_string())
-    }
-}
-
-impl std::fmt::Display for HttpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HttpError::Io { op, err } => write!(f, "{op}: {err}"),
-            HttpError::Protocol(s) => f.write_str(s),
-        }
-    }
-}
-
-/// Sends `req`, reads the status line and headers (bounded), returns the status code.
-async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
-    s: &mut S,
-    req: &[u8],
-) -> Result<(u16, Option<String>), HttpError> {
-    let io = |op: &'static str| move |err: std::io::Error| HttpError::Io { op, err };
-    s.write_all(req).await.map_err(io("write"))?;
-    s.flush().await.map_err(io("write"))?;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
-        if buf.len() > MAX_HEADER_BYTES {
-            return Err(format!("response headers larger than {MAX_HEADER_BYTES} bytes").into());
-        }
-        let n = s.read(&mut chunk).await.map_err(io("read"))?;
-        if n == 0 {
-            if buf.is_empty() {
-                return Err("connection closed before any response (EOF)".into());
-            }
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    match (
-        parts.next(),
-        parts.next().and_then(|c| c.parse::<u16>().ok()),
-    ) {
-        (Some(v), Some(code)) if v.starts_with("HTTP/") => {
-            Ok((code, crate::httphead::header(&buf, "location")))
-        }
-        _ => Err(format!(
-            "malformed HTTP response: {:?}",
-            line.chars().take(80).collect::<String>()
-        )
-        .into()),
     }
 }
 

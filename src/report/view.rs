@@ -8,7 +8,7 @@ use crate::diagnose::{KeyMismatch, Reason};
 use crate::outcome::{CheckOutcome, EndpointOutcome, IssuerId, RegistryOutcome};
 use crate::probe::Timings;
 use crate::trust::runtime_version::RuntimeInfo;
-use crate::trust::{Finding, Runtime, TrustedCa};
+use crate::trust::{Finding, PullKind, Runtime, TrustedCa};
 
 /// A trusted CA as reported.
 #[derive(Debug, Clone, Serialize)]
@@ -116,6 +116,8 @@ pub struct Report {
     /// The runtime version and Go version the verdicts follow, with their sources.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<RuntimeInfo>,
+    /// The kind of pull modelled: `tag` (hosts with pull and resolve) or `digest`.
+    pub pull: PullKind,
 }
 
 impl From<&CheckOutcome> for Report {
@@ -124,6 +126,7 @@ impl From<&CheckOutcome> for Report {
             registries: c.registries.iter().map(RegistryReport::from).collect(),
             findings: c.findings.clone(),
             runtime: c.runtime.clone(),
+            pull: c.pull,
         }
     }
 }

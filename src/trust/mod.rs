@@ -14,6 +14,7 @@
 
 pub mod certsd;
 pub mod containerd;
+pub mod distro;
 mod finding;
 pub mod runtime_version;
 pub mod system;
@@ -195,6 +196,21 @@ pub struct RegistryTrust {
     pub watched: Vec<PathBuf>,
 }
 
+/// The kind of pull a check models, as containerd's resolver filters hosts for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullKind {
+    /// `image:tag`, what the kubelet does for most pods: the tag is resolved by hosts with both
+    /// `pull` and `resolve`.
+    #[default]
+    Tag,
+    /// `image@sha256:…`: fetched from hosts with `pull`.
+    Digest,
+}
+/// Endpoints probed per registry, in the runtime's order; beyond it a `too_many_endpoints`
+/// finding (containerd itself would try every one).
+pub const MAX_ENDPOINTS_PER_REGISTRY: usize = 64;
+
 /// Where to look, as given on the command line or in the agent config.
 #[derive(Debug, Clone)]
 pub struct TrustSettings {
@@ -358,20 +374,47 @@ pub struct TrustLoader {
     runtime: Runtime,
     /// containerd's layout (config.toml read once); `None` for the certs.d runtimes.
     containerd: Option<containerd::Layout>,
+    /// Findings about the node as a whole: its distribution, the runtime's configuration.
+    findings: Vec<Finding>,
 }
 
 impl TrustLoader {
     /// Reads the runtime's configuration; a config the runtime could not start with is an error.
+    /// On k3s and RKE2 with no `/etc/containerd/config.toml`, the distribution's own containerd
+    /// config is read instead (see [`distro`]).
     pub fn new(settings: &TrustSettings) -> Result<TrustLoader, ConfigError> {
+        let profile = distro::detect(
+            &settings.host_root,
+            settings.runtime,
+            &settings.containerd_config,
+        );
+        let mut findings = profile.findings;
         let containerd = match settings.runtime {
-            Runtime::Containerd => Some(containerd::Layout::load(settings)?),
+            Runtime::Containerd => {
+                let mut s = settings.clone();
+                if let (Some(cfg), None) = (profile.containerd_config, &settings.hosts_dir) {
+                    s.containerd_config = cfg;
+                }
+                let layout = containerd::Layout::load(&s)?;
+                findings.extend(layout.findings.iter().cloned());
+                Some(layout)
+            }
             _ => None,
         };
         Ok(TrustLoader {
             host_root: settings.host_root.clone(),
             runtime: settings.runtime,
             containerd,
+            findings,
         })
+    }
+
+    /// Models `kind` of pull (default: by tag).
+    pub fn with_pull(mut self, kind: PullKind) -> TrustLoader {
+        if let Some(l) = self.containerd.as_mut() {
+            l.pull = kind;
+        }
+        self
     }
 
     /// containerd's layout, when the runtime is containerd.
@@ -381,10 +424,7 @@ impl TrustLoader {
 
     /// Findings about the runtime's configuration as a whole.
     pub fn findings(&self) -> &[Finding] {
-        self.containerd
-            .as_ref()
-            .map(|l| l.findings.as_slice())
-            .unwrap_or_default()
+        &self.findings
     }
 
     /// Every registry configured on the node (host directories, except `_default`), sorted;

@@ -85,6 +85,19 @@ pub fn leaf(issuer: &Issued) -> Issued {
     sign(leaf_params(), issuer)
 }
 
+// === HTTP ===
+
+/// A plain-HTTP client for loopback. reqwest's rustls backend (regtrust fetches `expected_ca_url`
+/// with it) needs a process-wide crypto provider when a client is built without a TLS config of
+/// its own: install aws-lc-rs first, as the binary does. Use this rather than `Client::new()`.
+pub fn http_client() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
 // === temp dirs ===
 
 pub fn tmp() -> tempfile::TempDir {
@@ -110,7 +123,8 @@ pub fn free_port() -> u16 {
 /// Polls until 127.0.0.1:port accepts TCP (at most ~10 s).
 pub fn wait_port(port: u16, child: &mut Child, what: &str) {
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10) {
+    // Generous: a loaded 2-core machine starts Prometheus slowly. A bound, not a benchmark.
+    while start.elapsed() < Duration::from_secs(30) {
         if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
             .is_ok()
         {
@@ -121,7 +135,7 @@ pub fn wait_port(port: u16, child: &mut Child, what: &str) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("{what} did not listen on 127.0.0.1:{port} within 10 s");
+    panic!("{what} did not listen on 127.0.0.1:{port} within 30 s");
 }
 
 pub fn require(bin: &str) {
@@ -416,6 +430,11 @@ impl Containerd {
 
     /// `ctr content fetch --hosts-dir` of IMAGE from `registry`: the containerd verdict.
     pub fn fetch(&self, hosts_dir: &Path, host_root: &Path, registry: &str) -> Output {
+        self.fetch_ref(hosts_dir, host_root, &format!("{registry}/{IMAGE}"))
+    }
+
+    /// `ctr content fetch --hosts-dir` of `reference` (a tag or a digest reference).
+    pub fn fetch_ref(&self, hosts_dir: &Path, host_root: &Path, reference: &str) -> Output {
         Command::new("timeout")
             .arg("60")
             .arg("ctr")
@@ -423,7 +442,7 @@ impl Containerd {
             .arg(&self.sock)
             .args(["-n", "test", "content", "fetch", "--hosts-dir"])
             .arg(hosts_dir)
-            .arg(format!("{registry}/{IMAGE}"))
+            .arg(reference)
             .envs(isolated_system_roots(host_root))
             .output()
             .expect("run ctr")
@@ -606,6 +625,8 @@ pub struct AgentProc {
     pub child: Child,
     pub addr: String,
     pub log: PathBuf,
+    /// The `--config` file.
+    pub config: PathBuf,
 }
 
 impl AgentProc {
@@ -616,6 +637,11 @@ impl AgentProc {
 
     /// The same, listening on `ip` (a loopback address: 127.0.0.1, 127.0.1.2, …).
     pub fn start_on(dir: &Path, cfg: &str, ip: &str) -> AgentProc {
+        Self::start_with(dir, cfg, ip, Command::new(env!("CARGO_BIN_EXE_regtrust")))
+    }
+
+    /// The same, with `cmd` as the program (e.g. `unshare … regtrust`); `run --config …` is added.
+    pub fn start_with(dir: &Path, cfg: &str, ip: &str, cmd: Command) -> AgentProc {
         let port = TcpListener::bind((ip, 0))
             .unwrap()
             .local_addr()
@@ -623,17 +649,34 @@ impl AgentProc {
             .port();
         let addr = format!("{ip}:{port}");
         let path = dir.join(format!("agent-{port}.toml"));
-        write(&path, format!("listen = \"{addr}\"\n{cfg}"));
+        Self::spawn(dir, &path, addr, cfg, cmd)
+    }
+
+    /// Starts with the config written at `config` (through any symlinks the test laid there).
+    pub fn start_at(dir: &Path, config: &Path, cfg: &str) -> AgentProc {
+        let port = free_port();
+        let cmd = Command::new(env!("CARGO_BIN_EXE_regtrust"));
+        Self::spawn(dir, config, format!("127.0.0.1:{port}"), cfg, cmd)
+    }
+
+    fn spawn(dir: &Path, path: &Path, addr: String, cfg: &str, mut cmd: Command) -> AgentProc {
+        write(path, format!("listen = \"{addr}\"\n{cfg}"));
+        let port = addr.rsplit(':').next().unwrap_or_default().to_string();
         let log = dir.join(format!("agent-{port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_regtrust"))
+        let child = cmd
             .args(["run", "--config"])
-            .arg(&path)
+            .arg(path)
             .env("REGTRUST_LOG", "regtrust=debug")
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
             .expect("start regtrust run");
-        let mut a = AgentProc { child, addr, log };
+        let mut a = AgentProc {
+            child,
+            addr,
+            log,
+            config: path.to_path_buf(),
+        };
         // A TLS listener is waited for by the test itself (with its CA).
         if !cfg.contains("tls_cert_file") {
             a.wait_until("agent /healthz", Duration::from_secs(20), |a| {
@@ -644,7 +687,7 @@ impl AgentProc {
     }
 
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
-        let r = reqwest::blocking::Client::new()
+        let r = http_client()
             .get(format!("http://{}{path}", self.addr))
             .timeout(Duration::from_secs(5))
             .send()
@@ -677,6 +720,22 @@ impl AgentProc {
             self.metrics(),
             fs::read_to_string(&self.log).unwrap_or_default()
         );
+    }
+
+    /// Writes the config file again (same listen address), as `cfg` plus that line.
+    pub fn rewrite(&self, cfg: &str) {
+        write(&self.config, format!("listen = \"{}\"\n{cfg}", self.addr));
+    }
+
+    /// Sends SIGHUP (reload).
+    pub fn hangup(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    }
+
+    /// The agent's log so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGTERM, then the exit status (bounded wait).
@@ -712,6 +771,106 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+// === a PKI publishing its CA ===
+
+/// An HTTPS server on 127.0.0.1 that answers every request with its current body, as a Vault PKI's
+/// `/v1/pki/ca/pem` or step-ca's `/roots.pem` does; served with `leaf`, one connection at a time,
+/// every read and write bounded. Stopped on drop.
+pub struct PkiServer {
+    pub port: u16,
+    body: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PkiServer {
+    pub fn start(leaf: &Issued, body: impl Into<Vec<u8>>) -> PkiServer {
+        use std::sync::{atomic::AtomicBool, Arc, Mutex};
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let key = rustls::pki_types::PrivateKeyDer::try_from(leaf.key.serialize_der()).unwrap();
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![leaf.cert.der().clone()], key)
+                .unwrap(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let body = Arc::new(Mutex::new(body.into()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b, st) = (body.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(std::sync::atomic::Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((tcp, _)) => {
+                        let answer = b.lock().unwrap().clone();
+                        pki_answer(tcp, config.clone(), &answer);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        PkiServer {
+            port,
+            body,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// What every later request gets.
+    pub fn set_body(&self, body: impl Into<Vec<u8>>) {
+        *self.body.lock().unwrap() = body.into();
+    }
+}
+
+fn pki_answer(tcp: TcpStream, config: std::sync::Arc<rustls::ServerConfig>, body: &[u8]) {
+    use std::io::Read;
+    let _ = tcp.set_nonblocking(false);
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = tcp.set_write_timeout(Some(Duration::from_secs(5)));
+    let Ok(conn) = rustls::ServerConnection::new(config) else {
+        return;
+    };
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+        match tls.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/pem-certificate-chain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    let _ = tls.write_all(&out);
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+}
+
+impl Drop for PkiServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 // === prometheus ===
@@ -752,7 +911,7 @@ impl Prometheus {
 
     /// GET an API path (bounded), as JSON; Null when it does not answer.
     pub fn api(&self, path_and_query: &str) -> serde_json::Value {
-        reqwest::blocking::Client::new()
+        http_client()
             .get(format!("http://127.0.0.1:{}{path_and_query}", self.port))
             .timeout(Duration::from_secs(5))
             .send()
