@@ -104,6 +104,183 @@ pub struct Eku {
     pub server_auth: bool,
 }
 
+/// One subject alternative name, in the order of the extension (Go's `forEachSAN` order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum San {
+    Email(String),
+    Dns(String),
+    Uri(String),
+    /// As encoded: 4 or 16 bytes (anything else Go refuses to parse).
+    Ip(Vec<u8>),
+    /// A type name constraints ignore (otherName, directoryName, …).
+    Other,
+}
+
+/// The subtrees of one side (permitted or excluded) of a name constraints extension, as Go's
+/// `parseNameConstraintsExtension` keeps them: DNS, IP ranges (address + mask, 4+4 or 16+16
+/// bytes), email and URI domains.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subtrees {
+    pub dns: Vec<String>,
+    pub ip: Vec<(Vec<u8>, Vec<u8>)>,
+    pub email: Vec<String>,
+    pub uri: Vec<String>,
+}
+
+/// A name constraints extension (2.5.29.30).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameConstraints {
+    pub permitted: Subtrees,
+    pub excluded: Subtrees,
+    /// A subtree of a type Go does not handle (directoryName, otherName, …): Go marks the
+    /// extension unhandled, which is fatal when it is critical.
+    pub unhandled: bool,
+}
+
+impl NameConstraints {
+    /// Go's `parseNameConstraintsExtension` over the extension's DER value (read here, not by
+    /// x509-parser, whose reading of the IMPLICIT `[0]`/`[1]` subtrees loses them). `Err` is
+    /// Go's parse error: Go then refuses the whole certificate.
+    pub fn parse(value: &[u8]) -> Result<NameConstraints, String> {
+        const INVALID: &str = "x509: invalid NameConstraints extension";
+        let mut outer = Der(value);
+        let (tag, top) = outer.next().ok_or(INVALID)?;
+        if tag != 0x30 || !outer.0.is_empty() {
+            return Err(INVALID.into());
+        }
+        let mut top = Der(top);
+        let mut out = NameConstraints::default();
+        let (mut have_p, mut have_e) = (None, None);
+        if top.0.first() == Some(&0xa0) {
+            have_p = top.next().map(|t| t.1);
+        }
+        if top.0.first() == Some(&0xa1) {
+            have_e = top.next().map(|t| t.1);
+        }
+        if !top.0.is_empty() {
+            return Err(INVALID.into());
+        }
+        let empty = |s: Option<&[u8]>| s.is_none_or(|s| s.is_empty());
+        if empty(have_p) && empty(have_e) {
+            return Err("x509: empty name constraints extension".into());
+        }
+        out.unhandled |= subtrees(have_p.unwrap_or_default(), &mut out.permitted)?;
+        out.unhandled |= subtrees(have_e.unwrap_or_default(), &mut out.excluded)?;
+        Ok(out)
+    }
+}
+
+/// A minimal DER reader: tag byte and contents of the next element (definite lengths only).
+struct Der<'a>(&'a [u8]);
+
+impl<'a> Der<'a> {
+    fn next(&mut self) -> Option<(u8, &'a [u8])> {
+        let (&tag, rest) = self.0.split_first()?;
+        let (&l0, rest) = rest.split_first()?;
+        let (len, rest) = if l0 < 0x80 {
+            (l0 as usize, rest)
+        } else {
+            let n = (l0 & 0x7f) as usize;
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n].iter().fold(0usize, |a, &b| (a << 8) | b as usize);
+            (len, &rest[n..])
+        };
+        if tag & 0x1f == 0x1f || rest.len() < len {
+            return None;
+        }
+        let (content, rest) = rest.split_at(len);
+        self.0 = rest;
+        Some((tag, content))
+    }
+}
+
+/// One `GeneralSubtrees` list into `side`; `Ok(true)` when it holds a type Go does not handle.
+fn subtrees(list: &[u8], side: &mut Subtrees) -> Result<bool, String> {
+    const INVALID: &str = "x509: invalid NameConstraints extension";
+    let mut list = Der(list);
+    let mut unhandled = false;
+    while !list.0.is_empty() {
+        let (tag, seq) = list.next().ok_or(INVALID)?;
+        let (name_tag, value) = Der(seq).next().filter(|_| tag == 0x30).ok_or(INVALID)?;
+        let text = || -> Result<String, String> {
+            match value.iter().find(|b| !b.is_ascii()) {
+                None => Ok(String::from_utf8_lossy(value).into_owned()),
+                Some(_) => Err(format!(
+                    "x509: invalid constraint value: {} is not a valid IA5String",
+                    crate::gonames::go_quote(&String::from_utf8_lossy(value))
+                )),
+            }
+        };
+        let q = |s: &str| crate::gonames::go_quote(s);
+        let domain_ok = |d: &str| crate::gonames::valid_domain(d.strip_prefix('.').unwrap_or(d));
+        match name_tag {
+            0x82 => {
+                let d = text()?;
+                if !domain_ok(&d) {
+                    return Err(format!(
+                        "x509: failed to parse dnsName constraint {}",
+                        q(&d)
+                    ));
+                }
+                side.dns.push(d);
+            }
+            0x87 => {
+                if value.len() != 8 && value.len() != 32 {
+                    return Err(format!(
+                        "x509: IP constraint contained value of length {}",
+                        value.len()
+                    ));
+                }
+                let (ip, mask) = value.split_at(value.len() / 2);
+                let ones: u32 = mask.iter().map(|b| b.count_ones()).sum();
+                let canonical = mask.iter().enumerate().all(|(i, &b)| {
+                    let want = ones.saturating_sub(8 * i as u32).min(8);
+                    b == (0xffu16 << (8 - want)) as u8
+                });
+                if !canonical {
+                    return Err(format!(
+                        "x509: IP constraint contained invalid mask {}",
+                        hex(mask)
+                    ));
+                }
+                side.ip.push((ip.to_vec(), mask.to_vec()));
+            }
+            0x81 => {
+                let e = text()?;
+                let ok = if e.contains('@') {
+                    crate::gonames::parse_mailbox(&e).is_some()
+                } else {
+                    domain_ok(&e)
+                };
+                if !ok {
+                    return Err(format!(
+                        "x509: failed to parse rfc822Name constraint {}",
+                        q(&e)
+                    ));
+                }
+                side.email.push(e);
+            }
+            0x86 => {
+                let u = text()?;
+                if u.parse::<IpAddr>().is_ok() {
+                    return Err(format!(
+                        "x509: failed to parse URI constraint {}: cannot be IP address",
+                        q(&u)
+                    ));
+                }
+                if !domain_ok(&u) {
+                    return Err(format!("x509: failed to parse URI constraint {}", q(&u)));
+                }
+                side.uri.push(u);
+            }
+            _ => unhandled = true,
+        }
+    }
+    Ok(unhandled)
+}
+
 /// A parsed certificate.
 #[derive(Debug, Clone)]
 pub struct Cert {
@@ -113,6 +290,8 @@ pub struct Cert {
     pub issuer: String,
     /// Go's short name for error hints: CN, else first O, else `serial:...`.
     pub short_name: String,
+    /// The subject's Common Name (Go's `Subject.CommonName`: the last CN), empty when none.
+    pub common_name: String,
     pub raw_subject: Vec<u8>,
     pub raw_issuer: Vec<u8>,
     pub not_before: i64,
@@ -129,6 +308,11 @@ pub struct Cert {
     pub akid: Option<Vec<u8>>,
     pub dns_names: Vec<String>,
     pub ip_addrs: Vec<IpAddr>,
+    /// Every SAN in extension order (name constraints check them all).
+    pub sans: Vec<San>,
+    /// Whether a SAN extension is present at all (Go's `hasSANExtension`).
+    pub has_san_ext: bool,
+    pub name_constraints: Option<NameConstraints>,
     pub unhandled_critical: Vec<String>,
     pub tbs: Vec<u8>,
     pub sig_alg: SigAlg,
@@ -178,6 +362,13 @@ impl Cert {
             subject: x.subject().to_string(),
             issuer: x.issuer().to_string(),
             short_name: short_name(&x),
+            common_name: x
+                .subject()
+                .iter_common_name()
+                .last()
+                .and_then(|a| a.as_str().ok())
+                .unwrap_or_default()
+                .to_string(),
             raw_subject: x.subject().as_raw().to_vec(),
             raw_issuer: x.issuer().as_raw().to_vec(),
             not_before: x.validity().not_before.timestamp(),
@@ -190,6 +381,9 @@ impl Cert {
             akid: None,
             dns_names: Vec::new(),
             ip_addrs: Vec::new(),
+            sans: Vec::new(),
+            has_san_ext: false,
+            name_constraints: None,
             unhandled_critical: Vec::new(),
             tbs: x.tbs_certificate.as_ref().to_vec(),
             sig_alg: sig_alg_of(&x.signature_algorithm),
@@ -199,6 +393,14 @@ impl Cert {
         };
         for ext in x.extensions() {
             let oid = ext.oid.to_id_string();
+            if oid == "2.5.29.30" {
+                let nc = NameConstraints::parse(ext.value)?;
+                if nc.unhandled && ext.critical {
+                    c.unhandled_critical.push(oid.clone());
+                }
+                c.name_constraints = Some(nc);
+                continue;
+            }
             if ext.critical && !GO_HANDLED_CRITICAL.contains(&oid.as_str()) {
                 c.unhandled_critical.push(oid.clone());
             }
@@ -218,7 +420,9 @@ impl Cert {
                     c.akid = a.key_identifier.as_ref().map(|k| k.0.to_vec())
                 }
                 ParsedExtension::SubjectAlternativeName(san) => {
+                    c.has_san_ext = true;
                     for name in &san.general_names {
+                        c.sans.push(san_of(name));
                         match name {
                             GeneralName::DNSName(d) => c.dns_names.push(d.to_string()),
                             GeneralName::IPAddress(b) => {
@@ -230,6 +434,7 @@ impl Cert {
                         }
                     }
                 }
+
                 ParsedExtension::UnsupportedExtension { .. }
                 | ParsedExtension::ParseError { .. }
                     if ext.critical && GO_HANDLED_CRITICAL.contains(&oid.as_str()) =>
@@ -279,6 +484,16 @@ fn short_name(x: &X509Certificate<'_>) -> String {
         return o.to_string();
     }
     format!("serial:{}", x.raw_serial_as_string().replace(':', ""))
+}
+
+fn san_of(name: &GeneralName<'_>) -> San {
+    match name {
+        GeneralName::RFC822Name(e) => San::Email(e.to_string()),
+        GeneralName::DNSName(d) => San::Dns(d.to_string()),
+        GeneralName::URI(u) => San::Uri(u.to_string()),
+        GeneralName::IPAddress(b) => San::Ip(b.to_vec()),
+        _ => San::Other,
+    }
 }
 
 fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {

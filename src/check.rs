@@ -67,6 +67,7 @@ pub async fn run_as(
     Ok(CheckOutcome {
         registries: out,
         findings,
+        runtime: None,
         pull,
     })
 }

@@ -97,11 +97,31 @@ pub(crate) struct TrustArgs {
     /// Deadline for each endpoint probe, all phases together, in seconds.
     #[arg(long, default_value_t = config::DEFAULT_TIMEOUT.as_secs_f64())]
     timeout: f64,
+    /// Where the runtime's process is visible (the node's /proc), to read which Go it runs.
+    #[arg(long, default_value = config::DEFAULT_PROC_DIR)]
+    proc_dir: PathBuf,
+    /// The runtime's version, instead of reading it from its process or binary.
+    #[arg(long, value_parser = config::runtime_version)]
+    runtime_version: Option<String>,
+    /// The Go the runtime is built with (`1.22`, `go1.21.5`), instead of reading it from its
+    /// process or binary; verdicts follow that Go's rules.
+    #[arg(long, value_parser = config::go_version)]
+    go_version: Option<regtrust::verify::GoVersion>,
+}
+
+/// The validated settings of [`TrustArgs`], with the runtime and Go version the verdicts follow.
+pub(crate) struct Settings {
+    pub(crate) trust: trust::TrustSettings,
+    pub(crate) probe: probe::ProbeSettings,
+    pub(crate) runtime: trust::runtime_version::RuntimeInfo,
+    /// Findings of the version detection, for the report.
+    pub(crate) findings: Vec<trust::Finding>,
 }
 
 impl TrustArgs {
-    /// The validated settings, or what is wrong with them (exit 2).
-    pub(crate) fn settings(self) -> Result<(trust::TrustSettings, probe::ProbeSettings), String> {
+    /// The validated settings, or what is wrong with them (exit 2). Reads the runtime's
+    /// process and binary for its version (blocking: before the runtime starts probing).
+    pub(crate) fn settings(self) -> Result<Settings, String> {
         let timeout =
             config::timeout_from_secs(self.timeout).map_err(|e| format!("--timeout: {e}"))?;
         if !self.host_root.is_dir() {
@@ -110,17 +130,30 @@ impl TrustArgs {
                 self.host_root.display()
             ));
         }
-        let settings = trust::TrustSettings {
-            host_root: HostRoot::new(self.host_root),
+        let host_root = HostRoot::new(self.host_root);
+        let overrides = trust::runtime_version::Overrides {
+            runtime_version: self.runtime_version,
+            go_version: self.go_version,
+        };
+        let (runtime, findings) =
+            trust::runtime_version::detect(&host_root, &self.proc_dir, self.runtime, &overrides);
+        let probe = probe::ProbeSettings {
+            timeout,
+            proxy: probe::ProxyEnv::from_env(),
+            go: runtime.go_version,
+        };
+        let trust = trust::TrustSettings {
+            host_root,
             runtime: self.runtime,
             hosts_dir: self.hosts_dir,
             containerd_config: self.containerd_config,
         };
-        let ps = probe::ProbeSettings {
-            timeout,
-            proxy: probe::ProxyEnv::from_env(),
-        };
-        Ok((settings, ps))
+        Ok(Settings {
+            trust,
+            probe,
+            runtime,
+            findings,
+        })
     }
 }
 

@@ -324,6 +324,10 @@ fn diagnose_verify(v: &VerifyError, probe: &ProbeResult, trusted: &[TrustedCa]) 
                 )
             }
         }
+        VerifyError::NameConstraint(_) => mk(
+            Reason::InvalidCertificate,
+            "a trusted root or intermediate has name constraints that do not allow a name of the registry's certificate (see detail): reissue the certificate with names the CA may sign, or have the CA's constraints widened",
+        ),
         VerifyError::IncompatibleUsage
         | VerifyError::UnhandledCritical
         | VerifyError::TooManySignatureChecks => mk(

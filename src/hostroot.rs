@@ -178,16 +178,91 @@ pub fn read_bounded(path: &Path) -> Result<Vec<u8>, ReadError> {
 /// `fstat` on the open descriptor that it is a regular file, and reads at most `max` bytes from
 /// that descriptor. What is checked is what is read: no stat-then-open race.
 pub fn read_regular(path: &Path, max: u64, follow: Follow) -> Result<Vec<u8>, ReadError> {
+    read_open_regular(open_nonblocking(path, follow)?, max)
+}
+
+fn open_nonblocking(path: &Path, follow: Follow) -> io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut flags = OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
     if follow == Follow::No {
         flags |= OFlag::O_NOFOLLOW;
     }
-    let file = fs::OpenOptions::new()
+    fs::OpenOptions::new()
         .read(true)
         .custom_flags(flags.bits())
-        .open(path)?;
-    read_open_regular(file, max)
+        .open(path)
+}
+
+/// An open regular file read piece by piece (a runtime's binary: tens of MiB, of which a few
+/// headers and tables are read), each read bounded by the caller's cap.
+#[derive(Debug)]
+pub struct RegularFile {
+    file: fs::File,
+    len: u64,
+}
+
+impl RegularFile {
+    /// Opens `path` as [`read_regular`] does (non-blocking, `fstat` says regular file).
+    pub fn open(path: &Path, follow: Follow) -> Result<RegularFile, ReadError> {
+        let file = open_nonblocking(path, follow)?;
+        let meta = file.metadata()?;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            return Err(ReadError::IsDir);
+        }
+        if !ft.is_file() {
+            return Err(ReadError::NotRegular {
+                kind: file_kind(&ft),
+            });
+        }
+        Ok(RegularFile {
+            file,
+            len: meta.len(),
+        })
+    }
+
+    /// The file's size when opened.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Up to `len` bytes at `offset` (fewer at the end of the file); `len` above `max` is
+    /// refused, not truncated.
+    pub fn read_at(&self, offset: u64, len: u64, max: u64) -> Result<Vec<u8>, ReadError> {
+        use std::os::unix::fs::FileExt;
+        if len > max {
+            return Err(ReadError::TooLarge { size: len, max });
+        }
+        let want = len.min(self.len.saturating_sub(offset)) as usize;
+        let mut buf = vec![0u8; want];
+        let mut done = 0;
+        while done < want {
+            match self.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+}
+
+impl HostRoot {
+    /// Opens a node file for bounded piecewise reads (see [`RegularFile`]).
+    pub fn open_regular(&self, node_path: &Path) -> Result<RegularFile, ReadError> {
+        let follow = if self.is_identity() {
+            Follow::Yes
+        } else {
+            Follow::No
+        };
+        RegularFile::open(&self.resolve(node_path)?, follow)
+    }
 }
 
 /// The second half of [`read_regular`], for a descriptor the caller opened itself (with

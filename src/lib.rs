@@ -3,7 +3,7 @@
 //! # Layout (the data flow, top to bottom; ARCHITECTURE.md draws it)
 //! - [`hostroot`]: the one place node paths are re-rooted under the mounted host root; regular
 //!   files only, bounded.
-//! - [`pem`], [`cert`]: PEM with Go's rules; one parsed certificate.
+//! - [`pem`], [`cert`], [`gonames`]: PEM with Go's rules; one parsed certificate; Go's name syntax.
 //! - [`trust`]: the runtime's trust — containerd hosts dirs, containers/image and Docker
 //!   certs.d, system roots — with findings. Pure file reading.
 //! - [`probe`]: TCP, TLS through a recording verifier, `GET /v2/`, per-phase timings. The only
@@ -29,6 +29,7 @@ pub mod check;
 pub mod config;
 pub mod demo;
 pub mod diagnose;
+pub mod gonames;
 pub mod hostroot;
 pub mod metrics;
 pub mod offload;

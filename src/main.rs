@@ -117,7 +117,7 @@ fn check(rt: &tokio::runtime::Runtime, a: CheckArgs) -> ExitCode {
     {
         return fail(e);
     }
-    let (settings, ps) = match a.trust.settings() {
+    let s = match a.trust.settings() {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -126,8 +126,10 @@ fn check(rt: &tokio::runtime::Runtime, a: CheckArgs) -> ExitCode {
     } else {
         regtrust::trust::PullKind::Tag
     };
-    match rt.block_on(check::run_as(&settings, &a.registries, &ps, pull)) {
-        Ok(report) => {
+    match rt.block_on(check::run_as(&s.trust, &a.registries, &s.probe, pull)) {
+        Ok(mut report) => {
+            report.runtime = Some(s.runtime);
+            report.findings.extend(s.findings);
             if npd {
                 println!("{}", trust::escape_control(&report::npd_line(&report)));
             } else if a.output == Output::Json {
@@ -215,10 +217,11 @@ fn stage(rt: &tokio::runtime::Runtime, a: StageArgs) -> ExitCode {
         return usage_error(e);
     }
     let source = a.source();
-    let (settings, ps) = match a.trust.settings() {
+    let s = match a.trust.settings() {
         Ok(s) => s,
         Err(e) => return usage_error(e),
     };
+    let (settings, ps) = (s.trust, s.probe);
     let source = match source {
         Ok(s) => s,
         Err(e) => return usage_error(e),

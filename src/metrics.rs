@@ -178,6 +178,7 @@ struct Families {
     trust_findings: Tracked,
     last_probe: Tracked,
     runtime_stale: Tracked,
+    runtime_info: Tracked,
     probes_total: TrackedCounter,
     ca_changes_total: TrackedCounter,
     stage_total: TrackedCounter,
@@ -267,6 +268,7 @@ impl Metrics {
             trust_findings: g("regtrust_trust_findings", "Problems found loading the runtime's trust for the registry, by kind.", &[REGISTRY, "kind"])?,
             last_probe: g("regtrust_last_probe_timestamp_seconds", "When the endpoint was last probed, as a Unix time.", &[REGISTRY, URL])?,
             runtime_stale: g("regtrust_runtime_trust_stale", "1 if the node's system CA bundle changed after the runtime process started: the running runtime still uses the old roots and needs a restart.", &["runtime"])?,
+            runtime_info: g("regtrust_runtime_info", "The runtime's version and the Go release its verdicts follow, with where the Go version came from (config, process, binary, default); always 1.", &["runtime", "version", "go_version", "source"])?,
             probes_total: TrackedCounter::new(&r, "regtrust_probes_total", "Probes of the endpoint, by reason.", &[REGISTRY, URL, "reason"])?,
             ca_changes_total: TrackedCounter::new(&r, "regtrust_ca_changes_total", "Times the issuing CA presented by the endpoint changed since the last probe (persisted across restarts).", &[REGISTRY, URL])?,
             stage_total: TrackedCounter::new(
@@ -439,6 +441,18 @@ impl Metrics {
         );
     }
 
+    /// The one `regtrust_runtime_info` series (a new detection replaces the old labels).
+    pub fn runtime_info(&self, info: &crate::trust::runtime_version::RuntimeInfo) {
+        let mut guard = self.families();
+        let labels = vec![
+            info.runtime.as_str().to_string(),
+            info.version.clone().unwrap_or_default(),
+            info.go_version.to_string(),
+            info.source.as_str().to_string(),
+        ];
+        guard.runtime_info.replace("", &[], vec![(labels, 1.0)]);
+    }
+
     /// Drops every series of a registry that left the configuration.
     pub fn forget_registry(&self, registry: &str) {
         let mut guard = self.families();
@@ -530,6 +544,27 @@ mod tests {
         let text = m.render();
         assert!(!text.contains("https://m/v2/"), "{text}");
         assert!(text.contains("regtrust_probe_success{registry=\"r\",url=\"https://r/v2/\"} 1"));
+    }
+
+    #[test]
+    fn runtime_info_keeps_one_series() {
+        use crate::trust::runtime_version::{RuntimeInfo, Source};
+        let m = Metrics::new().unwrap();
+        let mut info = RuntimeInfo {
+            runtime: crate::trust::Runtime::Containerd,
+            version: Some("1.6.20~ds1".into()),
+            version_source: Some(Source::Process),
+            go_version: crate::verify::GoVersion::new(19, 8),
+            source: Source::Process,
+            binary: None,
+        };
+        m.runtime_info(&info);
+        info.go_version = crate::verify::GoVersion::new(22, 5);
+        info.source = Source::Config;
+        m.runtime_info(&info);
+        let text = m.render();
+        assert!(text.contains("regtrust_runtime_info{go_version=\"go1.22.5\",runtime=\"containerd\",source=\"config\",version=\"1.6.20~ds1\"} 1"), "{text}");
+        assert!(!text.contains("go1.19.8"), "{text}");
     }
 
     #[test]

@@ -218,6 +218,8 @@ pub struct CheckOutcome {
     pub registries: Vec<RegistryOutcome>,
     /// Findings about the node as a whole (containerd config, system roots).
     pub findings: Vec<Finding>,
+    /// The runtime and Go version the verdicts follow, and where they came from.
+    pub runtime: Option<crate::trust::runtime_version::RuntimeInfo>,
     /// The kind of pull modelled.
     pub pull: PullKind,
 }

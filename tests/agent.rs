@@ -645,6 +645,53 @@ fn bad_web_settings_are_refused_at_start() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/token"));
 }
 
+#[test]
+fn runtime_info_says_which_go_the_verdicts_follow() {
+    // Detected: the host root has the real containerd binary (linked, else copied, there).
+    let node = Node::new();
+    std::fs::create_dir_all(node.path("/usr/bin")).unwrap();
+    let bin = node.path("/usr/bin/containerd");
+    if std::fs::hard_link("/usr/bin/containerd", &bin).is_err() {
+        std::fs::copy("/usr/bin/containerd", &bin).unwrap();
+    }
+    let none = tmp();
+    let cfg = format!(
+        "host_root = \"{}\"\nhosts_dir = \"/etc/containerd/certs.d\"\nstate_dir = \"{}\"\nproc_dir = \"{}\"\ninterval = \"1h\"\n",
+        node.root.path().display(),
+        node.path("/var/lib/regtrust").display(),
+        none.path().display(),
+    );
+    let info = |a: &AgentProc, labels: &[(&str, &str)]| {
+        metric(&a.metrics(), "regtrust_runtime_info", labels)
+    };
+    let mut agent = AgentProc::start(node.root.path(), &cfg);
+    agent.wait_until(
+        "runtime info from the binary",
+        Duration::from_secs(20),
+        |a| {
+            info(
+                a,
+                &[
+                    ("runtime", "containerd"),
+                    ("go_version", "go1.19.8"),
+                    ("source", "binary"),
+                    ("version", "1.6.20~ds1"),
+                ],
+            ) == Some(1.0)
+        },
+    );
+    assert_eq!(agent.terminate().and_then(|s| s.code()), Some(0));
+    // The setting replaces detection.
+    let cfg = format!("{cfg}go_version = \"go1.22.5\"\n");
+    let mut agent = AgentProc::start(node.root.path(), &cfg);
+    agent.wait_until(
+        "runtime info from the config",
+        Duration::from_secs(20),
+        |a| info(a, &[("go_version", "go1.22.5"), ("source", "config")]) == Some(1.0),
+    );
+    assert_eq!(agent.terminate().and_then(|s| s.code()), Some(0));
+}
+
 /// A registry name on loopback where nothing listens: its probes fail at once, its series exist.
 fn unserved() -> String {
     format!("127.0.0.1:{}", free_port())

@@ -17,9 +17,16 @@ use rcgen::{CertificateParams, IsCa, KeyPair};
 /// that regtrust gives `reason` for both runtimes. Returns the containerd-rules run.
 fn differential(name: &str, reg: &Registry, node: &Node, reason: &str) -> Run {
     let addr = reg.addr();
+    // regtrust follows the Go the oracles are built with (read from their binary).
+    let go = oracle_go();
     let ctd_view = check_json(
         node.root.path(),
-        &["--hosts-dir", "/etc/containerd/certs.d"],
+        &[
+            "--hosts-dir",
+            "/etc/containerd/certs.d",
+            "--go-version",
+            &go,
+        ],
         &addr,
     );
     assert_eq!(
@@ -34,7 +41,11 @@ fn differential(name: &str, reg: &Registry, node: &Node, reason: &str) -> Run {
         if reason == "ok" { 0 } else { 1 },
         "{name}: exit code"
     );
-    let crio_view = check_json(node.root.path(), &["--runtime", "crio"], &addr);
+    let crio_view = check_json(
+        node.root.path(),
+        &["--runtime", "crio", "--go-version", &go],
+        &addr,
+    );
     assert_eq!(
         crio_view.reason(),
         reason,
@@ -73,6 +84,27 @@ fn differential(name: &str, reg: &Registry, node: &Node, reason: &str) -> Run {
         );
     }
     ctd_view
+}
+
+/// The Go version of the installed containerd and skopeo (the same Debian toolchain).
+fn oracle_go() -> String {
+    use regtrust::hostroot::{Follow, RegularFile};
+    use regtrust::trust::runtime_version::buildinfo;
+    let mut seen = Vec::new();
+    for bin in ["/usr/bin/containerd", "/usr/bin/skopeo"] {
+        let f = RegularFile::open(std::path::Path::new(bin), Follow::Yes).unwrap();
+        seen.push(
+            buildinfo::read(&f)
+                .unwrap()
+                .expect("a Go binary")
+                .go_version,
+        );
+    }
+    assert_eq!(
+        seen[0], seen[1],
+        "containerd and skopeo are built with different Go"
+    );
+    seen.remove(0)
 }
 
 fn simple(
@@ -761,6 +793,103 @@ fn a_fifo_named_ca_crt_is_a_finding_not_a_hang() {
     assert_eq!(f["kind"], "ca_unreadable");
     assert!(f["path"].as_str().unwrap().ends_with("fifo.test/ca.crt"));
     assert!(f["message"].as_str().unwrap().contains("FIFO"), "{f}");
+}
+
+fn constrained_ca(
+    cn: &str,
+    permitted: Vec<rcgen::GeneralSubtree>,
+    excluded: Vec<rcgen::GeneralSubtree>,
+) -> Issued {
+    let mut p = ca_params(cn);
+    p.name_constraints = Some(rcgen::NameConstraints {
+        permitted_subtrees: permitted,
+        excluded_subtrees: excluded,
+    });
+    let key = KeyPair::generate().unwrap();
+    Issued {
+        cert: p.self_signed(&key).unwrap(),
+        key,
+    }
+}
+
+#[test]
+fn name_constraints_excluding_a_san_fail_in_all_three() {
+    // The node dials 127.0.0.1, but Go checks every SAN of the leaf: registry.test is excluded.
+    let ca = constrained_ca(
+        "constrained",
+        vec![],
+        vec![rcgen::GeneralSubtree::DnsName("registry.test".into())],
+    );
+    let run = simple(
+        "excluded",
+        &leaf(&ca),
+        &[],
+        &ca.pem(),
+        "invalid_certificate",
+    );
+    // The report says which Go the verdict followed, and that the flag chose it.
+    assert_eq!(run.json["runtime"]["go_version"], oracle_go().as_str());
+    assert_eq!(run.json["runtime"]["source"], "config");
+    let detail = run.registry(0)["detail"].as_str().unwrap();
+    assert!(
+        detail.ends_with("tls: failed to verify certificate: x509: a root or intermediate certificate is not authorized to sign for this name: DNS name \"registry.test\" is excluded by constraint \"registry.test\""),
+        "{detail}"
+    );
+    let ip = constrained_ca(
+        "constrained-ip",
+        vec![],
+        vec![rcgen::GeneralSubtree::IpAddress(rcgen::CidrSubnet::V4(
+            [127, 0, 0, 0],
+            [255, 0, 0, 0],
+        ))],
+    );
+    simple(
+        "excluded ip",
+        &leaf(&ip),
+        &[],
+        &ip.pem(),
+        "invalid_certificate",
+    );
+}
+
+#[test]
+fn name_constraints_permitting_every_san_pass_in_all_three() {
+    let dns = |s: &str| rcgen::GeneralSubtree::DnsName(s.into());
+    let ca = constrained_ca(
+        "permitting",
+        vec![
+            dns("localhost"),
+            dns("registry.test"),
+            rcgen::GeneralSubtree::IpAddress(rcgen::CidrSubnet::V4([127, 0, 0, 0], [255, 0, 0, 0])),
+        ],
+        vec![dns("other.test")],
+    );
+    simple("permitted", &leaf(&ca), &[], &ca.pem(), "ok");
+    // One SAN outside the permitted DNS subtrees is enough to fail.
+    let narrow = constrained_ca("narrow", vec![dns("registry.test")], vec![]);
+    simple(
+        "not permitted",
+        &leaf(&narrow),
+        &[],
+        &narrow.pem(),
+        "invalid_certificate",
+    );
+}
+
+#[test]
+fn common_name_only_gets_gos_legacy_text_in_all_three() {
+    // No SAN extension; the CN is the address the node dials: Go refuses, with its own words.
+    let ca = ca("cn-ca");
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "127.0.0.1");
+    p.use_authority_key_identifier_extension = true;
+    let run = simple("cn only", &sign(p, &ca), &[], &ca.pem(), "name_mismatch");
+    let detail = run.registry(0)["detail"].as_str().unwrap();
+    assert!(
+        detail.ends_with("x509: certificate relies on legacy Common Name field, use SANs instead"),
+        "{detail}"
+    );
 }
 
 /// containerd `core/remotes/docker/resolver.go`, `Resolve`: a tag is resolved only by hosts with

@@ -488,6 +488,7 @@ async fn a_failed_confirmation_restores_the_backup() {
     let ps = regtrust::probe::ProbeSettings {
         timeout: Duration::from_secs(5),
         proxy: Default::default(),
+        ..Default::default()
     };
     let target = inc.node.hosts_dir().join(&name).join("ca.crt");
     let original = std::fs::read(&target).unwrap();
@@ -653,6 +654,7 @@ async fn a_rollback_without_its_backup_keeps_the_file_and_fails() {
     let ps = regtrust::probe::ProbeSettings {
         timeout: Duration::from_secs(5),
         proxy: Default::default(),
+        ..Default::default()
     };
     let target = inc.node.hosts_dir().join(&name).join("ca.crt");
     let cand = std::sync::Arc::new(regtrust::cert::Cert::from_der(inc.ca_b.cert.der()).unwrap());

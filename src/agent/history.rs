@@ -149,6 +149,7 @@ impl Status {
             registries: self.registries.iter().map(|r| r.outcome.clone()).collect(),
             findings: self.findings.clone(),
             pull: crate::trust::PullKind::Tag,
+            runtime: None,
         }
     }
 }

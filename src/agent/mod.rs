@@ -222,11 +222,14 @@ impl Loop {
                 }
             }
         }
+        let found = runtime::detect_version(&cfg).await;
+        metrics.runtime_info(&found);
         Ok(Loop {
             settings: cfg.trust_settings(),
             probe: ProbeSettings {
                 timeout: cfg.timeout,
                 proxy: ProxyEnv::from_env(),
+                go: found.go_version,
             },
             sem: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency)),
             cfg,

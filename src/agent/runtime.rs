@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::hostroot::HostRoot;
+use crate::trust::runtime_version::{self, RuntimeInfo};
 use crate::trust::Runtime;
 
 /// The process name (`comm`) of each runtime's daemon.
@@ -58,6 +59,33 @@ pub(crate) fn process_start(proc_dir: &Path, comm: &str) -> Option<i64> {
         oldest = Some(oldest.map_or(start, |o: i64| o.min(start)));
     }
     oldest
+}
+
+/// The runtime's version and Go version (detected, or from the settings), on the blocking pool;
+/// findings are logged. The agent detects once at start.
+pub(crate) async fn detect_version(cfg: &crate::config::AgentConfig) -> RuntimeInfo {
+    let (hr, proc_dir, rt, o) = (
+        HostRoot::new(&cfg.host_root),
+        cfg.proc_dir.clone(),
+        cfg.runtime,
+        cfg.version_overrides(),
+    );
+    let detect = move || runtime_version::detect(&hr, &proc_dir, rt, &o);
+    let (info, findings) = match crate::offload::blocking(detect).await {
+        Ok(found) => found,
+        Err(e) => runtime_version::undetected(cfg.runtime, &cfg.version_overrides(), e.to_string()),
+    };
+    for f in &findings {
+        tracing::warn!(kind = f.kind.as_str(), "{}", f.message);
+    }
+    tracing::info!(
+        runtime = info.runtime.as_str(),
+        version = info.version.as_deref().unwrap_or("unknown"),
+        go_version = %info.go_version,
+        source = info.source.as_str(),
+        "verdicts follow this runtime's Go"
+    );
+    info
 }
 
 /// Latest modification time (Unix seconds) of the system trust files and directories.

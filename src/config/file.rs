@@ -52,6 +52,10 @@ fn set(cfg: &mut AgentConfig, k: &str, v: &Value, errs: &mut Vec<Error>) -> Resu
         key::LOG_FORMAT => log_format(v).map(|f| cfg.log_format = f),
         key::STATE_DIR => path(v).map(|p| cfg.state_dir = p),
         key::PROC_DIR => path(v).map(|p| cfg.proc_dir = p),
+        key::RUNTIME_VERSION => {
+            value::runtime_version(string(v)?).map(|r| cfg.runtime_version = Some(r))
+        }
+        key::GO_VERSION => value::go_version(string(v)?).map(|g| cfg.go_version = Some(g)),
         key::STAGE_MIN_INTERVAL => duration(v)
             .and_then(value::stage_min_interval)
             .map(|d| cfg.stage_min_interval = d),
@@ -393,6 +397,27 @@ stage = "yes"
     }
 
     #[test]
+    fn runtime_and_go_version_settings() {
+        let cfg =
+            AgentConfig::from_toml("runtime_version = \"1.7.13\"\ngo_version = \"go1.22.5\"\n")
+                .unwrap();
+        assert_eq!(cfg.runtime_version.as_deref(), Some("1.7.13"));
+        assert_eq!(cfg.go_version, Some(crate::verify::GoVersion::new(22, 5)));
+        let errs =
+            AgentConfig::from_toml("go_version = \"1.x\"\nruntime_version = \"\"\n").unwrap_err();
+        let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert!(
+            all.iter()
+                .any(|e| e.starts_with("go_version: \"1.x\" is not a Go version")),
+            "{all:?}"
+        );
+        assert!(
+            all.iter().any(|e| e.starts_with("runtime_version: ")),
+            "{all:?}"
+        );
+    }
+
+    #[test]
     fn an_expected_ca_url_needs_exactly_one_trust_of_its_own() {
         let reg = |extra: &str| format!("[[registry]]\nname = \"r.test\"\n{extra}");
         let pin = "ab".repeat(32);
@@ -447,7 +472,7 @@ stage = "yes"
             errs[0].to_string(),
             "colour: unknown key (known: host_root, runtime, hosts_dir, containerd_config, \
              discover, interval, jitter, timeout, concurrency, listen, log_format, state_dir, \
-             proc_dir, stage_min_interval, [web], [[registry]]): colour"
+             proc_dir, runtime_version, go_version, stage_min_interval, [web], [[registry]]): colour"
         );
         assert_eq!(
             errs[1].to_string(),

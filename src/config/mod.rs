@@ -19,7 +19,7 @@ use crate::hostroot::HostRoot;
 use crate::trust::{Runtime, TrustSettings, DEFAULT_CONTAINERD_CONFIG};
 
 pub use overrides::Overrides;
-pub use value::{normalize_sha256, parse_duration, timeout_from_secs};
+pub use value::{go_version, normalize_sha256, parse_duration, runtime_version, timeout_from_secs};
 
 // === defaults and bounds ===
 
@@ -90,6 +90,8 @@ pub mod key {
     pub const LOG_FORMAT: &str = "log_format";
     pub const STATE_DIR: &str = "state_dir";
     pub const PROC_DIR: &str = "proc_dir";
+    pub const RUNTIME_VERSION: &str = "runtime_version";
+    pub const GO_VERSION: &str = "go_version";
     pub const STAGE_MIN_INTERVAL: &str = "stage_min_interval";
     /// The `[web]` table ([`web`]).
     pub const WEB: &str = "web";
@@ -111,6 +113,8 @@ pub mod key {
         LOG_FORMAT,
         STATE_DIR,
         PROC_DIR,
+        RUNTIME_VERSION,
+        GO_VERSION,
         STAGE_MIN_INTERVAL,
         WEB,
         REGISTRY,
@@ -321,6 +325,10 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Where the runtime's process is visible (the node's /proc: hostPID in a DaemonSet).
     pub proc_dir: PathBuf,
+    /// The runtime's version, replacing what is read from its binary.
+    pub runtime_version: Option<String>,
+    /// The Go the runtime is built with, replacing what is read from its binary.
+    pub go_version: Option<crate::verify::GoVersion>,
     /// Least time between two staging attempts for one registry.
     pub stage_min_interval: Duration,
     pub web: WebConfig,
@@ -343,6 +351,8 @@ impl Default for AgentConfig {
             log_format: DEFAULT_LOG_FORMAT,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             proc_dir: PathBuf::from(DEFAULT_PROC_DIR),
+            runtime_version: None,
+            go_version: None,
             stage_min_interval: DEFAULT_STAGE_MIN_INTERVAL,
             web: WebConfig::default(),
         }
@@ -356,6 +366,14 @@ impl AgentConfig {
             runtime: self.runtime,
             hosts_dir: self.hosts_dir.clone(),
             containerd_config: self.containerd_config.clone(),
+        }
+    }
+
+    /// The settings that replace runtime version detection.
+    pub fn version_overrides(&self) -> crate::trust::runtime_version::Overrides {
+        crate::trust::runtime_version::Overrides {
+            runtime_version: self.runtime_version.clone(),
+            go_version: self.go_version,
         }
     }
 

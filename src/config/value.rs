@@ -143,6 +143,26 @@ pub(crate) fn ca_url(s: &str) -> Result<reqwest::Url, String> {
 }
 
 /// Lowercase 64-hex SHA-256 (colons and case tolerated, as fingerprints are often written).
+/// Longest `runtime_version` accepted (a version string, not a document).
+pub(crate) const MAX_RUNTIME_VERSION_LEN: usize = 128;
+
+/// `runtime_version`: the runtime's version as it prints it (`1.7.13`, `v2.1.3`).
+pub fn runtime_version(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() || s.len() > MAX_RUNTIME_VERSION_LEN || s.chars().any(char::is_control) {
+        return Err(format!(
+            "{s:?} is not a version (one line, 1 to {MAX_RUNTIME_VERSION_LEN} characters, e.g. \"1.7.13\")"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// `go_version`: `1.22`, `go1.21.5` (what `<runtime> --version` or `go version -m` shows).
+pub fn go_version(s: &str) -> Result<crate::verify::GoVersion, String> {
+    crate::verify::GoVersion::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a Go version (e.g. \"1.22\" or \"go1.21.5\")"))
+}
+
 pub fn normalize_sha256(s: &str) -> Result<String, String> {
     let h: String = s
         .chars()

@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
 
 use crate::cert::Cert;
-use crate::verify::{self, crypto, VerifyError, VerifyOptions};
+use crate::verify::{self, crypto, GoVersion, VerifyError, VerifyOptions};
 
 /// What the handshake showed.
 #[derive(Debug, Default, Clone)]
@@ -38,6 +38,8 @@ pub(crate) type Verdict = Result<Option<String>, VerifyError>;
 pub(crate) struct Judge {
     pub roots: Arc<Vec<Arc<Cert>>>,
     pub server_name: String,
+    /// The runtime's Go, whose rules the verdict follows.
+    pub go: GoVersion,
     pub tx: tokio::sync::oneshot::Sender<Verdict>,
 }
 
@@ -69,7 +71,7 @@ impl AcceptAndRecord {
         let judge = self.judge.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(j) = judge else { return };
         let work = move || {
-            let v = verify_recorded(&rec, &j.roots, &j.server_name);
+            let v = verify_recorded(&rec, &j.roots, &j.server_name, j.go);
             let _ = j.tx.send(v);
         };
         match tokio::runtime::Handle::try_current() {
@@ -87,7 +89,12 @@ impl AcceptAndRecord {
 
 /// Go's verdict on a recorded chain, and the SHA-256 of the certificate that issued the leaf in the
 /// verified chain (the leaf itself when it is trusted directly). CPU-bound: call it off the loop.
-pub(crate) fn verify_recorded(rec: &Recorded, roots: &[Arc<Cert>], server_name: &str) -> Verdict {
+pub(crate) fn verify_recorded(
+    rec: &Recorded,
+    roots: &[Arc<Cert>],
+    server_name: &str,
+    go: GoVersion,
+) -> Verdict {
     let Some(leaf) = rec.presented.first() else {
         return Ok(None);
     };
@@ -97,6 +104,7 @@ pub(crate) fn verify_recorded(rec: &Recorded, roots: &[Arc<Cert>], server_name: 
         intermediates: &inters,
         server_name,
         now: rec.now,
+        go,
     };
     let chains = verify::verify(leaf, &opts)?;
     Ok(chains

@@ -115,6 +115,8 @@ pub struct ProbeResult {
 pub struct ProbeSettings {
     pub timeout: Duration,
     pub proxy: ProxyEnv,
+    /// The runtime's Go: verification follows its rules.
+    pub go: crate::verify::GoVersion,
 }
 
 impl Default for ProbeSettings {
@@ -122,6 +124,7 @@ impl Default for ProbeSettings {
         ProbeSettings {
             timeout: DEFAULT_TIMEOUT,
             proxy: ProxyEnv::default(),
+            go: crate::verify::GoVersion::NEWEST,
         }
     }
 }
@@ -151,7 +154,7 @@ pub async fn probe(
         via_proxy: settings.proxy.proxy_for(&ep.scheme, ep.host(), ep.port()),
         verified_issuer_sha256: None,
     };
-    let result = run(ep, roots, deadline, &mut out).await;
+    let result = run(ep, roots, settings.go, deadline, &mut out).await;
     out.result = result;
     out.timings.total = ms(start);
     out
@@ -160,6 +163,7 @@ pub async fn probe(
 async fn run(
     ep: &Endpoint,
     roots: Arc<Vec<Arc<Cert>>>,
+    go: crate::verify::GoVersion,
     deadline: tokio::time::Instant,
     out: &mut ProbeResult,
 ) -> Result<(), Failure> {
@@ -219,7 +223,7 @@ async fn run(
         }
     }
     let conn: Box<dyn Conn> = if ep.scheme == "https" {
-        Box::new(tls(ep, roots, tcp, deadline, out).await?)
+        Box::new(tls(ep, roots, go, tcp, deadline, out).await?)
     } else {
         Box::new(tcp)
     };
@@ -231,6 +235,7 @@ async fn run(
 async fn tls(
     ep: &Endpoint,
     roots: Arc<Vec<Arc<Cert>>>,
+    go: crate::verify::GoVersion,
     tcp: TcpStream,
     deadline: tokio::time::Instant,
     out: &mut ProbeResult,
@@ -240,6 +245,7 @@ async fn tls(
     let judge = (!ep.skip_verify).then(|| danger::Judge {
         roots,
         server_name: ep.host().to_string(),
+        go,
         tx,
     });
     let verifier = Arc::new(danger::AcceptAndRecord::new(judge));

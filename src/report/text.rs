@@ -12,6 +12,7 @@ use std::fmt::Write;
 use super::view::{EndpointReport, RegistryReport, Report};
 use crate::diagnose::Reason;
 use crate::outcome::CheckOutcome;
+use crate::trust::runtime_version::{RuntimeInfo, Source};
 use crate::trust::{escape_control, Finding};
 
 /// How the text is dressed: colour only for a person at a terminal (the caller decides, and
@@ -45,6 +46,9 @@ pub fn text(outcome: &CheckOutcome) -> String {
 pub fn styled(outcome: &CheckOutcome, style: Style) -> String {
     let report = Report::from(outcome);
     let mut s = String::new();
+    if let Some(r) = &report.runtime {
+        s.push_str(&runtime_line(r));
+    }
     for f in &report.findings {
         let _ = writeln!(s, "note: {}", finding_text(f));
     }
@@ -58,6 +62,25 @@ pub fn styled(outcome: &CheckOutcome, style: Style) -> String {
         registry_text(&mut s, r, style);
     }
     s
+}
+
+/// The header: which runtime and Go the verdicts follow, and where each came from.
+fn runtime_line(r: &RuntimeInfo) -> String {
+    let version = match (&r.version, r.version_source) {
+        (Some(v), Some(src)) => format!(" {v} ({src})"),
+        _ => " (version unknown)".to_string(),
+    };
+    let from = match &r.binary {
+        Some(b) if r.source != Source::Config && r.source != Source::Default => format!(", {b}"),
+        _ => String::new(),
+    };
+    format!(
+        "runtime: {}{version}, built with {} ({}{from}): verdicts follow {}'s rules\n",
+        r.runtime.as_str(),
+        r.go_version,
+        r.source,
+        r.go_version
+    )
 }
 
 /// `kind path: message`, escaped.

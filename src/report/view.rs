@@ -7,6 +7,7 @@ use crate::cert::{rfc3339, CertInfo};
 use crate::diagnose::{KeyMismatch, Reason};
 use crate::outcome::{CheckOutcome, EndpointOutcome, IssuerId, RegistryOutcome};
 use crate::probe::Timings;
+use crate::trust::runtime_version::RuntimeInfo;
 use crate::trust::{Finding, PullKind, Runtime, TrustedCa};
 
 /// A trusted CA as reported.
@@ -112,6 +113,9 @@ pub struct Report {
     pub registries: Vec<RegistryReport>,
     /// Findings about the node as a whole (containerd config, system roots).
     pub findings: Vec<Finding>,
+    /// The runtime version and Go version the verdicts follow, with their sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeInfo>,
     /// The kind of pull modelled: `tag` (hosts with pull and resolve) or `digest`.
     pub pull: PullKind,
 }
@@ -121,6 +125,7 @@ impl From<&CheckOutcome> for Report {
         Report {
             registries: c.registries.iter().map(RegistryReport::from).collect(),
             findings: c.findings.clone(),
+            runtime: c.runtime.clone(),
             pull: c.pull,
         }
     }

@@ -88,6 +88,10 @@ finding_kinds! {
     Degraded => "degraded",
     /// The expected CA (agent config) cannot be read.
     ExpectedCaUnreadable => "expected_ca_unreadable",
+    /// The runtime's Go version is unknown: verdicts follow the newest modelled Go release.
+    RuntimeGoUnknown => "runtime_go_unknown",
+    /// The runtime's Go is outside the releases regtrust models.
+    RuntimeGoNotModelled => "runtime_go_not_modelled",
     /// The node's distribution (k3s, RKE2, OpenShift, kubeadm, SUSE) and what it changes.
     Distribution => "distribution",
 }

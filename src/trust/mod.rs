@@ -16,6 +16,7 @@ pub mod certsd;
 pub mod containerd;
 pub mod distro;
 mod finding;
+pub mod runtime_version;
 pub mod system;
 
 pub use finding::{Finding, FindingKind};

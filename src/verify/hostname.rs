@@ -1,6 +1,14 @@
-//! Go's `VerifyHostname`: IP literals match only IP SANs; DNS names match DNS SANs (the Common
-//! Name is never used); `*` matches exactly one leftmost label; case-insensitive; one trailing dot
-//! ignored.
+//! Go's `VerifyHostname` and `HostnameError`, rule for rule (crypto/x509 verify.go):
+//! - an IP literal (optionally in `[ ]`) matches only IP SANs, by `net.IP.Equal` (an IPv4 and
+//!   its IPv4-mapped IPv6 form are equal);
+//! - a name is lower-cased (ASCII only); when it is a valid host name (`validHostnameInput`,
+//!   one trailing dot allowed) and the SAN a valid pattern (`validHostnamePattern`: no trailing
+//!   dot, no empty label, letters, digits, `-` not first, `_`, and `*` only as the whole first
+//!   label), they match label by label with `*` standing for one label; otherwise only an exact
+//!   (case-insensitive) match counts. So a SAN pattern Go considers invalid never matches as a
+//!   pattern;
+//! - the Common Name is never used, but a certificate without SANs whose CN would match gets
+//!   Go's "relies on legacy Common Name field" text.
 //!
 //! Never does: I/O.
 
@@ -11,13 +19,21 @@ use crate::cert::Cert;
 /// Go's `HostnameError`, with its exact wording.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostnameError {
+    /// What Go keeps as `Host`: the IP without brackets, or the name as dialled.
     pub host: String,
     pub dns_names: Vec<String>,
     pub ip_addrs: Vec<IpAddr>,
+    /// No SAN extension and the Common Name would have matched.
+    pub legacy_cn: bool,
 }
 
 impl std::fmt::Display for HostnameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.legacy_cn {
+            return f.write_str(
+                "x509: certificate relies on legacy Common Name field, use SANs instead",
+            );
+        }
         let valid = if self.host.parse::<IpAddr>().is_ok() {
             if self.ip_addrs.is_empty() {
                 return write!(
@@ -28,7 +44,7 @@ impl std::fmt::Display for HostnameError {
             }
             self.ip_addrs
                 .iter()
-                .map(|i| i.to_string())
+                .map(|i| i.to_canonical().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
         } else {
@@ -51,58 +67,124 @@ impl std::fmt::Display for HostnameError {
 }
 
 pub fn verify_hostname(leaf: &Cert, host: &str) -> Result<(), HostnameError> {
-    let candidate = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let err = || HostnameError {
-        host: candidate.to_string(),
+    let candidate_ip = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(inner) if host.len() >= 3 => inner,
+        _ => host,
+    };
+    let err = |h: &str| HostnameError {
+        host: h.to_string(),
         dns_names: leaf.dns_names.clone(),
         ip_addrs: leaf.ip_addrs.clone(),
+        legacy_cn: !leaf.has_san_ext && match_hostnames(&leaf.common_name, h),
     };
-    if let Ok(ip) = candidate.parse::<IpAddr>() {
-        return if leaf.ip_addrs.contains(&ip) {
+    if let Ok(ip) = candidate_ip.parse::<IpAddr>() {
+        let ip = ip.to_canonical();
+        return if leaf.ip_addrs.iter().any(|c| c.to_canonical() == ip) {
             Ok(())
         } else {
-            Err(err())
+            Err(err(candidate_ip))
         };
     }
-    let name = candidate.to_ascii_lowercase();
-    if leaf.dns_names.iter().any(|pattern| matches(pattern, &name)) {
+    let name = host.to_ascii_lowercase();
+    let valid_name = valid_hostname(&name, false);
+    let found = leaf.dns_names.iter().any(|pattern| {
+        if valid_name && valid_hostname(pattern, true) {
+            match_hostnames(pattern, &name)
+        } else {
+            match_exactly(pattern, &name)
+        }
+    });
+    if found {
         Ok(())
     } else {
-        Err(err())
+        Err(err(host))
     }
 }
 
-fn matches(pattern: &str, host: &str) -> bool {
-    let pattern = pattern.to_ascii_lowercase();
-    let p = pattern.strip_suffix('.').unwrap_or(&pattern);
-    let h = host.strip_suffix('.').unwrap_or(host);
-    if p.is_empty() || h.is_empty() {
+/// Go's `validHostname`: an input may end in one dot; a pattern may start with a `*` label.
+fn valid_hostname(host: &str, is_pattern: bool) -> bool {
+    let host = if is_pattern {
+        host
+    } else {
+        host.strip_suffix('.').unwrap_or(host)
+    };
+    if host.is_empty() {
         return false;
     }
-    let pl: Vec<&str> = p.split('.').collect();
-    let hl: Vec<&str> = h.split('.').collect();
+    host.split('.').enumerate().all(|(i, part)| {
+        if part.is_empty() {
+            return false;
+        }
+        if is_pattern && i == 0 && part == "*" {
+            return true;
+        }
+        part.chars()
+            .enumerate()
+            .all(|(j, c)| c.is_ascii_alphanumeric() || (c == '-' && j != 0) || c == '_')
+    })
+}
+
+/// Go's `matchExactly`: case-insensitive equality, never of an empty name or a lone dot.
+fn match_exactly(a: &str, b: &str) -> bool {
+    if a.is_empty() || a == "." || b.is_empty() || b == "." {
+        return false;
+    }
+    a.eq_ignore_ascii_case(b)
+}
+
+/// Go's `matchHostnames`: the host loses one trailing dot (the pattern does not); equal label
+/// counts; a first pattern label `*` matches any one label.
+fn match_hostnames(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    if pattern.is_empty() || host.is_empty() {
+        return false;
+    }
+    let pl: Vec<&str> = pattern.split('.').collect();
+    let hl: Vec<&str> = host.split('.').collect();
     if pl.len() != hl.len() {
         return false;
     }
     pl.iter()
         .zip(&hl)
         .enumerate()
-        .all(|(i, (a, b))| (i == 0 && *a == "*" && !b.is_empty()) || a == b)
+        .all(|(i, (a, b))| (i == 0 && *a == "*") || a == b)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::*;
+
+    /// How Go matches a SAN `pattern` against a dialled `host` (VerifyHostname's name branch).
+    fn go_match(pattern: &str, host: &str) -> bool {
+        let name = host.to_ascii_lowercase();
+        if valid_hostname(&name, false) && valid_hostname(pattern, true) {
+            match_hostnames(pattern, &name)
+        } else {
+            match_exactly(pattern, &name)
+        }
+    }
 
     #[test]
     fn wildcards_cover_one_label_only() {
-        assert!(matches("*.example.com", "reg.example.com"));
-        assert!(!matches("*.example.com", "a.reg.example.com"));
-        assert!(!matches("*.example.com", "example.com"));
-        assert!(matches("Registry.Test.", "registry.test"));
-        assert!(!matches("registry.test", "registry.tes"));
+        assert!(go_match("*.example.com", "reg.example.com"));
+        assert!(!go_match("*.example.com", "a.reg.example.com"));
+        assert!(!go_match("*.example.com", "example.com"));
+        assert!(go_match("Registry.Test", "registry.test."));
+        assert!(!go_match("registry.test", "registry.tes"));
+    }
+
+    #[test]
+    fn patterns_go_refuses_never_match_as_patterns() {
+        // A SAN with a trailing dot is not a valid pattern: only an exact match would do.
+        assert!(!go_match("registry.test.", "registry.test"));
+        assert!(go_match("registry.test.", "registry.test."));
+        // `*` only as the whole first label; partial wildcards are literal characters.
+        assert!(!go_match("reg*.example.com", "registry.example.com"));
+        assert!(!go_match("a.*.example.com", "a.b.example.com"));
+        // Underscores are tolerated, a leading hyphen is not (then only exact matches).
+        assert!(go_match("*.my_corp.test", "r.my_corp.test"));
+        assert!(!go_match("*.-bad.test", "r.-bad.test"));
+        assert!(!go_match("", "") && !match_exactly(".", "."));
     }
 }

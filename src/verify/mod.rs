@@ -17,19 +17,24 @@
 //! - a v1 certificate can be a root, but not an intermediate (Go only demands CA basic
 //!   constraints from intermediates; a v3 root still needs them, in `CheckSignatureFrom`).
 //!
-//! Not reproduced: name constraints (Go enforces them; registries behind name-constrained private
-//! CAs are rare) — a documented gap.
+//! Name constraints are enforced as Go enforces them, per Go version ([`names`]): while the
+//! chain is built, a candidate that violates them is a failed candidate whose error Go returns
+//! (not a hint); from go1.24.8/go1.25.2 each built chain is checked afterwards.
 //!
 //! Never does: I/O.
 
 pub mod crypto;
+pub mod goversion;
 pub mod hostname;
+pub mod names;
 
 use std::sync::Arc;
 
 use crate::cert::{rfc3339, Cert};
 use crypto::SigError;
+pub use goversion::GoVersion;
 pub use hostname::HostnameError;
+pub use names::NameError;
 
 /// Go's `maxChainSignatureChecks`: bounds the work a hostile chain can cause.
 pub const MAX_SIGNATURE_CHECKS: usize = 100;
@@ -49,6 +54,8 @@ pub enum CandidateProblem {
     NotAuthorizedToSign,
     TooManyIntermediates,
     UnhandledCritical,
+    /// Its name constraints do not allow a name of the chain (Go returns this error itself).
+    Names(NameError),
 }
 
 impl std::fmt::Display for CandidateProblem {
@@ -72,6 +79,7 @@ impl std::fmt::Display for CandidateProblem {
             CandidateProblem::UnhandledCritical => {
                 f.write_str("x509: unhandled critical extension")
             }
+            CandidateProblem::Names(e) => write!(f, "{e}"),
         }
     }
 }
@@ -101,6 +109,8 @@ pub enum VerifyError {
     },
     IncompatibleUsage,
     TooManySignatureChecks,
+    /// A root or intermediate whose name constraints do not allow a name below it.
+    NameConstraint(NameError),
 }
 
 fn time_error(now: i64, not_before: i64, not_after: i64) -> String {
@@ -136,6 +146,7 @@ impl std::fmt::Display for VerifyError {
             VerifyError::TooManySignatureChecks => {
                 f.write_str("x509: signature check attempts limit reached while verifying certificate chain")
             }
+            VerifyError::NameConstraint(e) => write!(f, "{e}"),
         }
     }
 }
@@ -150,6 +161,8 @@ pub struct VerifyOptions<'a> {
     pub server_name: &'a str,
     /// Unix time to verify at.
     pub now: i64,
+    /// The runtime's Go: the rules that changed between releases follow it.
+    pub go: GoVersion,
 }
 
 /// A verified chain, leaf first, root last.
@@ -182,12 +195,24 @@ pub fn verify(leaf: &Arc<Cert>, opts: &VerifyOptions<'_>) -> Result<Vec<Chain>, 
         let mut sig_checks = 0usize;
         build_chains(vec![leaf.clone()], &mut sig_checks, opts)?
     };
+    let mut constraint_err = None;
     let chains: Vec<Chain> = candidates
         .into_iter()
         .filter(|c| chain_allows_server_auth(c))
+        .filter(|c| {
+            if !opts.go.checks_constraints_per_chain() {
+                return true;
+            }
+            let res = names::check_chain(c, opts.go);
+            if let Err(e) = res {
+                constraint_err.get_or_insert(VerifyError::NameConstraint(e));
+                return false;
+            }
+            true
+        })
         .collect();
     if chains.is_empty() {
-        return Err(VerifyError::IncompatibleUsage);
+        return Err(constraint_err.unwrap_or(VerifyError::IncompatibleUsage));
     }
     Ok(chains)
 }
@@ -245,6 +270,7 @@ fn candidate_valid(
     kind: Kind,
     chain: &[Arc<Cert>],
     now: i64,
+    go: GoVersion,
 ) -> Result<(), CandidateProblem> {
     if !c.unhandled_critical.is_empty() {
         return Err(CandidateProblem::UnhandledCritical);
@@ -256,6 +282,7 @@ fn candidate_valid(
             not_after: c.not_after,
         });
     }
+    names::check_candidate(c, chain, go).map_err(CandidateProblem::Names)?;
     if kind == Kind::Intermediate && !c.is_ca() {
         return Err(CandidateProblem::NotAuthorizedToSign);
     }
@@ -294,7 +321,12 @@ fn build_chains(
             return Err(VerifyError::TooManySignatureChecks);
         }
         let problem = check_signature_from(&current, cand)
-            .and_then(|()| candidate_valid(cand, kind, &chain, opts.now));
+            .and_then(|()| candidate_valid(cand, kind, &chain, opts.now, opts.go));
+        if let Err(CandidateProblem::Names(e)) = problem {
+            // Go's buildChains keeps an isValid error as its own error, not as a hint.
+            err = Some(VerifyError::NameConstraint(e));
+            continue;
+        }
         if let Err(problem) = problem {
             hint.get_or_insert(Hint {
                 candidate: cand.clone(),

@@ -77,6 +77,7 @@ fn run(
             intermediates: &inters,
             server_name: name,
             now: now(),
+            go: GoVersion::OLDEST_MODELLED,
         },
     )
 }
@@ -239,4 +240,144 @@ fn signature_checks_are_bounded_like_go() {
         run(&l, &[], &refs, "registry.test"),
         Err(VerifyError::TooManySignatureChecks)
     ));
+}
+
+fn constrained_root(
+    permitted: Vec<rcgen::GeneralSubtree>,
+    excluded: Vec<rcgen::GeneralSubtree>,
+) -> Made {
+    let mut p = ca_params("Constrained CA");
+    p.name_constraints = Some(rcgen::NameConstraints {
+        permitted_subtrees: permitted,
+        excluded_subtrees: excluded,
+    });
+    self_signed(p)
+}
+
+#[test]
+fn name_constraints_fail_the_candidate_with_gos_own_error() {
+    let dns = |s: &str| rcgen::GeneralSubtree::DnsName(s.to_string());
+    let root = constrained_root(vec![], vec![dns("registry.test")]);
+    let l = signed(leaf_params(), &root);
+    let err = run(&l, &[], &[&root], "registry.test").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "x509: a root or intermediate certificate is not authorized to sign for this name: DNS name \"registry.test\" is excluded by constraint \"registry.test\""
+    );
+    // Every SAN counts, not only the dialled name: the IP SAN 127.0.0.1 is excluded.
+    let lo =
+        rcgen::GeneralSubtree::IpAddress(rcgen::CidrSubnet::V4([127, 0, 0, 0], [255, 0, 0, 0]));
+    let root = constrained_root(vec![], vec![lo.clone()]);
+    let l = signed(leaf_params(), &root);
+    let err = run(&l, &[], &[&root], "registry.test").unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("IP address \"127.0.0.1\" is excluded by constraint \"127.0.0.0/8\""),
+        "{err}"
+    );
+    // A permitted list constrains only its own type: DNS-only leaves the IP SAN free.
+    let root = constrained_root(vec![dns("registry.test")], vec![]);
+    let l = signed(leaf_params(), &root);
+    assert!(run(&l, &[], &[&root], "registry.test").is_ok());
+    let root = constrained_root(vec![dns("other.test")], vec![]);
+    let l = signed(leaf_params(), &root);
+    assert!(run(&l, &[], &[&root], "registry.test")
+        .unwrap_err()
+        .to_string()
+        .ends_with("DNS name \"registry.test\" is not permitted by any constraint"));
+    let ip_too = vec![dns("registry.test"), lo];
+    let root = constrained_root(ip_too, vec![]);
+    let l = signed(leaf_params(), &root);
+    assert!(run(&l, &[], &[&root], "registry.test").is_ok());
+}
+
+#[test]
+fn per_chain_era_checks_built_chains_and_a_good_root_still_wins() {
+    // Two roots with the same name: the constrained one fails, the other verifies (both eras).
+    let dns = |s: &str| rcgen::GeneralSubtree::DnsName(s.to_string());
+    let bad = constrained_root(vec![], vec![dns("registry.test")]);
+    let mut p = ca_params("Constrained CA");
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let good = Made {
+        cert: p.self_signed(&bad.key).unwrap(),
+        key: KeyPair::from_pem(&bad.key.serialize_pem()).unwrap(),
+    };
+    let l = signed(leaf_params(), &bad);
+    let roots: Vec<_> = [&bad, &good].iter().map(|m| c(m)).collect();
+    for go in [GoVersion::new(19, 8), GoVersion::new(25, 5)] {
+        let opts = VerifyOptions {
+            roots: &roots,
+            intermediates: &[],
+            server_name: "registry.test",
+            now: now(),
+            go,
+        };
+        assert!(verify(&c(&l), &opts).is_ok(), "{go}");
+        let only_bad = [roots[0].clone()];
+        let opts = VerifyOptions {
+            roots: &only_bad,
+            ..opts
+        };
+        assert!(
+            matches!(verify(&c(&l), &opts), Err(VerifyError::NameConstraint(_))),
+            "{go}"
+        );
+    }
+}
+
+#[test]
+fn a_constraint_type_go_does_not_handle_makes_a_critical_extension_unhandled() {
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Corp");
+    let root = constrained_root(vec![rcgen::GeneralSubtree::DirectoryName(dn)], vec![]);
+    let parsed = c(&root);
+    // rcgen marks name constraints critical, as RFC 5280 requires.
+    assert_eq!(parsed.unhandled_critical, vec!["2.5.29.30".to_string()]);
+    let l = signed(leaf_params(), &root);
+    assert!(run(&l, &[], &[&root], "registry.test")
+        .unwrap_err()
+        .to_string()
+        .contains("x509: unhandled critical extension"));
+}
+
+#[test]
+fn hostname_errors_in_gos_words() {
+    let root = self_signed(ca_params("R"));
+    // No SAN at all, the CN names the host: Go's legacy Common Name text.
+    let mut cn_only = CertificateParams::new(Vec::<String>::new()).unwrap();
+    cn_only
+        .distinguished_name
+        .push(DnType::CommonName, "registry.test");
+    cn_only.not_before = days(-1);
+    cn_only.not_after = days(5);
+    let l = signed(cn_only.clone(), &root);
+    assert_eq!(
+        run(&l, &[], &[&root], "Registry.Test")
+            .unwrap_err()
+            .to_string(),
+        "x509: certificate relies on legacy Common Name field, use SANs instead"
+    );
+    // A CN that does not match is the plain error; the name is shown as dialled.
+    assert_eq!(
+        run(&l, &[], &[&root], "Other.Test")
+            .unwrap_err()
+            .to_string(),
+        "x509: certificate is not valid for any names, but wanted to match Other.Test"
+    );
+    // An IPv4-mapped IPv6 SAN equals its IPv4 address (net.IP.Equal) and prints as IPv4.
+    let mut mapped = leaf_params();
+    mapped.subject_alt_names = vec![SanType::IpAddress("::ffff:10.0.0.7".parse().unwrap())];
+    let l = signed(mapped, &root);
+    assert!(run(&l, &[], &[&root], "10.0.0.7").is_ok());
+    assert_eq!(
+        run(&l, &[], &[&root], "[10.0.0.8]")
+            .unwrap_err()
+            .to_string(),
+        "x509: certificate is valid for 10.0.0.7, not 10.0.0.8"
+    );
+    // A SAN pattern Go refuses (trailing dot) never matches the name without it.
+    let mut dotted = leaf_params();
+    dotted.subject_alt_names = vec![SanType::DnsName("registry.test.".try_into().unwrap())];
+    let l = signed(dotted, &root);
+    assert!(run(&l, &[], &[&root], "registry.test").is_err());
 }
