@@ -15,6 +15,7 @@
 pub mod certsd;
 pub mod containerd;
 pub mod distro;
+pub mod registries_conf;
 mod finding;
 pub mod system;
 
