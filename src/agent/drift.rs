@@ -421,6 +421,7 @@ mod tests {
             origin: "test".into(),
             ca_files: Vec::new(),
             client: None,
+            config_error: None,
         };
         let probe = ProbeResult {
             url: URL.into(),

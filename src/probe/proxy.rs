@@ -111,7 +111,7 @@ impl ProxyEnv {
     }
 }
 
-fn cidr_contains(net: IpAddr, bits: u32, ip: IpAddr) -> bool {
+pub(crate) fn cidr_contains(net: IpAddr, bits: u32, ip: IpAddr) -> bool {
     match (net, ip) {
         (IpAddr::V4(n), IpAddr::V4(i)) if bits <= 32 => {
             let mask = if bits == 0 {

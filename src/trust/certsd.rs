@@ -14,6 +14,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::registries_conf::{self as rc, RegistryEntry};
 use super::{
     check_host_dir_name, read_ca_file, CaRead, Discovery, Endpoint, Finding, FindingKind,
     RegistryTrust, Runtime,
@@ -56,14 +57,223 @@ pub fn discover(hr: &HostRoot, rt: Runtime) -> Discovery {
     out
 }
 
-/// The endpoint and trust the runtime would use for `registry`.
-pub fn registry(hr: &HostRoot, rt: Runtime, registry: &str) -> RegistryTrust {
-    // containers/image talks to Docker Hub as registry-1.docker.io and looks up certs under that name.
-    let name = if rt == Runtime::Crio && registry == "docker.io" {
-        "registry-1.docker.io"
+/// containers/image's registries.conf files for a root runtime (HOME `/root`), as
+/// `newConfigWrapperWithHomeDir` picks them: a user file replaces the system file and its
+/// drop-in directory; otherwise the system file, then both drop-in directories.
+pub const REGISTRIES_CONF: &str = "/etc/containers/registries.conf";
+pub const REGISTRIES_CONF_D: &str = "/etc/containers/registries.conf.d";
+pub const USER_REGISTRIES_CONF: &str = "/root/.config/containers/registries.conf";
+pub const USER_REGISTRIES_CONF_D: &str = "/root/.config/containers/registries.conf.d";
+/// Docker's daemon configuration (`insecure-registries`).
+pub const DOCKER_DAEMON_JSON: &str = "/etc/docker/daemon.json";
+/// What dockerd always adds to `insecure-registries` (moby `loadInsecureRegistries`).
+pub const DOCKER_DEFAULT_INSECURE_CIDRS: &[&str] = &["127.0.0.0/8"];
+
+/// The node's registry configuration for the certs.d runtimes, read once per check.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// containers/image: the merged `[[registry]]` entries, or the error that fails every pull.
+    pub registries: Result<Vec<RegistryEntry>, String>,
+    /// `registries.conf` and `registries.conf.d` as an error message names them.
+    pub conf_sources: String,
+    /// Docker: `insecure-registries` (host[:port] names and CIDRs, with the default).
+    pub docker_insecure: Vec<String>,
+    /// Files read (node paths), for change detection.
+    pub files: Vec<PathBuf>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            registries: Ok(Vec::new()),
+            conf_sources: String::new(),
+            docker_insecure: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads registries.conf (CRI-O) or daemon.json (Docker) under the host root.
+    pub fn load(hr: &HostRoot, rt: Runtime) -> NodeConfig {
+        match rt {
+            Runtime::Docker => load_daemon_json(hr),
+            _ => load_registries_conf(hr),
+        }
+    }
+}
+
+fn load_registries_conf(hr: &HostRoot) -> NodeConfig {
+    let user = Path::new(USER_REGISTRIES_CONF);
+    let (main, dirs): (&Path, Vec<&Path>) = if hr.metadata(user).is_ok() {
+        (user, vec![Path::new(USER_REGISTRIES_CONF_D)])
     } else {
-        registry
+        (
+            Path::new(REGISTRIES_CONF),
+            vec![
+                Path::new(REGISTRIES_CONF_D),
+                Path::new(USER_REGISTRIES_CONF_D),
+            ],
+        )
     };
+    let mut out = NodeConfig {
+        conf_sources: std::iter::once(main)
+            .chain(dirs.iter().copied())
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" or "),
+        files: std::iter::once(main)
+            .chain(dirs.iter().copied())
+            .map(Path::to_path_buf)
+            .collect(),
+        ..NodeConfig::default()
+    };
+    out.registries = read_registries_conf(hr, main, &dirs, &mut out.files);
+    out
+}
+
+/// `tryUpdatingCache`: the main file (absent: empty), then every `*.conf` of each drop-in
+/// directory in name order, each merged over the result.
+fn read_registries_conf(
+    hr: &HostRoot,
+    main: &Path,
+    dirs: &[&Path],
+    files: &mut Vec<PathBuf>,
+) -> Result<Vec<RegistryEntry>, String> {
+    let mut entries = match hr.read(main) {
+        Ok(data) => rc::parse_file(main, &data, false).map_err(|e| e.to_string())?,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => {
+            return Err(format!(
+                "loading registries configuration \"{}\": {e}",
+                main.display()
+            ))
+        }
+    };
+    for dir in dirs {
+        let list = match hr.read_dir(dir) {
+            Ok(l) => l,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("reading registries.conf.d: {}: {e}", dir.display())),
+        };
+        for e in list
+            .iter()
+            .filter(|e| !e.is_dir && e.name.ends_with(".conf"))
+        {
+            let path = dir.join(&e.name);
+            files.push(path.clone());
+            let data = hr.read(&path).map_err(|err| {
+                format!(
+                    "loading drop-in registries configuration \"{}\": {err}",
+                    path.display()
+                )
+            })?;
+            rc::merge(
+                &mut entries,
+                rc::parse_file(&path, &data, true).map_err(|e| e.to_string())?,
+            );
+        }
+    }
+    Ok(entries)
+}
+
+fn load_daemon_json(hr: &HostRoot) -> NodeConfig {
+    let path = Path::new(DOCKER_DAEMON_JSON);
+    let mut out = NodeConfig {
+        registries: Ok(Vec::new()),
+        files: vec![path.to_path_buf()],
+        docker_insecure: DOCKER_DEFAULT_INSECURE_CIDRS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ..NodeConfig::default()
+    };
+    let data = match hr.read(path) {
+        Ok(d) => d,
+        Err(e) if e.is_not_found() => return out,
+        Err(e) => {
+            out.registries = Err(format!("cannot read {}: {e}", path.display()));
+            return out;
+        }
+    };
+    let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&data);
+    match parsed.as_ref().map(|v| v.get("insecure-registries")) {
+        Err(e) => {
+            out.registries = Err(format!(
+                "{} is not valid JSON (dockerd would not start): {e}",
+                path.display()
+            ))
+        }
+        Ok(None) => {}
+        Ok(Some(serde_json::Value::Array(items))) => {
+            for i in items {
+                match i.as_str() {
+                    Some(s) => out.docker_insecure.push(docker_index_name(s)),
+                    None => {
+                        out.registries = Err(format!(
+                            "{}: insecure-registries holds a non-string {i}",
+                            path.display()
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(Some(other)) => {
+            out.registries = Err(format!(
+                "{}: insecure-registries must be an array of strings, not {other}",
+                path.display()
+            ))
+        }
+    }
+    out
+}
+
+/// moby `loadInsecureRegistries`: an `http://` or `https://` prefix is dropped.
+fn docker_index_name(s: &str) -> String {
+    let lower = s.to_ascii_lowercase();
+    for scheme in ["http://", "https://"] {
+        if lower.starts_with(scheme) {
+            return s[scheme.len()..].to_string();
+        }
+    }
+    s.to_string()
+}
+
+/// moby `isSecureIndex` for names regtrust can decide without DNS: a listed `host[:port]`, or an
+/// IP literal (or `localhost`, which the node resolves to loopback) inside a listed CIDR.
+pub fn docker_is_insecure(insecure: &[String], registry: &str) -> bool {
+    if insecure.iter().any(|i| i == registry) {
+        return true;
+    }
+    let (host, _) = super::split_host_port(registry);
+    let ip: Option<std::net::IpAddr> = if host == "localhost" {
+        Some(std::net::Ipv4Addr::LOCALHOST.into())
+    } else {
+        host.parse().ok()
+    };
+    let Some(ip) = ip else {
+        return false;
+    };
+    insecure.iter().any(|c| {
+        c.split_once('/')
+            .and_then(|(net, bits)| Some((net.parse().ok()?, bits.parse().ok()?)))
+            .is_some_and(|(net, bits)| crate::probe::proxy::cidr_contains(net, bits, ip))
+    })
+}
+
+/// The endpoint and trust the runtime would use for `registry`, reading the node's registry
+/// configuration first (see [`NodeConfig`]).
+pub fn registry(hr: &HostRoot, rt: Runtime, registry: &str) -> RegistryTrust {
+    registry_with(hr, rt, &NodeConfig::load(hr, rt), registry)
+}
+
+/// The endpoints the runtime would try for `registry`, in its order, with their trust.
+pub fn registry_with(
+    hr: &HostRoot,
+    rt: Runtime,
+    conf: &NodeConfig,
+    registry: &str,
+) -> RegistryTrust {
     let mut out = RegistryTrust {
         registry: registry.to_string(),
         runtime: rt,
@@ -71,25 +281,195 @@ pub fn registry(hr: &HostRoot, rt: Runtime, registry: &str) -> RegistryTrust {
         endpoints: Vec::new(),
         findings: Vec::new(),
         config_error: None,
-        watched: bases(rt)
-            .iter()
-            .map(|b| PathBuf::from(b).join(name))
-            .collect(),
+        watched: conf.files.clone(),
     };
-    let mut ep = Endpoint::default_for("https", name, "default");
+    match rt {
+        Runtime::Docker => docker_endpoints(hr, conf, registry, &mut out),
+        _ => containers_endpoints(hr, conf, registry, &mut out),
+    }
+    // Every attempt fails before dialling: the pull fails with the last one's error (the
+    // registry's own location, as containers/image reports it).
+    if out.config_error.is_none() && out.endpoints.iter().all(|e| e.config_error.is_some()) {
+        out.config_error = out.endpoints.last().and_then(|e| e.config_error.clone());
+    }
+    out
+}
+
+/// One https endpoint for `name` with its certs.d directory read (`newDockerClient`); a
+/// directory problem that fails the attempt is the endpoint's `config_error`.
+fn certsd_endpoint(
+    hr: &HostRoot,
+    rt: Runtime,
+    name: &str,
+    dial: &str,
+    out: &mut RegistryTrust,
+) -> (Endpoint, Option<PathBuf>) {
+    let mut ep = Endpoint::default_for("https", dial, "default");
+    out.watched
+        .extend(bases(rt).iter().map(|b| PathBuf::from(b).join(name)));
+    let mut found = None;
     match find_dir(hr, rt, name, &mut out.findings) {
         Ok(Some(dir)) => {
             ep.origin = format!("{} (*.crt files)", dir.display());
-            out.host_dir = Some(dir.display().to_string());
             if let Err(e) = load_dir(hr, rt, &dir, &mut ep, &mut out.findings) {
-                out.config_error = Some(e);
+                ep.config_error = Some(e);
             }
+            found = Some(dir);
         }
         Ok(None) => {}
-        Err(e) => out.config_error = Some(e),
+        Err(e) => ep.config_error = Some(e),
+    }
+    (ep, found)
+}
+
+/// containers/image: the pull sources of the registry's entry (mirrors first), each with its own
+/// certs.d directory, `insecure` (skip verification, then plain HTTP) and `blocked` check.
+fn containers_endpoints(hr: &HostRoot, conf: &NodeConfig, registry: &str, out: &mut RegistryTrust) {
+    let entries = match &conf.registries {
+        Ok(e) => e,
+        Err(e) => {
+            out.config_error = Some(e.clone());
+            return;
+        }
+    };
+    let entry = rc::find(entries, registry);
+    let sources = match entry.map(|e| e.pull_sources(registry, false)) {
+        None => vec![rc::PullSource {
+            location: rc::Location {
+                location: registry.to_string(),
+                insecure: false,
+                pull_from_mirror: String::new(),
+            },
+            name: registry.to_string(),
+            mirror: false,
+        }],
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            out.config_error = Some(e);
+            return;
+        }
+    };
+    if let Some(e) = entry {
+        note_entry(e, out);
+    }
+    note_namespaced(entries, registry, out);
+    for src in &sources {
+        let domain = src.domain();
+        // Docker Hub is dialled as registry-1.docker.io; its certs.d directory is docker.io.
+        let dial = if domain == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            domain
+        };
+        let (mut ep, dir) = certsd_endpoint(hr, Runtime::Crio, domain, dial, out);
+        let what = if src.mirror { "mirror" } else { "location" };
+        ep.origin = format!("{what} {} ({})", src.location.location, ep.origin);
+        if !src.mirror {
+            out.host_dir = dir.map(|d| d.display().to_string());
+        }
+        if let Some(b) = rc::find(entries, &src.name).filter(|b| b.blocked) {
+            let msg = format!("registry {} is blocked in {}", b.prefix, conf.conf_sources);
+            out.findings.push(Finding::new(
+                FindingKind::RegistryBlocked,
+                Some(&b.file),
+                msg.clone(),
+            ));
+            ep.config_error.get_or_insert(msg);
+        }
+        push_with_insecure(
+            ep,
+            src.location.insecure,
+            "registries.conf insecure = true",
+            out,
+        );
+    }
+}
+
+/// An endpoint, and when the runtime treats it as insecure: verification off, then the same
+/// host over plain HTTP after an https failure (`detectPropertiesHelper`, moby
+/// `lookupV2Endpoints`).
+fn push_with_insecure(mut ep: Endpoint, insecure: bool, why: &str, out: &mut RegistryTrust) {
+    if !insecure {
+        out.endpoints.push(ep);
+        return;
+    }
+    ep.skip_verify = true;
+    out.findings.push(Finding::new(
+        FindingKind::SkipVerify,
+        None,
+        format!(
+            "{} is not verified ({why}); plain HTTP is tried after an https failure",
+            ep.authority
+        ),
+    ));
+    let mut http = ep.clone();
+    http.scheme = "http".into();
+    http.cas.clear();
+    http.client = None;
+    http.origin = format!("plain HTTP after https fails ({why})");
+    out.endpoints.push(ep);
+    out.endpoints.push(http);
+}
+
+/// Findings for what the entry does that a registry-level check should say.
+fn note_entry(e: &RegistryEntry, out: &mut RegistryTrust) {
+    for m in &e.mirrors {
+        let digest_only =
+            e.mirror_by_digest_only || m.pull_from_mirror == rc::MIRROR_BY_DIGEST_ONLY;
+        if digest_only {
+            out.findings.push(Finding::new(
+                FindingKind::RegistriesConf,
+                Some(&e.file),
+                format!(
+                    "mirror {} is used only for pulls by digest; regtrust models a pull by tag",
+                    m.location
+                ),
+            ));
+        }
+    }
+}
+
+/// Entries whose prefix has a namespace under this registry: they apply only to those images.
+fn note_namespaced(entries: &[RegistryEntry], registry: &str, out: &mut RegistryTrust) {
+    for e in entries {
+        let under = e
+            .prefix
+            .split_once('/')
+            .is_some_and(|(host, _)| host == registry);
+        if under {
+            out.findings.push(Finding::new(
+                FindingKind::RegistriesConf,
+                Some(&e.file),
+                format!("entry \"{}\" applies only to images under that namespace; regtrust checks {registry} as a whole", e.prefix),
+            ));
+        }
+    }
+}
+
+/// Docker: `/etc/docker/certs.d/HOST:PORT` for a secure registry; an insecure one (daemon.json
+/// `insecure-registries`, default 127.0.0.0/8) reads no certs.d and is tried over https without
+/// verification, then plain HTTP. Docker Hub (`docker.io`) reads no certs.d either.
+fn docker_endpoints(hr: &HostRoot, conf: &NodeConfig, registry: &str, out: &mut RegistryTrust) {
+    if let Err(e) = &conf.registries {
+        out.config_error = Some(e.clone());
+        return;
+    }
+    if registry == "docker.io" || registry == "index.docker.io" {
+        let ep = Endpoint::default_for("https", "registry-1.docker.io", "Docker Hub (no certs.d)");
+        out.endpoints.push(ep);
+        return;
+    }
+    if docker_is_insecure(&conf.docker_insecure, registry) {
+        let ep = Endpoint::default_for("https", registry, "insecure registry (no certs.d read)");
+        push_with_insecure(ep, true, "dockerd insecure-registries", out);
+        return;
+    }
+    let (mut ep, dir) = certsd_endpoint(hr, Runtime::Docker, registry, registry, out);
+    out.host_dir = dir.map(|d| d.display().to_string());
+    if let Some(e) = ep.config_error.take() {
+        out.config_error = Some(e);
     }
     out.endpoints.push(ep);
-    out
 }
 
 fn find_dir(

@@ -211,7 +211,10 @@ fn convert_v1(v1: &Table, file: &Path) -> Result<Vec<RegistryEntry>, String> {
         match field(v1, section) {
             None => Ok(Vec::new()),
             Some(Value::Table(t)) => {
-                Ok(string_list(t, "registries", &format!("registries.{section}."))?.unwrap_or_default())
+                Ok(
+                    string_list(t, "registries", &format!("registries.{section}."))?
+                        .unwrap_or_default(),
+                )
             }
             Some(v) => Err(format!(
                 "registries.{section}: expected a table, found {}",
@@ -287,7 +290,11 @@ fn v1_nonempty(v1: &Table) -> bool {
 
 /// One registries.conf file, as `loadConfigFile` reads it: v1 converted (refused in drop-ins),
 /// entries post-processed, deduplicated by prefix (the first wins) and sorted by prefix.
-pub fn parse_file(file: &Path, data: &[u8], drop_in: bool) -> Result<Vec<RegistryEntry>, ConfError> {
+pub fn parse_file(
+    file: &Path,
+    data: &[u8],
+    drop_in: bool,
+) -> Result<Vec<RegistryEntry>, ConfError> {
     parse_inner(file, data, drop_in).map_err(|message| ConfError {
         file: file.to_path_buf(),
         message,
@@ -305,7 +312,12 @@ fn parse_inner(file: &Path, data: &[u8], drop_in: bool) -> Result<Vec<RegistryEn
         .any(|k| field(&table, k).is_some_and(nonempty));
     let v1 = match field(&table, "registries") {
         Some(Value::Table(t)) => v1_nonempty(t).then_some(t),
-        Some(v) => return Err(format!("registries: expected a table, found {}", v.type_str())),
+        Some(v) => {
+            return Err(format!(
+                "registries: expected a table, found {}",
+                v.type_str()
+            ))
+        }
         None => None,
     };
     let mut entries = match v1 {
@@ -334,7 +346,9 @@ fn check_top_level(table: &Table) -> Result<(), String> {
     for r in string_list(table, "unqualified-search-registries", "")?.unwrap_or_default() {
         let r = parse_location(&r)?;
         if !is_domain(&r) {
-            return Err(format!("Invalid unqualified-search-registries entry \"{r}\""));
+            return Err(format!(
+                "Invalid unqualified-search-registries entry \"{r}\""
+            ));
         }
     }
     string_list(table, "credential-helpers", "")?;
@@ -343,9 +357,7 @@ fn check_top_level(table: &Table) -> Result<(), String> {
         other => return Err(format!("invalid short-name mode: \"{other}\"")),
     }
     if let Some(v) = field(table, "aliases") {
-        let ok = v
-            .as_table()
-            .is_some_and(|t| t.values().all(Value::is_str));
+        let ok = v.as_table().is_some_and(|t| t.values().all(Value::is_str));
         if !ok {
             return Err("aliases: expected a table of strings".into());
         }
@@ -421,13 +433,8 @@ fn check_mirrors(r: &RegistryEntry) -> Result<(), String> {
         if r.mirror_by_digest_only && !m.pull_from_mirror.is_empty() {
             return Err(format!("cannot set mirror usage mirror-by-digest-only for the registry (\"{}\") and pull-from-mirror for per-mirror (\"{}\") at the same time", r.prefix, m.location));
         }
-        if ![
-            "",
-            MIRROR_ALL,
-            MIRROR_BY_DIGEST_ONLY,
-            MIRROR_BY_TAG_ONLY,
-        ]
-        .contains(&m.pull_from_mirror.as_str())
+        if !["", MIRROR_ALL, MIRROR_BY_DIGEST_ONLY, MIRROR_BY_TAG_ONLY]
+            .contains(&m.pull_from_mirror.as_str())
         {
             return Err(format!(
                 "unsupported pull-from-mirror value \"{}\" for mirror \"{}\"",
@@ -530,7 +537,10 @@ impl RegistryEntry {
         }
         let name = format!("{}{}", loc.location, &reference[n..]);
         canonical_problem(&name).map_or(Ok(name.clone()), |why| {
-            Err(format!("rewriting reference \"{name}\" (from {}): {why}", self.file.display()))
+            Err(format!(
+                "rewriting reference \"{name}\" (from {}): {why}",
+                self.file.display()
+            ))
         })
     }
 }
@@ -551,8 +561,7 @@ fn canonical_problem(name: &str) -> Option<&'static str> {
         !c.is_empty()
             && c.starts_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
             && c.ends_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
-            && c
-                .chars()
+            && c.chars()
                 .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
     };
     match path {

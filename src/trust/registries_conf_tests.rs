@@ -4,7 +4,11 @@
 use super::*;
 
 fn parse(text: &str) -> Result<Vec<RegistryEntry>, ConfError> {
-    parse_file(Path::new("/etc/containers/registries.conf"), text.as_bytes(), false)
+    parse_file(
+        Path::new("/etc/containers/registries.conf"),
+        text.as_bytes(),
+        false,
+    )
 }
 
 fn prefixes(e: &[RegistryEntry]) -> Vec<&str> {
@@ -17,7 +21,10 @@ fn prefixes(e: &[RegistryEntry]) -> Vec<&str> {
 fn prefix_matching() {
     assert_eq!(ref_matching_prefix("r.test", "r.test"), Some(6));
     assert_eq!(ref_matching_prefix("r.test:5000", "r.test"), Some(6));
-    assert_eq!(ref_matching_prefix("r.test/team/img", "r.test/team"), Some(11));
+    assert_eq!(
+        ref_matching_prefix("r.test/team/img", "r.test/team"),
+        Some(11)
+    );
     assert_eq!(ref_matching_prefix("r.tester", "r.test"), None);
     assert_eq!(ref_matching_prefix("r.test", "r.test/team"), None);
     assert_eq!(ref_matching_prefix("r.test/teamx", "r.test/team"), None);
@@ -27,11 +34,23 @@ fn prefix_matching() {
 /// only in the host part.
 #[test]
 fn wildcard_matching() {
-    assert_eq!(ref_matching_prefix("a.example.com", "*.example.com"), Some(13));
-    assert_eq!(ref_matching_prefix("a.b.example.com:5000", "*.example.com"), Some(15));
+    assert_eq!(
+        ref_matching_prefix("a.example.com", "*.example.com"),
+        Some(13)
+    );
+    assert_eq!(
+        ref_matching_prefix("a.b.example.com:5000", "*.example.com"),
+        Some(15)
+    );
     assert_eq!(ref_matching_prefix("example.com", "*.example.com"), None);
-    assert_eq!(ref_matching_prefix("r.test/x.example.com", "*.example.com"), None);
-    assert_eq!(ref_matching_prefix("a.example.community", "*.example.com"), None);
+    assert_eq!(
+        ref_matching_prefix("r.test/x.example.com", "*.example.com"),
+        None
+    );
+    assert_eq!(
+        ref_matching_prefix("a.example.community", "*.example.com"),
+        None
+    );
 }
 
 /// `FindRegistry`: the longest matching prefix wins, whatever the file order; lengths are the
@@ -54,7 +73,10 @@ location = "r.test:5000"
     .unwrap();
     assert_eq!(find(&e, "r.test:5000").unwrap().prefix, "r.test:5000");
     assert_eq!(find(&e, "r.test").unwrap().prefix, "r.test");
-    assert!(find(&e, "r.test:6000").unwrap().blocked, "r.test matches r.test:6000");
+    assert!(
+        find(&e, "r.test:6000").unwrap().blocked,
+        "r.test matches r.test:6000"
+    );
     assert_eq!(find(&e, "q.other").unwrap().prefix, "*.other");
     assert!(find(&e, "q.example").is_none());
     // Equal lengths: the first in prefix order wins, and "*.test" sorts before "r.test".
@@ -81,7 +103,10 @@ location = "m2.test:6000"
     .unwrap();
     let r = find(&e, "r.test").unwrap();
     let s = r.pull_sources("r.test", false).unwrap();
-    let names: Vec<_> = s.iter().map(|p| (p.domain(), p.mirror, p.location.insecure)).collect();
+    let names: Vec<_> = s
+        .iter()
+        .map(|p| (p.domain(), p.mirror, p.location.insecure))
+        .collect();
     assert_eq!(
         names,
         [
@@ -173,7 +198,10 @@ fn drop_in_merge_replaces_by_prefix() {
     assert_eq!(prefixes(&base), ["b.test", "r.test", "s.test"]);
     let r = find(&base, "r.test").unwrap();
     assert!(!r.endpoint.insecure && r.mirrors.is_empty());
-    assert_eq!(r.file, Path::new("/etc/containers/registries.conf.d/10-x.conf"));
+    assert_eq!(
+        r.file,
+        Path::new("/etc/containers/registries.conf.d/10-x.conf")
+    );
 }
 
 /// `loadConfigFile` / `ConvertToV2`: the v1 lists become entries; drop-ins must be v2; v1 and
@@ -185,10 +213,18 @@ fn v1_format() {
     assert!(b.blocked && !b.endpoint.insecure);
     let i = find(&e, "i.test").unwrap();
     assert!(i.blocked && i.endpoint.insecure);
-    let err = parse_file(Path::new("/d/x.conf"), b"[registries.search]\nregistries = [\"a.test\"]\n", true)
-        .unwrap_err();
+    let err = parse_file(
+        Path::new("/d/x.conf"),
+        b"[registries.search]\nregistries = [\"a.test\"]\n",
+        true,
+    )
+    .unwrap_err();
     assert!(err.message.contains("v2 format"), "{err}");
-    assert!(err.to_string().starts_with("loading drop-in registries configuration \"/d/x.conf\""), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("loading drop-in registries configuration \"/d/x.conf\""),
+        "{err}"
+    );
     let err = parse("unqualified-search-registries = [\"a.test\"]\n[registries.search]\nregistries = [\"a.test\"]\n").unwrap_err();
     assert!(err.message.contains("mixing"), "{err}");
 }
@@ -223,7 +259,10 @@ fn malformed_files_are_clear_errors() {
 /// BurntSushi/toml matches struct fields.
 #[test]
 fn unknown_keys_ignored_and_case_insensitive_fields() {
-    let e = parse("whatever = 1\n[[registry]]\nLocation = \"r.test\"\nInsecure = true\ncolour = \"red\"\n").unwrap();
+    let e = parse(
+        "whatever = 1\n[[registry]]\nLocation = \"r.test\"\nInsecure = true\ncolour = \"red\"\n",
+    )
+    .unwrap();
     assert!(find(&e, "r.test").unwrap().endpoint.insecure);
 }
 
@@ -232,9 +271,15 @@ fn unknown_keys_ignored_and_case_insensitive_fields() {
 #[test]
 fn non_canonical_rewrite_fails() {
     let e = parse("[[registry]]\nprefix = \"r.test\"\nlocation = \"mirror/ns\"\n").unwrap();
-    let err = find(&e, "r.test").unwrap().pull_sources("r.test", false).unwrap_err();
+    let err = find(&e, "r.test")
+        .unwrap()
+        .pull_sources("r.test", false)
+        .unwrap_err();
     assert!(err.contains("must be canonical"), "{err}");
     let e = parse("[[registry]]\nprefix = \"*.r.test\"\nlocation = \"\"\n").unwrap();
-    let s = find(&e, "a.r.test").unwrap().pull_sources("a.r.test", false).unwrap();
+    let s = find(&e, "a.r.test")
+        .unwrap()
+        .pull_sources("a.r.test", false)
+        .unwrap();
     assert_eq!(s[0].name, "a.r.test");
 }
