@@ -751,4 +751,210 @@ mod tests {
             d.findings[1].message
         );
     }
+
+    fn urls(rt: &RegistryTrust) -> Vec<(String, bool, Option<String>)> {
+        rt.endpoints
+            .iter()
+            .map(|e| (e.url(), e.skip_verify, e.config_error.clone()))
+            .collect()
+    }
+
+    /// sysregistriesv2 `PullSourcesFromReference` + docker_image_src.go `newImageSourceAttempt`:
+    /// mirrors first, each with its own certs.d; `insecure` is the source's own (skip verify, then
+    /// plain HTTP, `detectPropertiesHelper`); a location rewrite changes the host and its certs.d.
+    #[test]
+    fn registries_conf_mirrors_rewrite_insecure() {
+        let t = tempfile::tempdir().unwrap();
+        write(
+            t.path(),
+            REGISTRIES_CONF,
+            "[[registry]]\nprefix = \"r.test\"\nlocation = \"real.test:5000\"\n[[registry.mirror]]\nlocation = \"m.test\"\ninsecure = true\n",
+        );
+        write(
+            t.path(),
+            "/etc/containers/certs.d/m.test/m.crt",
+            ca_pem("M"),
+        );
+        write(
+            t.path(),
+            "/etc/docker/certs.d/real.test:5000/r.crt",
+            ca_pem("R"),
+        );
+        let rt = registry(&HostRoot::new(t.path()), Runtime::Crio, "r.test");
+        assert_eq!(
+            urls(&rt),
+            [
+                ("https://m.test/v2/".to_string(), true, None),
+                ("http://m.test/v2/".to_string(), true, None),
+                ("https://real.test:5000/v2/".to_string(), false, None),
+            ]
+        );
+        assert_eq!(rt.endpoints[0].cas[0].cert.subject, "CN=M");
+        assert!(rt.endpoints[1].cas.is_empty());
+        assert_eq!(rt.endpoints[2].cas[0].cert.subject, "CN=R");
+        assert_eq!(
+            rt.host_dir.as_deref(),
+            Some("/etc/docker/certs.d/real.test:5000")
+        );
+        assert!(rt.watched.contains(&PathBuf::from(REGISTRIES_CONF)));
+    }
+
+    /// docker_client.go `newDockerClient`: a source whose name matches a blocked entry fails
+    /// before dialling; a blocked registry's mirror is still tried (and works).
+    #[test]
+    fn blocked_fails_that_attempt() {
+        let t = tempfile::tempdir().unwrap();
+        write(
+            t.path(),
+            REGISTRIES_CONF,
+            "[[registry]]\nlocation = \"b.test\"\nblocked = true\n[[registry]]\nlocation = \"bm.test\"\nblocked = true\n[[registry.mirror]]\nlocation = \"m.test\"\n",
+        );
+        let hr = HostRoot::new(t.path());
+        let rt = registry(&hr, Runtime::Crio, "b.test");
+        let err = rt.config_error.clone().unwrap_or_default();
+        assert!(
+            err.starts_with("registry b.test is blocked in /etc/containers/registries.conf"),
+            "{err}"
+        );
+        assert!(rt
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::RegistryBlocked));
+        let rt = registry(&hr, Runtime::Crio, "bm.test");
+        assert!(rt.config_error.is_none());
+        assert_eq!(rt.endpoints[0].config_error, None);
+        assert!(rt.endpoints[1]
+            .config_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("blocked"));
+    }
+
+    /// `newConfigWrapperWithHomeDir` + `dropInConfigs` + `updateWithConfigurationFrom`: drop-ins
+    /// in name order, system dir then user dir, each replacing entries by prefix; a user
+    /// registries.conf replaces the system file and dir; a bad file fails every pull, naming it.
+    #[test]
+    fn drop_ins_merge_in_order_and_user_file_overrides() {
+        let t = tempfile::tempdir().unwrap();
+        write(
+            t.path(),
+            REGISTRIES_CONF,
+            "[[registry]]\nlocation = \"r.test\"\nblocked = true\n",
+        );
+        write(
+            t.path(),
+            "/etc/containers/registries.conf.d/10-a.conf",
+            "[[registry]]\nlocation = \"r.test\"\ninsecure = true\n",
+        );
+        write(
+            t.path(),
+            "/etc/containers/registries.conf.d/20-b.conf",
+            "[[registry]]\nlocation = \"r.test\"\n",
+        );
+        write(
+            t.path(),
+            "/etc/containers/registries.conf.d/30-c.txt",
+            "not toml [",
+        );
+        let hr = HostRoot::new(t.path());
+        assert_eq!(
+            urls(&registry(&hr, Runtime::Crio, "r.test")),
+            [("https://r.test/v2/".to_string(), false, None)]
+        );
+        write(
+            t.path(),
+            "/root/.config/containers/registries.conf.d/05-u.conf",
+            "[[registry]]\nlocation = \"r.test\"\ninsecure = true\n",
+        );
+        assert_eq!(
+            registry(&hr, Runtime::Crio, "r.test").endpoints.len(),
+            2,
+            "the user dir comes last"
+        );
+        write(
+            t.path(),
+            USER_REGISTRIES_CONF,
+            "[[registry]]\nlocation = \"r.test\"\nblocked = true\n",
+        );
+        fs::remove_file(
+            t.path()
+                .join("root/.config/containers/registries.conf.d/05-u.conf"),
+        )
+        .unwrap();
+        let rt = registry(&hr, Runtime::Crio, "r.test");
+        assert!(
+            rt.config_error.unwrap_or_default().contains("blocked"),
+            "system dir ignored"
+        );
+        write(
+            t.path(),
+            "/root/.config/containers/registries.conf.d/06-bad.conf",
+            "[[registry]]\nlocation = 5\n",
+        );
+        let err = registry(&hr, Runtime::Crio, "other.test")
+            .config_error
+            .unwrap_or_default();
+        assert!(err.contains("loading drop-in registries configuration \"/root/.config/containers/registries.conf.d/06-bad.conf\""), "{err}");
+    }
+
+    /// docker_client.go `newDockerClient`: Docker Hub's certs.d directory is `docker.io`, the
+    /// host dialled registry-1.docker.io. Docker itself reads no certs.d for Docker Hub.
+    #[test]
+    fn docker_hub_cert_dir_is_docker_io() {
+        let t = tempfile::tempdir().unwrap();
+        write(
+            t.path(),
+            "/etc/containers/certs.d/docker.io/h.crt",
+            ca_pem("H"),
+        );
+        let hr = HostRoot::new(t.path());
+        let rt = registry(&hr, Runtime::Crio, "docker.io");
+        assert_eq!(rt.endpoints[0].url(), "https://registry-1.docker.io/v2/");
+        assert_eq!(rt.endpoints[0].cas[0].cert.subject, "CN=H");
+        let d = registry(&hr, Runtime::Docker, "docker.io");
+        assert_eq!(d.endpoints[0].url(), "https://registry-1.docker.io/v2/");
+        assert!(d.endpoints[0].cas.is_empty());
+    }
+
+    /// moby registry/config.go `loadInsecureRegistries` (127.0.0.0/8 always added),
+    /// `isSecureIndex`, service_v2.go `lookupV2Endpoints`: an insecure registry is https without
+    /// verification (no certs.d read), then http.
+    #[test]
+    fn docker_insecure_registries() {
+        let t = tempfile::tempdir().unwrap();
+        write(
+            t.path(),
+            DOCKER_DAEMON_JSON,
+            r#"{"insecure-registries": ["http://i.test:5000", "10.0.0.0/8"]}"#,
+        );
+        write(
+            t.path(),
+            "/etc/docker/certs.d/127.0.0.1:5000/c.crt",
+            ca_pem("C"),
+        );
+        let hr = HostRoot::new(t.path());
+        for reg in [
+            "i.test:5000",
+            "127.0.0.1:5000",
+            "10.1.2.3",
+            "localhost:5000",
+        ] {
+            let rt = registry(&hr, Runtime::Docker, reg);
+            assert_eq!(rt.endpoints.len(), 2, "{reg}");
+            assert!(
+                rt.endpoints[0].skip_verify && rt.endpoints[0].cas.is_empty(),
+                "{reg}"
+            );
+            assert_eq!(rt.endpoints[1].scheme, "http", "{reg}");
+        }
+        assert_eq!(registry(&hr, Runtime::Docker, "i.test").endpoints.len(), 1);
+        write(t.path(), DOCKER_DAEMON_JSON, "{");
+        let err = registry(&hr, Runtime::Docker, "r.test")
+            .config_error
+            .unwrap_or_default();
+        assert!(
+            err.contains("/etc/docker/daemon.json is not valid JSON"),
+            "{err}"
+        );
+    }
 }
