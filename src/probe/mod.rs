@@ -243,10 +243,12 @@ async fn tunnel(
     let mut conn = conn;
     let name = proxy.display();
     match proxy.scheme {
-        ProxyScheme::Unsupported => return Err(Failure::Proxy(format!(
+        ProxyScheme::Unsupported => {
+            return Err(Failure::Proxy(format!(
             "proxy {name}: scheme {:?} is not one Go's HTTP transport speaks (http, https, socks5)",
             proxy.scheme_text
-        ))),
+        )))
+        }
         ProxyScheme::Socks5 => {
             return match timeout_at(
                 deadline,
@@ -261,19 +263,20 @@ async fn tunnel(
         }
         ProxyScheme::Https => {
             let (res, _) = tls_connect(conn, &proxy.host, ep, roots, deadline).await?;
-            conn =
-                match res {
-                    Handshake::Done(s, _) => s,
-                    Handshake::Timeout => return Err(Failure::Timeout(Phase::Proxy)),
-                    Handshake::Untrusted(v) => return Err(Failure::Proxy(format!(
+            conn = match res {
+                Handshake::Done(s, _) => s,
+                Handshake::Timeout => return Err(Failure::Timeout(Phase::Proxy)),
+                Handshake::Untrusted(v) => {
+                    return Err(Failure::Proxy(format!(
                         "proxyconnect tcp: tls: failed to verify certificate of proxy {name}: {v}"
-                    ))),
-                    Handshake::Failed(e) => {
-                        return Err(Failure::Proxy(format!(
-                            "proxyconnect tcp: TLS to proxy {name}: {e}"
-                        )))
-                    }
-                };
+                    )))
+                }
+                Handshake::Failed(e) => {
+                    return Err(Failure::Proxy(format!(
+                        "proxyconnect tcp: TLS to proxy {name}: {e}"
+                    )))
+                }
+            };
         }
         ProxyScheme::Http => {}
     }

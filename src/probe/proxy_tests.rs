@@ -43,7 +43,10 @@ fn domain_entries() {
     assert!(!proxied(".corp", "r.corp", 443));
     assert!(!proxied("corp", "corp", 443));
     assert!(!proxied("corp", "a.b.corp", 443));
-    assert!(proxied("*.corp", "corp", 443), "*.corp is .corp: subdomains only");
+    assert!(
+        proxied("*.corp", "corp", 443),
+        "*.corp is .corp: subdomains only"
+    );
     assert!(!proxied("*.corp", "r.corp", 443));
     assert!(proxied("corp", "notcorp", 443));
     assert!(!proxied(" Example.COM ", "r.example.com", 443));
