@@ -261,6 +261,23 @@ pub fn docker_is_insecure(insecure: &[String], registry: &str) -> bool {
     })
 }
 
+/// [`discover`], plus every registries.conf entry whose prefix is a registry name (not a
+/// namespace, not a wildcard): a configured mirror or rewrite is a configured registry.
+pub fn discover_with(hr: &HostRoot, rt: Runtime, conf: &NodeConfig) -> Discovery {
+    let mut out = discover(hr, rt);
+    if let Ok(entries) = &conf.registries {
+        out.registries.extend(
+            entries
+                .iter()
+                .map(|e| e.prefix.clone())
+                .filter(|p| super::validate_registry(p).is_ok() && !p.starts_with('*')),
+        );
+        out.registries.sort();
+        out.registries.dedup();
+    }
+    out
+}
+
 /// The endpoint and trust the runtime would use for `registry`, reading the node's registry
 /// configuration first (see [`NodeConfig`]).
 pub fn registry(hr: &HostRoot, rt: Runtime, registry: &str) -> RegistryTrust {
@@ -956,5 +973,21 @@ mod tests {
             err.contains("/etc/docker/daemon.json is not valid JSON"),
             "{err}"
         );
+    }
+
+    /// A registries.conf entry is a configured registry for discovery; namespaces and
+    /// wildcards are not registry names.
+    #[test]
+    fn discover_includes_registries_conf_entries() {
+        let t = tempfile::tempdir().unwrap();
+        write(
+            t.path(),
+            REGISTRIES_CONF,
+            "[[registry]]\nlocation = \"m.test:5000\"\n[[registry]]\nprefix = \"r.test/team\"\nlocation = \"x.test\"\n[[registry]]\nprefix = \"*.w.test\"\nlocation = \"\"\n",
+        );
+        fs::create_dir_all(t.path().join("etc/containers/certs.d/c.test")).unwrap();
+        let hr = HostRoot::new(t.path());
+        let d = discover_with(&hr, Runtime::Crio, &NodeConfig::load(&hr, Runtime::Crio));
+        assert_eq!(d.registries, ["c.test", "m.test:5000"]);
     }
 }

@@ -419,7 +419,10 @@ impl TrustLoader {
     pub fn discover(&self) -> Discovery {
         match &self.containerd {
             Some(layout) => layout.discover(&self.host_root),
-            None => certsd::discover(&self.host_root, self.runtime),
+            None => match &self.certsd {
+                Some(conf) => certsd::discover_with(&self.host_root, self.runtime, conf),
+                None => certsd::discover(&self.host_root, self.runtime),
+            },
         }
     }
 
