@@ -266,11 +266,9 @@ async fn tunnel(
             conn = match res {
                 Handshake::Done(s, _) => s,
                 Handshake::Timeout => return Err(Failure::Timeout(Phase::Proxy)),
-                Handshake::Untrusted(v) => {
-                    return Err(Failure::Proxy(format!(
-                        "proxyconnect tcp: tls: failed to verify certificate of proxy {name}: {v}"
-                    )))
-                }
+                Handshake::Untrusted(v) => return Err(Failure::Proxy(format!(
+                    "proxyconnect tcp: tls: failed to verify certificate: {v} (the proxy {name})"
+                ))),
                 Handshake::Failed(e) => {
                     return Err(Failure::Proxy(format!(
                         "proxyconnect tcp: TLS to proxy {name}: {e}"
