@@ -12,19 +12,30 @@ use crate::diagnose::{self, Diagnosis, Reason};
 use crate::outcome::{CheckOutcome, EndpointOutcome, RegistryOutcome};
 use crate::probe::{self, ProbeSettings};
 use crate::trust::{
-    self, ConfigError, RegistryTrust, SystemRoots, TrustLoader, TrustSettings, TrustedCa,
+    self, ConfigError, PullKind, RegistryTrust, SystemRoots, TrustLoader, TrustSettings, TrustedCa,
 };
 
 /// Most endpoint probes in flight at once.
 pub const MAX_CONCURRENT_PROBES: usize = 16;
 
-/// Runs the check for `registries`, or for every configured registry when none is given.
+/// Runs the check for `registries`, or for every configured registry when none is given, for a
+/// pull by tag.
 pub async fn run(
     settings: &TrustSettings,
     registries: &[String],
     probe_settings: &ProbeSettings,
 ) -> Result<CheckOutcome, ConfigError> {
-    let loader = TrustLoader::new(settings)?;
+    run_as(settings, registries, probe_settings, PullKind::Tag).await
+}
+
+/// [`run`] for the given kind of pull (which hosts containerd's resolver tries).
+pub async fn run_as(
+    settings: &TrustSettings,
+    registries: &[String],
+    probe_settings: &ProbeSettings,
+    pull: PullKind,
+) -> Result<CheckOutcome, ConfigError> {
+    let loader = TrustLoader::new(settings)?.with_pull(pull);
     let (registries, skipped) = if registries.is_empty() {
         let discovery = loader.discover();
         (discovery.registries, discovery.findings)
@@ -56,6 +67,7 @@ pub async fn run(
     Ok(CheckOutcome {
         registries: out,
         findings,
+        pull,
     })
 }
 

@@ -42,6 +42,23 @@ pub(crate) enum Cmd {
     /// Replay the incident on loopback (CA rotated to a new key with the same name): the check's
     /// diagnosis, and the agent's metrics while it happens.
     Demo(DemoArgs),
+    /// List every reason regtrust reports: what it means, the runtime's own words for it, and the
+    /// next step.
+    Reasons(ReasonsArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum ReasonsOutput {
+    Text,
+    Json,
+    /// README's table.
+    Markdown,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ReasonsArgs {
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) output: ReasonsOutput,
 }
 
 #[derive(clap::Args)]
@@ -54,6 +71,10 @@ pub(crate) struct CheckArgs {
     /// 1 problem, 2 unknown (configuration error).
     #[arg(long)]
     pub(crate) npd: bool,
+    /// Model a pull by digest (`image@sha256:…`: hosts with the `pull` capability) instead of a
+    /// pull by tag (what the kubelet does for `image:tag`: hosts with `pull` and `resolve`).
+    #[arg(long)]
+    pub(crate) by_digest: bool,
     /// Registries as in an image reference, `host[:port]`; none: every configured host dir.
     pub(crate) registries: Vec<String>,
 }
@@ -190,6 +211,12 @@ impl RunArgs {
             log_format: self.log_format,
         }
     }
+}
+
+/// Colour for a stream: only on a terminal, and never when `NO_COLOR` is set to anything but
+/// the empty string (no-color.org).
+pub(crate) fn colour(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 #[derive(clap::Args)]

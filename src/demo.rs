@@ -51,9 +51,11 @@ pub struct Ca {
 }
 
 impl Ca {
-    /// A CA with subject `CN=cn` and a fresh key: two calls with the same `cn` reproduce the incident.
+    /// A CA with subject `CN=cn` and a fresh RSA key (as in the incident, so the runtime's words
+    /// are the ones people search for: `crypto/rsa: verification error`): two calls with the same
+    /// `cn` reproduce the incident.
     pub fn new(cn: &str) -> Result<Ca, rcgen::Error> {
-        let key = KeyPair::generate()?;
+        let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
         let mut p = CertificateParams::new(Vec::<String>::new())?;
         p.distinguished_name.push(DnType::CommonName, cn);
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

@@ -88,6 +88,93 @@ impl Reason {
     }
 }
 
+/// What each reason means, the runtime's (Go's) own words for it, and the general next step: the
+/// one table behind `regtrust reasons`, README's reason table and the diagnoses below (a diagnosis
+/// may name a more precise next step when it knows more, e.g. the issuer no trusted CA is named).
+impl Reason {
+    /// What went wrong, in a few words.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Reason::Ok => "`/v2/` answered 200 or 401 over verified TLS",
+            Reason::UnknownAuthority => "no trusted CA issued the chain (also: missing intermediate)",
+            Reason::CaKeyMismatch => "a trusted CA has the issuer's name but not its key: the CA was rotated with the same subject",
+            Reason::Expired => "the serving certificate has expired",
+            Reason::NotYetValid => "the serving certificate is not valid yet",
+            Reason::CaExpired => "the trusted CA itself has expired",
+            Reason::CaNotYetValid => "the trusted CA itself is not valid yet",
+            Reason::NameMismatch => "the certificate does not name the dialled host",
+            Reason::UntrustedSelfSigned => "the registry serves a self-signed certificate the node does not trust",
+            Reason::InvalidCertificate => "EKU without serverAuth, unhandled critical extension, pathological chain",
+            Reason::HandshakeFailed => "TLS could not be negotiated (versions, ciphers, client certificate demanded)",
+            Reason::NotTls => "the port does not speak TLS",
+            Reason::ConnectionRefused => "nothing listens there",
+            Reason::ConnectFailed => "unreachable network or host",
+            Reason::DnsFailure => "the name does not resolve",
+            Reason::Timeout => "a phase did not finish within `--timeout` (the detail names it)",
+            Reason::ProxyError => "the HTTPS proxy refused or failed the CONNECT",
+            Reason::HttpError => "TLS worked, the answer was not HTTP",
+            Reason::HttpStatus => "`/v2/` answered neither 200 nor 401",
+            Reason::ConfigError => "the runtime fails before dialling (a `ca` file missing or without a certificate, a `.cert` without `.key`)",
+        }
+    }
+
+    /// How the runtime (Go) words this failure: the alternatives, as people search for them.
+    pub fn runtime_words(self) -> &'static [&'static str] {
+        match self {
+            Reason::Ok => &[],
+            Reason::UnknownAuthority | Reason::UntrustedSelfSigned => &["x509: certificate signed by unknown authority"],
+            Reason::CaKeyMismatch => &[
+                "x509: certificate signed by unknown authority (possibly because of \"crypto/rsa: verification error\" while trying to verify candidate authority certificate \"NAME\")",
+                "x509: certificate signed by unknown authority (possibly because of \"x509: ECDSA verification failure\" while trying to verify candidate authority certificate \"NAME\")",
+            ],
+            Reason::Expired => &["x509: certificate has expired or is not yet valid: current time T is after T'"],
+            Reason::NotYetValid => &["x509: certificate has expired or is not yet valid: current time T is before T'"],
+            Reason::CaExpired | Reason::CaNotYetValid => &["x509: certificate signed by unknown authority (possibly because of \"x509: certificate has expired or is not yet valid: …\" while trying to verify candidate authority certificate \"NAME\")"],
+            Reason::NameMismatch => &[
+                "x509: certificate is valid for A, B, not HOST",
+                "x509: cannot validate certificate for IP because it doesn't contain any IP SANs",
+            ],
+            Reason::InvalidCertificate => &["x509: certificate specifies an incompatible key usage", "x509: unhandled critical extension"],
+            Reason::HandshakeFailed => &["remote error: tls: …"],
+            Reason::NotTls => &["http: server gave HTTP response to HTTPS client", "tls: first record does not look like a TLS handshake"],
+            Reason::ConnectionRefused => &["dial tcp IP:PORT: connect: connection refused"],
+            Reason::ConnectFailed => &["dial tcp IP:PORT: connect: no route to host"],
+            Reason::DnsFailure => &["dial tcp: lookup HOST: no such host"],
+            Reason::Timeout => &["net/http: TLS handshake timeout", "i/o timeout"],
+            Reason::ProxyError => &["proxyconnect tcp: …"],
+            Reason::HttpError => &["EOF", "malformed HTTP response"],
+            Reason::HttpStatus => &["unexpected status code 404"],
+            Reason::ConfigError => &["unable to read CA cert \"F\": …", "unable to load CA cert \"F\"", "missing key …"],
+        }
+    }
+
+    /// What a person should do next (empty for `ok`).
+    pub fn next_step(self) -> &'static str {
+        match self {
+            Reason::Ok => "",
+            Reason::UnknownAuthority => "install the CA that issued the registry's certificate where the runtime reads it",
+            Reason::CaKeyMismatch => "the registry's CA was replaced by a new CA with the same name and a different key: install the new CA (keep the old one beside it until the rotation is over) where the runtime reads it",
+            Reason::Expired => "the registry's serving certificate has expired: renew it on the registry",
+            Reason::NotYetValid => "the registry's certificate is not valid yet: check the node's clock (timedatectl) and the certificate's notBefore",
+            Reason::CaExpired => "the CA the node trusts for this registry has expired: distribute the renewed CA",
+            Reason::CaNotYetValid => "the CA the node trusts is not valid yet: check the node's clock and the CA's notBefore",
+            Reason::NameMismatch => "the certificate does not name the host the node dials: reissue it with this name as a SAN, or pull by a name it has",
+            Reason::UntrustedSelfSigned => "the registry serves a self-signed certificate the node does not trust: install that certificate as the registry's CA, or serve one from a trusted CA",
+            Reason::InvalidCertificate => "the certificate chain is malformed for TLS server use (see detail): reissue it",
+            Reason::HandshakeFailed => "TLS could not be negotiated: compare TLS versions/ciphers, and whether the registry demands a client certificate",
+            Reason::NotTls => "the port does not speak TLS: is it plain HTTP, or the wrong port? (an http registry must be configured as such for the runtime)",
+            Reason::ConnectionRefused => "the registry is not listening on that address/port: check the registry service and the port in the image reference",
+            Reason::ConnectFailed => "check routing and firewalls between the node and the registry",
+            Reason::DnsFailure => "check the registry name and the node's resolver (/etc/resolv.conf, hostNetwork)",
+            Reason::Timeout => "the registry or the network is not answering: check firewalls, load balancers and the registry's health",
+            Reason::ProxyError => "check HTTPS_PROXY/NO_PROXY for the runtime and the proxy itself",
+            Reason::HttpError => "TLS worked but the registry did not answer HTTP properly: check the registry or what sits in front of it",
+            Reason::HttpStatus => "the endpoint is not a registry API root (wrong path, override_path, or a proxy page)",
+            Reason::ConfigError => crate::outcome::CONFIG_ERROR_NEXT_STEP,
+        }
+    }
+}
+
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -147,18 +234,18 @@ pub fn diagnose(probe: &ProbeResult, trusted: &[TrustedCa]) -> Diagnosis {
         Err(f) => f,
     };
     match failure {
-        Failure::Dns(e) => d(Reason::DnsFailure, e.clone(), "check the registry name and the node's resolver (/etc/resolv.conf, hostNetwork)"),
-        Failure::Refused(e) => d(Reason::ConnectionRefused, e.clone(), "the registry is not listening on that address/port: check the registry service and the port in the image reference"),
-        Failure::Connect(e) => d(Reason::ConnectFailed, e.clone(), "check routing and firewalls between the node and the registry"),
+        Failure::Dns(e) => d(Reason::DnsFailure, e.clone(), Reason::DnsFailure.next_step()),
+        Failure::Refused(e) => d(Reason::ConnectionRefused, e.clone(), Reason::ConnectionRefused.next_step()),
+        Failure::Connect(e) => d(Reason::ConnectFailed, e.clone(), Reason::ConnectFailed.next_step()),
         Failure::Timeout(phase) => d(
             Reason::Timeout,
             format!("no answer within the timeout during {}", phase.as_str()),
-            "the registry or the network is not answering: check firewalls, load balancers and the registry's health",
+            Reason::Timeout.next_step(),
         ),
-        Failure::Proxy(e) => d(Reason::ProxyError, e.clone(), "check HTTPS_PROXY/NO_PROXY for the runtime and the proxy itself"),
-        Failure::NotTls(e) => d(Reason::NotTls, e.clone(), "the port does not speak TLS: is it plain HTTP, or the wrong port? (an http registry must be configured as such for the runtime)"),
-        Failure::Handshake(e) => d(Reason::HandshakeFailed, e.clone(), "TLS could not be negotiated: compare TLS versions/ciphers, and whether the registry demands a client certificate"),
-        Failure::Http(e) => d(Reason::HttpError, e.clone(), "TLS worked but the registry did not answer HTTP properly: check the registry or what sits in front of it"),
+        Failure::Proxy(e) => d(Reason::ProxyError, e.clone(), Reason::ProxyError.next_step()),
+        Failure::NotTls(e) => d(Reason::NotTls, e.clone(), Reason::NotTls.next_step()),
+        Failure::Handshake(e) => d(Reason::HandshakeFailed, e.clone(), Reason::HandshakeFailed.next_step()),
+        Failure::Http(e) => d(Reason::HttpError, e.clone(), Reason::HttpError.next_step()),
         Failure::HttpStatus { code, location: Some(loc) } if (300..400).contains(code) => d(
             Reason::HttpStatus,
             format!("GET {} returned {code}, redirecting to {loc:?}; a registry answers /v2/ with 200 or 401 (regtrust does not follow redirects)", probe.url),
@@ -167,7 +254,7 @@ pub fn diagnose(probe: &ProbeResult, trusted: &[TrustedCa]) -> Diagnosis {
         Failure::HttpStatus { code, .. } => d(
             Reason::HttpStatus,
             format!("GET {} returned {code}; a registry answers /v2/ with 200 or 401", probe.url),
-            "the endpoint is not a registry API root (wrong path, override_path, or a proxy page)",
+            Reason::HttpStatus.next_step(),
         ),
         Failure::Verify(v) => diagnose_verify(v, probe, trusted),
     }
@@ -187,42 +274,42 @@ fn diagnose_verify(v: &VerifyError, probe: &ProbeResult, trusted: &[TrustedCa]) 
     };
     match v {
         VerifyError::LeafTime { now, not_after, .. } if now > not_after => {
-            mk(Reason::Expired, "the registry's serving certificate has expired: renew it on the registry")
+            mk(Reason::Expired, Reason::Expired.next_step())
         }
-        VerifyError::LeafTime { .. } => mk(
-            Reason::NotYetValid,
-            "the registry's certificate is not valid yet: check the node's clock (timedatectl) and the certificate's notBefore",
-        ),
-        VerifyError::Hostname(_) => mk(
-            Reason::NameMismatch,
-            "the certificate does not name the host the node dials: reissue it with this name as a SAN, or pull by a name it has",
-        ),
-        VerifyError::UnknownAuthority { cert, hint: Some(h) } => match &h.problem {
+        VerifyError::LeafTime { .. } => mk(Reason::NotYetValid, Reason::NotYetValid.next_step()),
+        VerifyError::Hostname(_) => mk(Reason::NameMismatch, Reason::NameMismatch.next_step()),
+        VerifyError::UnknownAuthority {
+            cert,
+            hint: Some(h),
+        } => match &h.problem {
             CandidateProblem::Signature(_) => {
-                let mut diag = mk(
-                    Reason::CaKeyMismatch,
-                    "the registry's CA was replaced by a new CA with the same name and a different key: install the new CA (keep the old one beside it until the rotation is over) where the runtime reads it",
-                );
+                let mut diag = mk(Reason::CaKeyMismatch, Reason::CaKeyMismatch.next_step());
                 diag.key_mismatch = Some(key_mismatch(cert, probe, trusted));
                 diag
             }
-            CandidateProblem::Time { now, not_after, .. } if now > not_after => mk(
-                Reason::CaExpired,
-                "the CA the node trusts for this registry has expired: distribute the renewed CA",
+            CandidateProblem::Time { now, not_after, .. } if now > not_after => {
+                mk(Reason::CaExpired, Reason::CaExpired.next_step())
+            }
+            CandidateProblem::Time { .. } => {
+                mk(Reason::CaNotYetValid, Reason::CaNotYetValid.next_step())
+            }
+            _ => mk(
+                Reason::UnknownAuthority,
+                "a trusted CA has the issuer's name but cannot sign this certificate (see detail)",
             ),
-            CandidateProblem::Time { .. } => mk(
-                Reason::CaNotYetValid,
-                "the CA the node trusts is not valid yet: check the node's clock and the CA's notBefore",
-            ),
-            _ => mk(Reason::UnknownAuthority, "a trusted CA has the issuer's name but cannot sign this certificate (see detail)"),
         },
         VerifyError::UnknownAuthority { cert, hint: None } => {
             if cert.is_self_issued() && probe.presented.first().is_some_and(|l| l.der == cert.der) {
                 mk(
                     Reason::UntrustedSelfSigned,
-                    "the registry serves a self-signed certificate the node does not trust: install that certificate as the registry's CA, or serve one from a trusted CA",
+                    Reason::UntrustedSelfSigned.next_step(),
                 )
-            } else if !probe.presented.iter().any(|p| p.raw_subject == cert.raw_issuer) && !cert.is_self_issued() {
+            } else if !probe
+                .presented
+                .iter()
+                .any(|p| p.raw_subject == cert.raw_issuer)
+                && !cert.is_self_issued()
+            {
                 mk(
                     Reason::UnknownAuthority,
                     &format!(
@@ -231,12 +318,17 @@ fn diagnose_verify(v: &VerifyError, probe: &ProbeResult, trusted: &[TrustedCa]) 
                     ),
                 )
             } else {
-                mk(Reason::UnknownAuthority, "install the CA that issued the registry's certificate where the runtime reads it")
+                mk(
+                    Reason::UnknownAuthority,
+                    Reason::UnknownAuthority.next_step(),
+                )
             }
         }
-        VerifyError::IncompatibleUsage | VerifyError::UnhandledCritical | VerifyError::TooManySignatureChecks => mk(
+        VerifyError::IncompatibleUsage
+        | VerifyError::UnhandledCritical
+        | VerifyError::TooManySignatureChecks => mk(
             Reason::InvalidCertificate,
-            "the certificate chain is malformed for TLS server use (see detail): reissue it",
+            Reason::InvalidCertificate.next_step(),
         ),
     }
 }

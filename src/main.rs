@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use cli::{CheckArgs, Cli, Cmd, DemoArgs, Output, RunArgs, StageArgs};
+use cli::{CheckArgs, Cli, Cmd, DemoArgs, Output, ReasonsArgs, ReasonsOutput, RunArgs, StageArgs};
 use regtrust::config::{self, AgentConfig, LogFormat};
 use regtrust::{check, demo, report, stage, trust};
 
@@ -18,6 +18,9 @@ const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Reasons(a) = &cli.cmd {
+        return reasons(a);
+    }
     // reqwest's rustls backend asks for the process-wide provider when a client is built without
     // a ClientConfig of its own; regtrust's own TLS code always names aws-lc-rs.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -41,28 +44,45 @@ fn main() -> ExitCode {
         Cmd::Run(a) => run(&rt, a),
         Cmd::Stage(a) => stage(&rt, a),
         Cmd::Demo(a) => demo(&rt, a),
+        Cmd::Reasons(a) => reasons(&a),
     }
 }
 
 fn init_logging(json: bool, default_level: &str) {
+    use tracing_subscriber::field::MakeExt;
     let filter = tracing_subscriber::EnvFilter::try_from_env(config::ENV_LOG)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     use std::io::IsTerminal;
-    // Colour only for a person at a terminal; journald, files and kubectl logs get plain text.
+    // Colour only for a person at a terminal (and not with NO_COLOR); journald, files and kubectl
+    // logs get plain text.
     let b = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(cli::colour(std::io::stderr().is_terminal()))
         .with_env_filter(filter);
     if json {
+        // JSON strings escape control characters by themselves.
         b.json().flatten_event(true).init();
     } else {
-        b.init();
+        // Field values come from registries and files: a subject or a path with ESC, CR or LF
+        // must not rewrite the terminal or forge a log line.
+        b.fmt_fields(
+            tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+                let v = trust::escape_control(&format!("{value:?}"));
+                if field.name() == "message" {
+                    write!(w, "{v}")
+                } else {
+                    write!(w, "{field}={v}")
+                }
+            })
+            .delimited(" "),
+        )
+        .init();
     }
 }
 
-/// `regtrust: msg` on stderr, exit 2.
+/// `regtrust: msg` on stderr (escaped: it may name a file or a registry), exit 2.
 fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("regtrust: {msg}");
+    eprintln!("regtrust: {}", trust::escape_control(&msg.to_string()));
     ExitCode::from(EXIT_USAGE)
 }
 
@@ -83,7 +103,10 @@ fn check(rt: &tokio::runtime::Runtime, a: CheckArgs) -> ExitCode {
         if !npd {
             return usage_error(msg);
         }
-        let line = report::truncate_line(&format!("unknown: {msg}"), report::NPD_MAX_LINE);
+        let line = report::truncate_line(
+            &trust::escape_control(&format!("unknown: {msg}")),
+            report::NPD_MAX_LINE,
+        );
         println!("{line}");
         ExitCode::from(EXIT_USAGE)
     };
@@ -98,14 +121,23 @@ fn check(rt: &tokio::runtime::Runtime, a: CheckArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    match rt.block_on(check::run(&settings, &a.registries, &ps)) {
+    let pull = if a.by_digest {
+        regtrust::trust::PullKind::Digest
+    } else {
+        regtrust::trust::PullKind::Tag
+    };
+    match rt.block_on(check::run_as(&settings, &a.registries, &ps, pull)) {
         Ok(report) => {
             if npd {
-                println!("{}", report::npd_line(&report));
+                println!("{}", trust::escape_control(&report::npd_line(&report)));
             } else if a.output == Output::Json {
                 println!("{}", report::json(&report));
             } else {
-                print!("{}", report::text(&report));
+                use std::io::IsTerminal;
+                let style = report::text::Style {
+                    colour: cli::colour(std::io::stdout().is_terminal()),
+                };
+                print!("{}", report::text::styled(&report, style));
             }
             exit(report.all_ok())
         }
@@ -120,7 +152,7 @@ fn run(rt: &tokio::runtime::Runtime, a: RunArgs) -> ExitCode {
         Ok(c) => c,
         Err(errs) => {
             for e in errs {
-                eprintln!("regtrust: {e}");
+                eprintln!("regtrust: {}", trust::escape_control(&e.to_string()));
             }
             return ExitCode::from(EXIT_USAGE);
         }
@@ -208,6 +240,15 @@ fn stage(rt: &tokio::runtime::Runtime, a: StageArgs) -> ExitCode {
         rep.outcome,
         stage::Outcome::Applied | stage::Outcome::DryRun
     ))
+}
+
+fn reasons(a: &ReasonsArgs) -> ExitCode {
+    match a.output {
+        ReasonsOutput::Text => print!("{}", report::reasons::text()),
+        ReasonsOutput::Json => println!("{}", report::reasons::json()),
+        ReasonsOutput::Markdown => print!("{}", report::reasons::markdown()),
+    }
+    ExitCode::SUCCESS
 }
 
 fn demo(rt: &tokio::runtime::Runtime, a: DemoArgs) -> ExitCode {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::cert::{hex, Cert};
 use crate::diagnose::{Diagnosis, Reason};
 use crate::probe::ProbeResult;
-use crate::trust::{Endpoint, Finding, FindingKind, RegistryTrust, TrustedCa};
+use crate::trust::{Endpoint, Finding, FindingKind, PullKind, RegistryTrust, TrustedCa};
 
 /// Who issued the presented leaf: the issuing certificate's SHA-256 when it is known (verified
 /// chain, or sent by the registry), else the key id the leaf names (AKID).
@@ -240,6 +240,8 @@ pub struct CheckOutcome {
     pub registries: Vec<RegistryOutcome>,
     /// Findings about the node as a whole (containerd config, system roots).
     pub findings: Vec<Finding>,
+    /// The kind of pull modelled.
+    pub pull: PullKind,
 }
 
 impl CheckOutcome {

@@ -871,3 +871,91 @@ fn an_edit_of_the_config_file_is_picked_up_without_a_signal() {
         .count();
     assert_eq!(reloads, 1, "one edit, one reload:\n{}", agent.log_text());
 }
+
+/// A config file that is a FIFO (or a device) must not hang the agent at start: it is refused,
+/// naming the path, as every file regtrust reads (hostroot::read_regular).
+#[test]
+fn a_fifo_as_the_config_file_is_refused_not_waited_on() {
+    let dir = tmp();
+    let fifo = dir.path().join("regtrust.toml");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let out = Command::new("timeout")
+        .arg("20")
+        .arg(env!("CARGO_BIN_EXE_regtrust"))
+        .args(["run", "--config"])
+        .arg(&fifo)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&fifo.display().to_string()) && err.contains("not a regular file"),
+        "{err}"
+    );
+}
+
+/// A FIFO named ca.crt in a host directory: the agent keeps serving and probing, reports the
+/// registry's configuration error naming the file, and stops on SIGTERM; `stage --apply` for that
+/// registry ends promptly instead of hanging in open(2).
+#[test]
+fn a_fifo_in_a_host_dir_does_not_freeze_the_agent_or_staging() {
+    let node = Node::new();
+    let dir = node.hosts_dir().join("fifo.test:5000");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(dir.join("ca.crt"))
+        .status()
+        .unwrap()
+        .success());
+    let cfg = agent_cfg(
+        &node,
+        "interval = \"2s\"\n[[registry]]\nname = \"fifo.test:5000\"\n",
+    );
+    let mut agent = AgentProc::start(node.root.path(), &cfg);
+    agent.wait_until("config_error reported", Duration::from_secs(30), |a| {
+        a.metrics().lines().any(|l| {
+            l.starts_with("regtrust_probe_reason{")
+                && l.contains("fifo.test:5000")
+                && l.contains("reason=\"config_error\"")
+                && l.ends_with(" 1")
+        })
+    });
+    assert_eq!(agent.get("/healthz").map(|(c, _)| c), Some(200));
+
+    let ca = ca("candidate");
+    let cand = node.path("/tmp/candidate.pem");
+    write(&cand, ca.pem());
+    let mut stage = Command::new("timeout")
+        .arg("30")
+        .arg(env!("CARGO_BIN_EXE_regtrust"))
+        .args(["stage", "--host-root"])
+        .arg(node.root.path())
+        .args([
+            "--hosts-dir",
+            "/etc/containerd/certs.d",
+            "--timeout",
+            "2",
+            "--apply",
+            "--ca",
+        ])
+        .arg(&cand)
+        .args(["--registry", "fifo.test:5000"])
+        .output()
+        .unwrap();
+    assert_ne!(
+        stage.status.code(),
+        Some(124),
+        "stage --apply hung on the FIFO"
+    );
+    assert_ne!(stage.status.code(), Some(0), "{stage:?}");
+    stage.stdout.extend_from_slice(&stage.stderr);
+    let text = String::from_utf8_lossy(&stage.stdout);
+    assert!(text.contains("ca.crt"), "{text}");
+
+    let st = agent.terminate().expect("the agent stops on SIGTERM");
+    assert!(st.success(), "{st:?}");
+}

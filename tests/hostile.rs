@@ -275,10 +275,29 @@ fn one_bad_registry_does_not_stall_the_others() {
     let l = leaf(&ca);
     let node = Node::new();
     let good = Registry::start(&[&l.cert], Some(&l.key));
+    // An expensive chain: 14 intermediates named like the leaf's issuer, all with one RSA key, so
+    // Go's path building spends its whole budget of signature checks on every probe (off the loop).
+    let shared = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let decoys: Vec<rcgen::Certificate> = (0..14)
+        .map(|i| {
+            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name
+                .push(rcgen::DnType::CommonName, "registry.test");
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            p.serial_number = Some(rcgen::SerialNumber::from(i as u64 + 7));
+            p.self_signed(&shared).unwrap()
+        })
+        .collect();
+    let mut costly: Vec<&rcgen::Certificate> = vec![&l.cert];
+    costly.extend(decoys.iter());
     let bad = [
         h.serve(Behaviour::Silent, None),
         h.serve(Behaviour::Trickle, None),
         h.serve(Behaviour::SlowBody, Some((vec![&l.cert], &l.key))),
+        h.serve(
+            Behaviour::Respond("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".into()),
+            Some((costly, &l.key)),
+        ),
     ];
     node.trust(&good.addr(), &ca.pem());
     for b in &bad {

@@ -762,3 +762,80 @@ fn a_fifo_named_ca_crt_is_a_finding_not_a_hang() {
     assert!(f["path"].as_str().unwrap().ends_with("fifo.test/ca.crt"));
     assert!(f["message"].as_str().unwrap().contains("FIFO"), "{f}");
 }
+
+/// containerd `core/remotes/docker/resolver.go`, `Resolve`: a tag is resolved only by hosts with
+/// both pull and resolve; a digest is fetched from hosts with pull. A pull-only mirror in front of
+/// a server that refuses connections: the real containerd and regtrust agree on both kinds.
+#[test]
+fn a_pull_only_mirror_serves_pulls_by_digest_not_by_tag() {
+    let mirror_ca = ca("mirror-ca");
+    let l = leaf(&mirror_ca);
+    let mirror = Registry::start(&[&l.cert], Some(&l.key));
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let node = Node::new();
+    node.trust(&mirror.addr(), &mirror_ca.pem());
+    let dir = node.hosts_dir().join(&dead);
+    write(&dir.join("mirror.crt"), mirror_ca.pem());
+    write(
+        &dir.join("hosts.toml"),
+        format!(
+            "server = \"https://{dead}\"\n\n[host.\"https://{m}\"]\n  capabilities = [\"pull\"]\n  ca = \"mirror.crt\"\n",
+            m = mirror.addr()
+        ),
+    );
+    let ctd = Containerd::start();
+    let args = ["--hosts-dir", "/etc/containerd/certs.d"];
+
+    let by_tag = ctd.fetch(&node.hosts_dir(), node.root.path(), &dead);
+    assert!(
+        !by_tag.status.success(),
+        "ctr resolved a tag through a pull-only mirror"
+    );
+    let run = check_json(node.root.path(), &args, &dead);
+    assert!(!run.ok(), "{}", run.stdout);
+    assert_eq!(run.reason(), "connection_refused", "{}", run.stdout);
+    assert!(
+        run.stdout.contains("endpoint_not_for_this_pull"),
+        "{}",
+        run.stdout
+    );
+
+    let inspect = skopeo_inspect(
+        &node.containers_dir(&mirror.addr()),
+        node.root.path(),
+        &mirror.addr(),
+    );
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let digest = serde_json::from_slice::<serde_json::Value>(&inspect.stdout).unwrap()["Digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let image = IMAGE.split(':').next().unwrap();
+    let by_digest = ctd.fetch_ref(
+        &node.hosts_dir(),
+        node.root.path(),
+        &format!("{dead}/{image}@{digest}"),
+    );
+    assert!(
+        by_digest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_digest.stderr)
+    );
+    let mut args_digest = args.to_vec();
+    args_digest.push("--by-digest");
+    let run = check_json(node.root.path(), &args_digest, &dead);
+    assert!(run.ok(), "{}", run.stdout);
+    assert_eq!(
+        run.registry(0)["endpoints"][0]["endpoint"],
+        format!("https://{}/v2/", mirror.addr())
+    );
+    assert_eq!(run.json["pull"], "digest");
+}

@@ -523,3 +523,274 @@ async fn a_failed_confirmation_restores_the_backup() {
         "the backup was not restored"
     );
 }
+
+/// The SHA-256 of every certificate in the PEM file at `p`.
+fn fingerprints_in(p: &Path) -> Vec<String> {
+    let data = std::fs::read(p).unwrap();
+    regtrust::pem::scan_certs(&data)
+        .certs
+        .iter()
+        .map(|d| regtrust::cert::sha256_hex(d))
+        .collect()
+}
+
+/// Two `stage --apply` runs with different candidates started together: staging is serialised
+/// by the lock and the second bundle is computed after the first write, so no CA is lost.
+#[test]
+fn overlapping_stagers_both_keep_their_ca() {
+    let inc = incident();
+    let name = inc.reg.addr();
+    let node = &inc.node;
+    let (x1, x2) = (ca("extra-1"), ca("extra-2"));
+    let c1 = node.path("/candidates/one.pem");
+    let c2 = node.path("/candidates/two.pem");
+    // Both candidates verify the live chain (CA-B), each with its own extra CA.
+    write(&c1, format!("{}{}", inc.ca_b.pem(), x1.pem()));
+    write(&c2, format!("{}{}", inc.ca_b.pem(), x2.pem()));
+    let root = node.root.path().display().to_string();
+    let spawn = |cand: &Path| {
+        Command::new("timeout")
+            .arg("60")
+            .arg(env!("CARGO_BIN_EXE_regtrust"))
+            .args(["stage", "--apply", "--host-root", &root, "--timeout", "5"])
+            .args(["--output", "json", "--registry", &name, "--ca"])
+            .arg(cand)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let target = node.hosts_dir().join(&name).join("ca.crt");
+    let original = std::fs::read(&target).unwrap();
+    // Three rounds: in one, the second stager may start after the first finished (already ok).
+    for round in 0..3 {
+        std::fs::write(&target, &original).unwrap();
+        overlap_round(&target, [spawn(&c1), spawn(&c2)], [&x1, &x2], &inc, round);
+    }
+}
+
+/// Waits for two stagers of one round; what each applied, and the CA-A and CA-B, must be there.
+fn overlap_round(
+    target: &Path,
+    procs: [std::process::Child; 2],
+    extras: [&Issued; 2],
+    inc: &Incident,
+    round: usize,
+) {
+    let mut applied = Vec::new();
+    for (p, extra) in procs.into_iter().zip(extras) {
+        let out = p.wait_with_output().unwrap();
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        match j["outcome"].as_str() {
+            Some("applied") => applied.push(regtrust::cert::sha256_hex(extra.cert.der())),
+            Some("refused") => assert!(
+                j["message"].as_str().unwrap().contains("already verifies"),
+                "round {round}: {j}"
+            ),
+            _ => panic!("round {round}: {j}"),
+        }
+    }
+    assert!(!applied.is_empty(), "round {round}: neither stager applied");
+    let now = fingerprints_in(target);
+    for want in applied.iter().chain([
+        &regtrust::cert::sha256_hex(inc.ca_a.cert.der()),
+        &regtrust::cert::sha256_hex(inc.ca_b.cert.der()),
+    ]) {
+        assert!(
+            now.contains(want),
+            "round {round}: {want} was lost: {now:?}"
+        );
+    }
+}
+
+/// A file only its owner reads keeps mode 0600 and its owner through staging, and so does its
+/// backup.
+#[test]
+fn a_private_file_keeps_its_mode_and_owner() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let inc = incident();
+    let name = inc.reg.addr();
+    let node = &inc.node;
+    let target = node.hosts_dir().join(&name).join("ca.crt");
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&target, Some(4321), Some(4322)).expect("chown (needs root, as CI)");
+    let good = node.path("/candidates/b.pem");
+    write(&good, inc.ca_b.pem());
+    let (code, j, err) = stage_cli(
+        node,
+        &[
+            "--apply",
+            "--registry",
+            &name,
+            "--ca",
+            good.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        (code, j["outcome"].as_str()),
+        (0, Some("applied")),
+        "{j} {err}"
+    );
+    let backup = node.path(j["backup"].as_str().unwrap());
+    for f in [&target, &backup] {
+        let m = std::fs::metadata(f).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o600, "{}", f.display());
+        assert_eq!((m.uid(), m.gid()), (4321, 4322), "{}", f.display());
+    }
+}
+
+/// A rollback whose backup has vanished leaves the current file as it is (never an empty one) and
+/// reports `failed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_without_its_backup_keeps_the_file_and_fails() {
+    let inc = incident();
+    let name = inc.reg.addr();
+    let settings = regtrust::trust::TrustSettings {
+        host_root: regtrust::hostroot::HostRoot::new(inc.node.root.path()),
+        runtime: regtrust::trust::Runtime::Containerd,
+        hosts_dir: Some(PathBuf::from("/etc/containerd/certs.d")),
+        containerd_config: PathBuf::from("/etc/containerd/config.toml"),
+    };
+    let ps = regtrust::probe::ProbeSettings {
+        timeout: Duration::from_secs(5),
+        proxy: Default::default(),
+    };
+    let target = inc.node.hosts_dir().join(&name).join("ca.crt");
+    let cand = std::sync::Arc::new(regtrust::cert::Cert::from_der(inc.ca_b.cert.der()).unwrap());
+    let plan = regtrust::stage::plan(
+        &settings,
+        &name,
+        vec![cand],
+        regtrust::stage::Policy::Replace,
+    )
+    .unwrap();
+    let applied = plan.apply().unwrap();
+    let written = std::fs::read(&target).unwrap();
+    let backup = target.with_file_name(applied.backup().unwrap());
+    std::fs::remove_file(&backup).unwrap();
+    // The registry switches to CA-C before the re-probe, so the confirmation fails.
+    let ca_c = ca("registry.test");
+    let lc = leaf(&ca_c);
+    let reg = inc.reg;
+    let _reg = tokio::task::spawn_blocking(move || reg.restart_with(&[&lc.cert], &lc.key))
+        .await
+        .unwrap();
+    let rep = applied.confirm(&ps).await;
+    assert_eq!(rep.outcome, regtrust::stage::Outcome::Failed, "{rep:?}");
+    assert!(rep.message.contains("has vanished"), "{}", rep.message);
+    let now = std::fs::read(&target).unwrap();
+    assert!(!now.is_empty(), "the rollback wrote an empty CA file");
+    assert_eq!(now, written, "the rollback changed the file");
+}
+
+/// `stage --apply` killed with SIGKILL at random moments, 200 times (four registries, 50 each, in
+/// parallel to keep the wall time down): the target is always the old or the new bundle byte for
+/// byte, and nothing a runtime loads is left behind.
+#[test]
+fn stage_apply_killed_at_random_moments_leaves_old_or_new() {
+    let workers: Vec<_> = (0..4u64)
+        .map(|w| std::thread::spawn(move || kill_rounds(50, w)))
+        .collect();
+    let mut outcomes = [0usize; 2];
+    for w in workers {
+        let o = w.join().expect("a kill worker failed");
+        outcomes[0] += o[0];
+        outcomes[1] += o[1];
+    }
+    // Both ends were reached: kills landed before and after the write.
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
+}
+
+/// `rounds` runs of `stage --apply` on one incident, each killed after a random delay up to a
+/// little more than a whole run; returns how often the target was then [old, new].
+fn kill_rounds(rounds: usize, worker: u64) -> [usize; 2] {
+    let inc = incident();
+    let name = inc.reg.addr();
+    let node = &inc.node;
+    let dir = node.hosts_dir().join(&name);
+    let target = dir.join("ca.crt");
+    let old = std::fs::read(&target).unwrap();
+    let good = node.path("/candidates/b.pem");
+    write(&good, inc.ca_b.pem());
+    let root = node.root.path().display().to_string();
+    let args = [
+        "stage",
+        "--apply",
+        "--host-root",
+        &root,
+        "--timeout",
+        "5",
+        "--output",
+        "json",
+        "--policy",
+        "replace",
+        "--registry",
+        &name,
+        "--ca",
+        good.to_str().unwrap(),
+    ];
+    let reset = || {
+        let tmp = dir.join(".test-reset");
+        std::fs::write(&tmp, &old).unwrap();
+        std::fs::rename(&tmp, &target).unwrap();
+    };
+    // One run to the end: the new bundle, and how long a whole run takes.
+    let t = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_regtrust"))
+        .args(args)
+        .output()
+        .unwrap();
+    let full = t.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let new = std::fs::read(&target).unwrap();
+    assert_ne!(new, old);
+    let known = ["ca.crt", "hosts.toml"];
+    let budget = std::time::Instant::now();
+    let mut seed: u64 = 0x2545f4914f6cdd1d ^ (std::process::id() as u64) << 8 ^ worker;
+    let mut outcomes = [0usize; 2];
+    for round in 0..rounds {
+        assert!(
+            budget.elapsed() < Duration::from_secs(240),
+            "round {round}: out of time"
+        );
+        if std::fs::read(&target).unwrap() == new {
+            reset();
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_regtrust"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let micros = full.as_micros() as u64 * 12 / 10;
+        std::thread::sleep(Duration::from_micros(seed % micros.max(1)));
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = child.wait();
+        let now = std::fs::read(&target).unwrap();
+        assert!(
+            now == old || now == new,
+            "{name} round {round}: ca.crt is neither bundle ({} bytes)",
+            now.len()
+        );
+        outcomes[usize::from(now == new)] += 1;
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let n = entry.file_name().to_string_lossy().into_owned();
+            let loaded = n == "hosts.toml"
+                || regtrust::stage::write::LOADED_SUFFIXES
+                    .iter()
+                    .any(|s| n.ends_with(s));
+            assert!(
+                known.contains(&n.as_str()) || !loaded,
+                "{name} round {round}: {n} would be loaded by a runtime"
+            );
+        }
+    }
+    outcomes
+}

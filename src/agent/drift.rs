@@ -42,6 +42,19 @@ pub struct Expected {
     pub shas: Vec<String>,
     /// Why the expectation could not be read (then it is unknown).
     pub error: Option<String>,
+    /// Each expected CA with where it came from, for the status page (the fold reads `shas`).
+    pub cas: Vec<ExpectedCa>,
+}
+
+/// One expected CA: its fingerprint, its subject when a file gave the certificate, and its source
+/// (the file, or the pin in the config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpectedCa {
+    pub sha256: String,
+    pub subject: Option<String>,
+    /// Its subject key id (hex), when a file gave the certificate: a leaf names it (AKID).
+    pub key_id: Option<String>,
+    pub source: String,
 }
 
 /// Staging as configured for a registry.
@@ -572,6 +585,7 @@ mod tests {
         let exp = Expected {
             shas: vec![p.ca_b.sha256.clone()],
             error: None,
+            ..Default::default()
         };
         let only_a = outcome(&p.leaf_a, Some(&p.ca_a), Reason::Ok, &[&p.ca_a]);
         let (ev, mem) = fold(
@@ -595,6 +609,7 @@ mod tests {
         let broken = Expected {
             shas: Vec::new(),
             error: Some("/etc/regtrust/expected.pem: no such file".into()),
+            ..Default::default()
         };
         let (ev, mem) = fold(mem, &round(&both, Some(&broken), &sys, None, now));
         assert_eq!(mem.expected_trusted, None);

@@ -1,5 +1,6 @@
 //! The agent's listener: `GET /metrics`, `/healthz` (alive), `/readyz` (first round done) and `/`
-//! (a status page for a person on the node). Only GET and HEAD, only these paths. hyper's HTTP/1
+//! (a status page for a person on the node), `/api/v1/status` (the latest round as `check --output
+//! json` prints it). Only GET and HEAD, only these paths. hyper's HTTP/1
 //! server parses the requests; this module decides how connections are let in and answered:
 //!
 //! - backpressure: at most [`MAX_CONNECTIONS`] open; past that the listener stops accepting (clients
@@ -35,7 +36,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
-use crate::outcome::RegistryOutcome;
 
 /// Largest request head accepted (hyper's smallest buffer); larger → 431.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
@@ -70,11 +70,13 @@ impl Web {
         };
         let bearer = match &cfg.bearer_token_file {
             Some(f) => Some(
-                std::fs::read_to_string(f)
-                    .map_err(|e| format!("web.bearer_token_file {}: {e}", f.display()))?
-                    .trim()
-                    .as_bytes()
-                    .to_vec(),
+                String::from_utf8_lossy(
+                    &crate::hostroot::read_bounded(f)
+                        .map_err(|e| format!("web.bearer_token_file {}: {e}", f.display()))?,
+                )
+                .trim()
+                .as_bytes()
+                .to_vec(),
             ),
             None => None,
         };
@@ -122,8 +124,8 @@ fn tls_acceptor(
 pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub ready: AtomicBool,
-    /// Latest report per registry, with the expected-CA verdict.
-    pub status: RwLock<Vec<(RegistryOutcome, Option<bool>)>>,
+    /// Latest outcome per registry, its expected CAs and a bounded history.
+    pub status: RwLock<super::history::Status>,
 }
 
 /// Serves until `shutdown` flips to true.
@@ -353,10 +355,11 @@ impl Server {
                 "text/html; charset=utf-8",
                 status_page(&self.app),
             ),
+            "/api/v1/status" => (StatusCode::OK, "application/json", status_api(&self.app)),
             _ => (
                 StatusCode::NOT_FOUND,
                 TEXT,
-                "not found: try /, /metrics, /healthz, /readyz\n".into(),
+                "not found: try /, /api/v1/status, /metrics, /healthz, /readyz\n".into(),
             ),
         }
     }
@@ -364,7 +367,14 @@ impl Server {
 
 fn status_page(app: &AppState) -> String {
     let status = app.status.read().unwrap_or_else(|p| p.into_inner());
-    crate::report::status::page(&status)
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    crate::report::status::page(&status, now)
+}
+
+/// The latest round as `check --output json` prints it.
+fn status_api(app: &AppState) -> String {
+    let status = app.status.read().unwrap_or_else(|p| p.into_inner());
+    crate::report::status::api_json(&status)
 }
 
 #[cfg(test)]
@@ -376,7 +386,7 @@ mod tests {
         let app = Arc::new(AppState {
             metrics: Arc::new(Metrics::new().unwrap()),
             ready: AtomicBool::new(false),
-            status: RwLock::new(Vec::new()),
+            status: RwLock::new(Default::default()),
         });
         let cfg = crate::config::WebConfig {
             basic_auth_users: users,

@@ -4,14 +4,15 @@
 //!
 //! The loop owns all mutable state (no locks but the status page's) and is a fold: probes run as
 //! tasks and report back an outcome; [`drift::fold`] turns (memory, outcome, expected CA) into
-//! events and new memory; [`sinks`] apply them to metrics, logs and state; the status page shows
-//! the outcome. Nothing that blocks runs on the loop's thread: trust re-reads
-//! ([`reconcile::read`]), config re-reads ([`reload`]), the `/proc` scan, state saves and staging
-//! go through [`crate::offload`]. A registry's `expected_ca_url` is fetched beside each of its
-//! probes ([`ca_url`]).
+//! events and new memory; [`sinks`] apply them to metrics, logs and state; [`history`] keeps
+//! the outcome and a bounded history for the status page and `/api/v1/status`. Nothing that
+//! blocks runs on the loop's thread: trust re-reads ([`reconcile::read`]), config re-reads
+//! ([`reload`]), the `/proc` scan, state saves and staging go through [`crate::offload`]. A
+//! registry's `expected_ca_url` is fetched beside each of its probes ([`ca_url`]).
 
 pub mod ca_url;
 pub mod drift;
+pub mod history;
 pub mod http;
 pub mod reconcile;
 pub mod reload;
@@ -112,7 +113,7 @@ impl Agent {
         let app = Arc::new(http::AppState {
             metrics: Arc::new(Metrics::new()?),
             ready: Default::default(),
-            status: RwLock::new(Vec::new()),
+            status: RwLock::new(history::Status::default()),
         });
         let web = Arc::new(http::Web::load(&cfg.web).map_err(AgentError::Web)?);
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
@@ -360,6 +361,8 @@ impl Loop {
         let reading =
             offload::blocking(move || reconcile::read(&settings, &configured, discover)).await??;
         self.system = reading.system;
+        (self.app.status.write().unwrap_or_else(|p| p.into_inner())).findings =
+            reading.node_findings;
         for f in &reading.skipped {
             tracing::warn!(kind = %f.kind, path = ?f.path, message = %f.message, "host directory skipped");
         }
@@ -605,9 +608,14 @@ impl Loop {
         let expected_trusted = r.memory.expected_trusted;
         {
             let mut st = self.app.status.write().unwrap_or_else(|p| p.into_inner());
-            st.retain(|(o, _)| o.name() != name && self.regs.contains_key(o.name()));
-            st.push((outcome, expected_trusted));
-            st.sort_by(|a, b| a.0.name().cmp(b.0.name()));
+            let round = history::Round {
+                outcome,
+                expected_trusted,
+                expected: expected.as_ref(),
+                events: &events,
+                now_unix,
+            };
+            st.record(round, |n| self.regs.contains_key(n));
         }
         if save {
             self.save_state();
@@ -650,6 +658,12 @@ impl Loop {
     /// Folds a staging attempt into metrics and logs; an applied CA is probed again at once.
     fn staged(&mut self, rep: stage::StageReport) {
         self.metrics.stage(&rep.registry, rep.outcome.as_str());
+        let mark = history::StageMark {
+            at_unix: time::OffsetDateTime::now_utc().unix_timestamp(),
+            result: rep.outcome.as_str().to_string(),
+            message: rep.message.clone(),
+        };
+        (self.app.status.write().unwrap_or_else(|p| p.into_inner())).staged(&rep.registry, mark);
         let (reg, target, before, after) = (
             &rep.registry,
             rep.target.as_deref().unwrap_or(""),
@@ -673,6 +687,7 @@ impl Loop {
     /// Saves the state on the blocking pool; saves are numbered so a slow old one loses.
     fn save_state(&mut self) {
         self.save_gen += 1;
+        self.state.prune(state::now_unix());
         let (store, gen, state) = (self.store.clone(), self.save_gen, self.state.clone());
         self.saves.spawn(async move {
             let path = store.path().display().to_string();

@@ -11,7 +11,7 @@ use crate::trust::{
     self, ConfigError, Finding, RegistryTrust, SystemRoots, TrustLoader, TrustSettings,
 };
 
-use super::drift::Expected;
+use super::drift::{Expected, ExpectedCa};
 use super::watch;
 
 /// One registry's trust, as read.
@@ -31,6 +31,9 @@ pub struct Reading {
     pub watch_dirs: HashSet<PathBuf>,
     /// Host directories discovery skipped (names that are not registries).
     pub skipped: Vec<Finding>,
+    /// Findings about the node as a whole, in `check`'s order: system roots, the runtime's
+    /// configuration, skipped host directories.
+    pub node_findings: Vec<Finding>,
 }
 
 /// Reads the trust of the configured registries (and, with `discover`, of every host directory).
@@ -84,11 +87,15 @@ pub fn read(
     {
         watch::dirs_for(f, &mut watch_dirs);
     }
+    let mut node_findings = system.findings.clone();
+    node_findings.extend_from_slice(loader.findings());
+    node_findings.extend(skipped.iter().cloned());
     Ok(Reading {
         system,
         registries,
         watch_dirs,
         skipped,
+        node_findings,
     })
 }
 
@@ -100,6 +107,16 @@ fn load_expected(rc: &RegistryConfig) -> Option<Expected> {
     let mut e = Expected {
         shas: rc.expected_ca_sha256.clone(),
         error: None,
+        cas: rc
+            .expected_ca_sha256
+            .iter()
+            .map(|sha| ExpectedCa {
+                sha256: sha.clone(),
+                subject: None,
+                key_id: None,
+                source: "expected_ca_sha256 (pinned in the config)".into(),
+            })
+            .collect(),
     };
     if let Some(f) = &rc.expected_ca_file {
         match crate::hostroot::read_bounded(f) {
@@ -108,8 +125,17 @@ fn load_expected(rc: &RegistryConfig) -> Option<Expected> {
                 if scan.certs.is_empty() {
                     e.error = Some(format!("{}: holds no PEM certificate", f.display()));
                 }
-                e.shas
-                    .extend(scan.certs.iter().map(|d| crate::cert::sha256_hex(d)));
+                for der in &scan.certs {
+                    let sha256 = crate::cert::sha256_hex(der);
+                    let cert = crate::cert::Cert::from_der(der).ok();
+                    e.shas.push(sha256.clone());
+                    e.cas.push(ExpectedCa {
+                        sha256,
+                        subject: cert.as_ref().map(|c| c.subject.clone()),
+                        key_id: cert.and_then(|c| c.skid.as_deref().map(crate::cert::hex)),
+                        source: f.display().to_string(),
+                    });
+                }
             }
             Err(err) => e.error = Some(format!("{}: {err}", f.display())),
         }

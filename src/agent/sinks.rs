@@ -202,7 +202,7 @@ fn verdict_log(
 pub fn state(st: &mut State, registry: &str, mem: &Memory, events: &[Event]) -> bool {
     for (url, em) in &mem.endpoints {
         if let Some(seen) = &em.seen {
-            st.endpoints.insert(state::key(registry, url), seen.clone());
+            st.insert(state::key(registry, url), seen.clone());
         }
     }
     events

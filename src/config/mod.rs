@@ -397,8 +397,13 @@ impl AgentConfig {
     ) -> Result<(AgentConfig, Vec<Error>), Vec<Error>> {
         let (mut cfg, mut errs) = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| vec![Error::Read(e).with_path(path)])?;
+                // Only a regular file, read with a bound: a FIFO or a device is an error naming it.
+                let data = crate::hostroot::read_bounded(path)
+                    .map_err(|e| vec![Error::Read(std::io::Error::other(e)).with_path(path)])?;
+                let text = String::from_utf8(data).map_err(|e| {
+                    let e = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+                    vec![Error::Read(e).with_path(path)]
+                })?;
                 let (cfg, errs) = file::parse(&text).map_err(|e| vec![e.with_path(path)])?;
                 (cfg, errs.into_iter().map(|e| e.with_path(path)).collect())
             }

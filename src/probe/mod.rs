@@ -1,4 +1,4 @@
-//! The probe: DNS, TCP connect, TLS handshake (recording the presented chain), `GET /v2/`.
+//! The probe: DNS ([`dns`]: on threads of its own), TCP connect, TLS handshake (recording the presented chain), `GET /v2/`.
 //! The only module that touches the network.
 //!
 //! Every phase runs under one deadline ([`ProbeSettings::timeout`]); a timeout names its phase.
@@ -10,6 +10,7 @@
 //! ([`http`]).
 
 pub mod danger;
+pub mod dns;
 pub mod http;
 pub mod proxy;
 
@@ -203,11 +204,7 @@ async fn dial(
     out: &mut ProbeResult,
 ) -> Result<TcpStream, Failure> {
     let t = Instant::now();
-    let addrs: Vec<_> = match timeout_at(deadline, tokio::net::lookup_host((host, port))).await {
-        Err(_) => return Err(Failure::Timeout(Phase::Dns)),
-        Ok(Err(e)) => return Err(Failure::Dns(format!("lookup {host}: {e}"))),
-        Ok(Ok(a)) => a.collect(),
-    };
+    let addrs = dns::lookup(host, port, deadline).await?;
     out.timings.dns = Some(ms(t));
     let t = Instant::now();
     let mut last_err = None;
@@ -266,9 +263,11 @@ async fn tunnel(
             conn = match res {
                 Handshake::Done(s, _) => s,
                 Handshake::Timeout => return Err(Failure::Timeout(Phase::Proxy)),
-                Handshake::Untrusted(v) => return Err(Failure::Proxy(format!(
+                Handshake::Untrusted(v) => {
+                    return Err(Failure::Proxy(format!(
                     "proxyconnect tcp: tls: failed to verify certificate: {v} (the proxy {name})"
-                ))),
+                )))
+                }
                 Handshake::Failed(e) => {
                     return Err(Failure::Proxy(format!(
                         "proxyconnect tcp: TLS to proxy {name}: {e}"

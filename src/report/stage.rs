@@ -1,7 +1,9 @@
 //! The text of `regtrust stage` for a person: what was (or would be) written, and where.
 //!
-//! Never does: I/O beyond returning strings.
+//! Paths and messages are escaped like check's text ([`esc`]). Never does: I/O beyond returning
+//! strings.
 
+use super::text::esc;
 use crate::stage::StageReport;
 
 /// Text for a person.
@@ -9,15 +11,15 @@ pub fn text(r: &StageReport) -> String {
     let mut s = format!(
         "{} {} ({}): {}\n",
         r.outcome.as_str(),
-        r.registry,
+        esc(&r.registry),
         r.runtime.as_str(),
-        r.message
+        esc(&r.message)
     );
     if let Some(t) = &r.target {
-        s.push_str(&format!("  file:   {t}\n"));
+        s.push_str(&format!("  file:   {}\n", esc(t)));
     }
     for c in &r.creates {
-        s.push_str(&format!("  create: {c}\n"));
+        s.push_str(&format!("  create: {}\n", esc(c)));
     }
     if r.target.is_some() {
         s.push_str(&format!(
@@ -25,13 +27,13 @@ pub fn text(r: &StageReport) -> String {
             if r.before.is_empty() {
                 "(no certificate)".into()
             } else {
-                r.before.join(", ")
+                esc(&r.before.join(", "))
             }
         ));
-        s.push_str(&format!("  after:  {}\n", r.after.join(", ")));
+        s.push_str(&format!("  after:  {}\n", esc(&r.after.join(", "))));
     }
     if let Some(b) = &r.backup {
-        s.push_str(&format!("  backup: {b}\n"));
+        s.push_str(&format!("  backup: {}\n", esc(b)));
     }
     s
 }

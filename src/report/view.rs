@@ -7,7 +7,7 @@ use crate::cert::{rfc3339, CertInfo};
 use crate::diagnose::{KeyMismatch, Reason};
 use crate::outcome::{CheckOutcome, EndpointOutcome, IssuerId, RegistryOutcome};
 use crate::probe::Timings;
-use crate::trust::{Finding, Runtime, TrustedCa};
+use crate::trust::{Finding, PullKind, Runtime, TrustedCa};
 
 /// A trusted CA as reported.
 #[derive(Debug, Clone, Serialize)]
@@ -112,6 +112,8 @@ pub struct Report {
     pub registries: Vec<RegistryReport>,
     /// Findings about the node as a whole (containerd config, system roots).
     pub findings: Vec<Finding>,
+    /// The kind of pull modelled: `tag` (hosts with pull and resolve) or `digest`.
+    pub pull: PullKind,
 }
 
 impl From<&CheckOutcome> for Report {
@@ -119,6 +121,7 @@ impl From<&CheckOutcome> for Report {
         Report {
             registries: c.registries.iter().map(RegistryReport::from).collect(),
             findings: c.findings.clone(),
+            pull: c.pull,
         }
     }
 }

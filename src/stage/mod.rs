@@ -38,6 +38,12 @@ use crate::trust::{
 };
 use write::{Dir, WriteError};
 
+/// Longest wait for another stager's lock on the certificate root (its verify and confirm
+/// probes take at most a few probe timeouts); beyond it staging is refused.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often a waiting stager tries the lock again.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// The file regtrust owns in a containers/image or Docker certs.d directory.
 pub const OWNED_CRT: &str = "regtrust-ca.crt";
 
@@ -110,6 +116,10 @@ pub enum Refusal {
     DefaultDir { registry: String, dir: String },
     #[error("containerd uses the deprecated CRI registry configuration (no config_path): regtrust only writes to a hosts directory")]
     NoHostsDir,
+    #[error("another staging has held {path} for more than {}s: try again when it has finished", LOCK_WAIT.as_secs())]
+    Locked { path: String },
+    #[error("where to write changed while waiting for the lock ({before} → {after}): run again")]
+    TargetMoved { before: String, after: String },
     #[error("{0}")]
     Write(#[from] WriteError),
     #[error("{0}")]
@@ -226,9 +236,8 @@ impl Plan {
         }
     }
 
-    /// Writes the bundle (and creates what must be created). Nothing is written when an error
-    /// occurs before the final rename; what was created is removed again.
-    pub fn apply(&self) -> Result<Applied, Refusal> {
+    /// The certificate root, opened (created first when the plan creates directories).
+    fn open_root(&self) -> Result<Dir, WriteError> {
         let hr = &self.settings.host_root;
         let root_real = hr.resolve(&self.root_node).map_err(|e| WriteError::Io {
             op: "resolve",
@@ -242,7 +251,21 @@ impl Plan {
                 errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc_eio())),
             })?;
         }
-        let mut dir = Dir::open_root(&root_real)?;
+        Dir::open_root(&root_real)
+    }
+
+    /// Tries the lock of the certificate root once (blocking I/O, no waiting): `None` while
+    /// another stager holds it. One lock per root covers every host directory in it, so the two
+    /// names containerd accepts for one host (`HOST:PORT`, `HOST_PORT_`) cannot take two locks.
+    pub fn try_lock_root(&self) -> Result<Option<write::Lock>, Refusal> {
+        Ok(self.open_root()?.try_lock()?)
+    }
+
+    /// Writes the bundle (and creates what must be created). Nothing is written when an error
+    /// occurs before the final rename; what was created is removed again. Callers that may run
+    /// concurrently hold [`Plan::try_lock_root`]'s lock from planning to confirmation.
+    pub fn apply(&self) -> Result<Applied, Refusal> {
+        let mut dir = self.open_root()?;
         let mut created: Vec<(PathBuf, String)> = Vec::new();
         let first_created = self.dirs.len() - self.create_dirs;
         for (i, d) in self.dirs.iter().enumerate() {
@@ -371,7 +394,13 @@ impl Applied {
     fn rollback(&self) -> Result<(), WriteError> {
         match (&self.backup, self.existed) {
             (Some(b), _) => {
-                let old = self.dir.read(b)?.unwrap_or_default();
+                // A vanished backup must not become an empty CA file: leave the current one.
+                let Some(old) = self.dir.read(b)? else {
+                    return Err(WriteError::BackupMissing {
+                        path: self.dir.path().join(b),
+                        target: self.dir.path().join(&self.plan.file),
+                    });
+                };
                 self.dir.replace(&self.plan.file, &old, false)?;
             }
             (None, false) => self.dir.remove(&self.plan.file)?,
@@ -715,7 +744,8 @@ async fn read_trust(
     .await?
 }
 
-/// The whole flow: probe, choose candidates, plan, verify, and with `apply` write and confirm.
+/// The whole flow: probe, choose candidates, plan, verify, and with `apply` — under the lock of
+/// the certificate root — plan again, verify, write and confirm.
 pub async fn run(
     settings: &TrustSettings,
     registry: &str,
@@ -736,39 +766,108 @@ pub async fn run(
     if current.ok() {
         return refused(Refusal::AlreadyOk);
     }
-    // Reading the candidate file and planning read the node's files: off the event loop.
-    let (settings2, registry2, source2) = (settings.clone(), registry.to_string(), source.clone());
-    let planned = offload::blocking(move || {
-        let cands = candidates(&source2, &current)?;
-        plan(&settings2, &registry2, cands, policy)
-    })
-    .await;
-    let plan = match planned {
-        Ok(Ok(p)) => p,
+    // Reading the candidate file is a file read: off the event loop.
+    let source2 = source.clone();
+    let cands = match offload::blocking(move || candidates(&source2, &current)).await {
+        Ok(Ok(c)) => c,
         Ok(Err(e)) => return refused(e),
         Err(e) => return refused(e.into()),
     };
-    let verified = match plan.verify(ps).await {
-        Ok(r) => r,
-        Err(e) => {
-            let mut rep = plan.report(Outcome::Refused, e.to_string());
-            if let Refusal::DoesNotVerify { reason, .. } = e {
-                rep.verified = Some(reason);
-            }
-            return rep;
-        }
+    let plan = match plan_off_loop(settings, registry, cands.clone(), policy).await {
+        Ok(p) => p,
+        Err(e) => return refused(e),
+    };
+    // Verified before anything is written, even the lock file: a refusal changes no byte.
+    let v = match verified(&plan, ps).await {
+        Ok(v) => v,
+        Err(rep) => return *rep,
     };
     if !apply {
         let mut rep = plan.report(
             Outcome::DryRun,
             format!(
                 "the candidate verifies the live chain ({}); run again with --apply to write",
-                verified.verdict.detail
+                v.verdict.detail
             ),
         );
         rep.verified = Some(Reason::Ok);
         return rep;
     }
+    let _lock = match lock(&plan).await {
+        Ok(l) => l,
+        Err(e @ Refusal::Write(_)) => {
+            let mut rep = plan.report(Outcome::Failed, e.to_string());
+            rep.verified = Some(Reason::Ok);
+            return rep;
+        }
+        Err(e) => return plan.report(Outcome::Refused, e.to_string()),
+    };
+    // Under the lock: the bundle as it is now, after any stager that held the lock before us.
+    let again = match plan_off_loop(settings, registry, cands, policy).await {
+        Ok(p) if p.target_node_path() == plan.target_node_path() => p,
+        Ok(p) => {
+            let moved = Refusal::TargetMoved {
+                before: plan.target_node_path().display().to_string(),
+                after: p.target_node_path().display().to_string(),
+            };
+            return p.report(Outcome::Refused, moved.to_string());
+        }
+        Err(e) => return refused(e),
+    };
+    if fingerprints(&again.bundle) != fingerprints(&plan.bundle) {
+        if let Err(rep) = verified(&again, ps).await {
+            return *rep;
+        }
+    }
+    apply_and_confirm(&again, ps).await
+}
+
+fn fingerprints(certs: &[Arc<Cert>]) -> Vec<&str> {
+    certs.iter().map(|c| c.sha256.as_str()).collect()
+}
+
+/// Plans on the blocking pool (it reads the node's files).
+async fn plan_off_loop(
+    settings: &TrustSettings,
+    registry: &str,
+    cands: Vec<Arc<Cert>>,
+    policy: Policy,
+) -> Result<Plan, Refusal> {
+    let (settings, registry) = (settings.clone(), registry.to_string());
+    offload::blocking(move || plan(&settings, &registry, cands, policy)).await?
+}
+
+/// The plan's verification, or the refusal's report.
+async fn verified(plan: &Plan, ps: &ProbeSettings) -> Result<RegistryOutcome, Box<StageReport>> {
+    plan.verify(ps).await.map_err(|e| {
+        let mut rep = plan.report(Outcome::Refused, e.to_string());
+        if let Refusal::DoesNotVerify { reason, .. } = e {
+            rep.verified = Some(reason);
+        }
+        Box::new(rep)
+    })
+}
+
+/// Takes the lock of the plan's certificate root (created if need be), waiting at most
+/// [`LOCK_WAIT`] for another stager, without holding a thread while waiting.
+async fn lock(plan: &Plan) -> Result<write::Lock, Refusal> {
+    let waited = tokio::time::Instant::now();
+    loop {
+        let p = plan.clone();
+        if let Some(l) = offload::blocking(move || p.try_lock_root()).await?? {
+            return Ok(l);
+        }
+        if waited.elapsed() >= LOCK_WAIT {
+            return Err(Refusal::Locked {
+                path: plan.root_node.join(write::LOCK_FILE).display().to_string(),
+            });
+        }
+        tokio::time::sleep(LOCK_POLL).await;
+    }
+}
+
+/// Writes, then confirms (rolling back on failure); the caller holds the lock.
+async fn apply_and_confirm(plan: &Plan, ps: &ProbeSettings) -> StageReport {
     let to_apply = plan.clone();
     let applied = match offload::blocking(move || to_apply.apply())
         .await

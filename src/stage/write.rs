@@ -5,7 +5,11 @@
 //! temporary file in the same directory (a name no runtime loads), fsync, `renameat` over the
 //! target, fsync of the directory. The previous content is first *copied* to a backup whose name no
 //! runtime loads either — the target itself never disappears, not even for an instant, because
-//! containerd fails a pull when a configured CA file is missing.
+//! containerd fails a pull when a configured CA file is missing. The new file and the backup keep
+//! the replaced file's mode and owner.
+//!
+//! Concurrent stagers (the agent, a person following the runbook) are serialised by [`Dir::lock`]:
+//! an `flock` on [`LOCK_FILE`] in the certificate root, a name no runtime loads.
 //!
 //! Uses nix's safe wrappers; no `unsafe`.
 
@@ -26,6 +30,10 @@ pub const TMP_PREFIX: &str = ".regtrust-tmp-";
 pub const BACKUP_INFIX: &str = ".regtrust-bak-";
 /// Backups kept per file.
 pub const KEEP_BACKUPS: usize = 5;
+
+/// The lock file regtrust owns in a certificate root (hosts directory, certs.d): not a directory,
+/// so no runtime or discovery takes it for a host; no loaded suffix.
+pub const LOCK_FILE: &str = ".regtrust.lock";
 
 /// Suffixes some runtime loads from a certificate directory.
 pub const LOADED_SUFFIXES: &[&str] = &[".crt", ".cert", ".key", ".pem"];
@@ -52,6 +60,27 @@ pub enum WriteError {
     },
     #[error("the write did not finish: {0}")]
     Cancelled(String),
+    #[error("the backup {path} has vanished: {target} was left as it is (not restored)")]
+    BackupMissing { path: PathBuf, target: PathBuf },
+}
+
+/// A file's mode and owner, kept when regtrust replaces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Perm {
+    /// Permission bits (`0o7777` at most).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Mode of files regtrust creates where none existed.
+const NEW_FILE_MODE: u32 = 0o644;
+
+/// An exclusive lock on a certificate root, released when dropped.
+#[derive(Debug)]
+pub struct Lock {
+    _flock: nix::fcntl::Flock<std::fs::File>,
+    pub path: PathBuf,
 }
 
 fn err(op: &'static str, path: &Path, e: Errno) -> WriteError {
@@ -137,7 +166,8 @@ impl Dir {
         }
     }
 
-    /// Atomically makes `name` hold `data` (mode 0644). When the file existed and `backup` is set,
+    /// Atomically makes `name` hold `data`, with the mode and owner of the file it replaces (a new
+    /// file: mode 0644, regtrust's owner). When the file existed and `backup` is set,
     /// its previous content is kept as `name.regtrust-bak-<time>` first. Returns the backup's name.
     pub fn replace(
         &self,
@@ -147,23 +177,73 @@ impl Dir {
     ) -> Result<Option<String>, WriteError> {
         check_name(name, &self.path)?;
         self.remove_stale_temporaries();
+        let perm = self.perm(name)?;
         let mut backup_name = None;
         if backup {
             if let Some(old) = self.read(name)? {
                 let b = format!("{name}{BACKUP_INFIX}{}", unique_suffix());
-                self.write_new(&b, &old)?;
+                self.write_new(&b, &old, perm)?;
                 backup_name = Some(b);
             }
         }
-        self.write_new(name, data)?;
+        self.write_new(name, data, perm)?;
         if backup_name.is_some() {
             self.prune_backups(name);
         }
         Ok(backup_name)
     }
 
-    /// Writes via a temporary file and renames it over `name`.
-    fn write_new(&self, name: &str, data: &[u8]) -> Result<(), WriteError> {
+    /// The mode and owner of `name` (not followed), `None` when it does not exist.
+    pub fn perm(&self, name: &str) -> Result<Option<Perm>, WriteError> {
+        check_name(name, &self.path)?;
+        match nix::sys::stat::fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(Perm {
+                mode: st.st_mode & 0o7777,
+                uid: st.st_uid,
+                gid: st.st_gid,
+            })),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(err("stat", &self.path.join(name), e)),
+        }
+    }
+
+    /// Takes the exclusive lock on this directory's [`LOCK_FILE`] (created if need be, never
+    /// through a symlink); `None` while another process holds it.
+    pub fn try_lock(&self) -> Result<Option<Lock>, WriteError> {
+        use nix::fcntl::{Flock, FlockArg};
+        let path = self.path.join(LOCK_FILE);
+        let flags = OFlag::O_RDWR
+            | OFlag::O_CREAT
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_CLOEXEC;
+        let fd = openat(&self.fd, LOCK_FILE, flags, Mode::from_bits_truncate(0o600))
+            .map_err(|e| err("open lock file", &path, e))?;
+        let file = std::fs::File::from(fd);
+        match file.metadata() {
+            Ok(m) if m.file_type().is_file() => {}
+            Ok(_) => {
+                return Err(WriteError::NotRegular {
+                    path,
+                    why: ReadError::NotRegular {
+                        kind: "not a regular file",
+                    },
+                })
+            }
+            Err(e) => return Err(io_err("stat", &path, e)),
+        }
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(flock) => Ok(Some(Lock {
+                _flock: flock,
+                path,
+            })),
+            Err((_, Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(err("lock", &path, e)),
+        }
+    }
+
+    /// Writes via a temporary file (with `perm`, when given) and renames it over `name`.
+    fn write_new(&self, name: &str, data: &[u8], perm: Option<Perm>) -> Result<(), WriteError> {
         let tmp = format!("{TMP_PREFIX}{}", unique_suffix());
         let tmp_path = self.path.join(&tmp);
         let flags =
@@ -172,11 +252,16 @@ impl Dir {
             &self.fd,
             tmp.as_str(),
             flags,
-            Mode::from_bits_truncate(0o644),
+            // Private until its mode is set: the replaced file may be 0600.
+            Mode::from_bits_truncate(0o600),
         )
         .map_err(|e| err("create", &tmp_path, e))?;
         let result = (|| {
-            fchmod(&fd, Mode::from_bits_truncate(0o644)).map_err(|e| err("chmod", &tmp_path, e))?;
+            let mode = perm.map_or(NEW_FILE_MODE, |p| p.mode);
+            if let Some(p) = perm {
+                keep_owner(&fd, p, &tmp_path)?;
+            }
+            fchmod(&fd, Mode::from_bits_truncate(mode)).map_err(|e| err("chmod", &tmp_path, e))?;
             let mut f = std::fs::File::from(fd);
             f.write_all(data)
                 .map_err(|e| io_err("write", &tmp_path, e))?;
@@ -250,6 +335,17 @@ impl Dir {
     }
 }
 
+/// Gives the new file `p`'s owner (before its mode: chown clears set-id bits). Skipped when the
+/// new file has that owner already, so an unprivileged stager replacing its own files needs no
+/// capability.
+fn keep_owner(fd: &OwnedFd, p: Perm, path: &Path) -> Result<(), WriteError> {
+    let st = nix::sys::stat::fstat(fd).map_err(|e| err("stat", path, e))?;
+    if (st.st_uid, st.st_gid) == (p.uid, p.gid) {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(fd, Some(p.uid), Some(p.gid)).map_err(|e| io_err("chown", path, e))
+}
+
 fn io_err(op: &'static str, path: &Path, e: std::io::Error) -> WriteError {
     err(
         op,
@@ -312,6 +408,52 @@ mod tests {
         }
         assert_eq!(h.backups("ca.crt").len(), KEEP_BACKUPS);
         assert!(!h.names().iter().any(|n| n.starts_with(TMP_PREFIX)));
+    }
+
+    #[test]
+    fn replace_keeps_the_mode_and_owner_of_the_replaced_file() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let d = Dir::open_root(t.path()).unwrap();
+        let p = t.path().join("ca.crt");
+        std::fs::write(&p, b"old").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // As root (CI), also a foreign owner; otherwise only the mode can be checked.
+        let root = nix::sys::stat::stat("/proc/self")
+            .map(|s| s.st_uid == 0)
+            .unwrap_or(false);
+        let owner = if root { (4321, 4322) } else { (0, 0) };
+        if root {
+            std::os::unix::fs::chown(&p, Some(owner.0), Some(owner.1)).unwrap();
+        }
+        let b = d.replace("ca.crt", b"new", true).unwrap().unwrap();
+        for f in [p.clone(), t.path().join(&b)] {
+            let m = std::fs::metadata(&f).unwrap();
+            assert_eq!(m.permissions().mode() & 0o777, 0o600, "{}", f.display());
+            if root {
+                assert_eq!((m.uid(), m.gid()), owner, "{}", f.display());
+            }
+        }
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+    }
+
+    #[test]
+    fn the_lock_is_exclusive_until_dropped() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Dir::open_root(t.path()).unwrap();
+        let held = d.try_lock().unwrap().expect("a free lock is taken");
+        // flock conflicts between open file descriptions, even within one process.
+        assert!(Dir::open_root(t.path())
+            .unwrap()
+            .try_lock()
+            .unwrap()
+            .is_none());
+        drop(held);
+        assert!(d.try_lock().unwrap().is_some());
+        assert!(!LOADED_SUFFIXES.iter().any(|s| LOCK_FILE.ends_with(s)));
+        std::fs::remove_file(t.path().join(LOCK_FILE)).unwrap();
+        symlink("/etc/passwd", t.path().join(LOCK_FILE)).unwrap();
+        assert!(d.try_lock().is_err(), "a symlinked lock file was followed");
     }
 
     #[test]

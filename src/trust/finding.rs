@@ -47,6 +47,9 @@ finding_kinds! {
     HostsTomlIgnored => "hosts_toml_ignored",
     /// A `[host]` without pull or resolve capability.
     EndpointNotForPull => "endpoint_not_for_pull",
+    /// A `[host]` whose capabilities exclude it from the kind of pull modelled (pull-only hosts
+    /// do not resolve tags).
+    EndpointNotForThisPull => "endpoint_not_for_this_pull",
     /// An endpoint configured with skip_verify.
     SkipVerify => "skip_verify",
     /// A loopback registry containerd does not verify (or dials over plain HTTP).
@@ -73,6 +76,8 @@ finding_kinds! {
     CertDirUnreadable => "cert_dir_unreadable",
     /// A discovered host directory whose name is not a registry name: skipped.
     InvalidHostDir => "invalid_host_dir",
+    /// More endpoints than regtrust probes for one registry: the rest are not probed.
+    TooManyEndpoints => "too_many_endpoints",
     /// The node has no system root certificates.
     NoSystemRoots => "no_system_roots",
     /// The system CA bundle cannot be read.

@@ -200,6 +200,21 @@ pub struct RegistryTrust {
     pub watched: Vec<PathBuf>,
 }
 
+/// The kind of pull a check models, as containerd's resolver filters hosts for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullKind {
+    /// `image:tag`, what the kubelet does for most pods: the tag is resolved by hosts with both
+    /// `pull` and `resolve`.
+    #[default]
+    Tag,
+    /// `image@sha256:…`: fetched from hosts with `pull`.
+    Digest,
+}
+/// Endpoints probed per registry, in the runtime's order; beyond it a `too_many_endpoints`
+/// finding (containerd itself would try every one).
+pub const MAX_ENDPOINTS_PER_REGISTRY: usize = 64;
+
 /// Where to look, as given on the command line or in the agent config.
 #[derive(Debug, Clone)]
 pub struct TrustSettings {
@@ -402,6 +417,14 @@ impl TrustLoader {
             certsd,
             findings,
         })
+    }
+
+    /// Models `kind` of pull (default: by tag).
+    pub fn with_pull(mut self, kind: PullKind) -> TrustLoader {
+        if let Some(l) = self.containerd.as_mut() {
+            l.pull = kind;
+        }
+        self
     }
 
     /// containerd's layout, when the runtime is containerd.

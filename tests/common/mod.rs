@@ -123,7 +123,8 @@ pub fn free_port() -> u16 {
 /// Polls until 127.0.0.1:port accepts TCP (at most ~10 s).
 pub fn wait_port(port: u16, child: &mut Child, what: &str) {
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10) {
+    // Generous: a loaded 2-core machine starts Prometheus slowly. A bound, not a benchmark.
+    while start.elapsed() < Duration::from_secs(30) {
         if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
             .is_ok()
         {
@@ -134,7 +135,7 @@ pub fn wait_port(port: u16, child: &mut Child, what: &str) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("{what} did not listen on 127.0.0.1:{port} within 10 s");
+    panic!("{what} did not listen on 127.0.0.1:{port} within 30 s");
 }
 
 pub fn require(bin: &str) {
@@ -429,6 +430,11 @@ impl Containerd {
 
     /// `ctr content fetch --hosts-dir` of IMAGE from `registry`: the containerd verdict.
     pub fn fetch(&self, hosts_dir: &Path, host_root: &Path, registry: &str) -> Output {
+        self.fetch_ref(hosts_dir, host_root, &format!("{registry}/{IMAGE}"))
+    }
+
+    /// `ctr content fetch --hosts-dir` of `reference` (a tag or a digest reference).
+    pub fn fetch_ref(&self, hosts_dir: &Path, host_root: &Path, reference: &str) -> Output {
         Command::new("timeout")
             .arg("60")
             .arg("ctr")
@@ -436,7 +442,7 @@ impl Containerd {
             .arg(&self.sock)
             .args(["-n", "test", "content", "fetch", "--hosts-dir"])
             .arg(hosts_dir)
-            .arg(format!("{registry}/{IMAGE}"))
+            .arg(reference)
             .envs(isolated_system_roots(host_root))
             .output()
             .expect("run ctr")
@@ -631,6 +637,11 @@ impl AgentProc {
 
     /// The same, listening on `ip` (a loopback address: 127.0.0.1, 127.0.1.2, …).
     pub fn start_on(dir: &Path, cfg: &str, ip: &str) -> AgentProc {
+        Self::start_with(dir, cfg, ip, Command::new(env!("CARGO_BIN_EXE_regtrust")))
+    }
+
+    /// The same, with `cmd` as the program (e.g. `unshare … regtrust`); `run --config …` is added.
+    pub fn start_with(dir: &Path, cfg: &str, ip: &str, cmd: Command) -> AgentProc {
         let port = TcpListener::bind((ip, 0))
             .unwrap()
             .local_addr()
@@ -638,20 +649,21 @@ impl AgentProc {
             .port();
         let addr = format!("{ip}:{port}");
         let path = dir.join(format!("agent-{port}.toml"));
-        Self::spawn(dir, &path, addr, cfg)
+        Self::spawn(dir, &path, addr, cfg, cmd)
     }
 
     /// Starts with the config written at `config` (through any symlinks the test laid there).
     pub fn start_at(dir: &Path, config: &Path, cfg: &str) -> AgentProc {
         let port = free_port();
-        Self::spawn(dir, config, format!("127.0.0.1:{port}"), cfg)
+        let cmd = Command::new(env!("CARGO_BIN_EXE_regtrust"));
+        Self::spawn(dir, config, format!("127.0.0.1:{port}"), cfg, cmd)
     }
 
-    fn spawn(dir: &Path, path: &Path, addr: String, cfg: &str) -> AgentProc {
+    fn spawn(dir: &Path, path: &Path, addr: String, cfg: &str, mut cmd: Command) -> AgentProc {
         write(path, format!("listen = \"{addr}\"\n{cfg}"));
         let port = addr.rsplit(':').next().unwrap_or_default().to_string();
         let log = dir.join(format!("agent-{port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_regtrust"))
+        let child = cmd
             .args(["run", "--config"])
             .arg(path)
             .env("REGTRUST_LOG", "regtrust=debug")

@@ -208,6 +208,7 @@ fn fetched_cas_join_the_expected_set_and_a_failure_is_its_error() {
     let base = Expected {
         shas: vec!["bb".into()],
         error: None,
+        ..Default::default()
     };
     let ok: Result<Vec<String>, String> = Ok(vec!["cc".into(), "aa".into(), "bb".into()]);
     let joined = join(Some(&base), Some(&ok)).unwrap();

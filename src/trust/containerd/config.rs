@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
-use crate::trust::{ConfigError, ConfigFileError, Finding, FindingKind, TrustSettings};
+use crate::trust::{ConfigError, ConfigFileError, Finding, FindingKind, PullKind, TrustSettings};
 
 /// containerd's 2.x default when no config_path is set.
 pub const DEFAULT_V3_CONFIG_PATH: &str = "/etc/containerd/certs.d:/etc/docker/certs.d";
@@ -33,6 +33,8 @@ pub struct Layout {
     pub findings: Vec<Finding>,
     /// Node path of the config file read, if any.
     pub config_file: Option<PathBuf>,
+    /// The kind of pull modelled: which hosts the resolver tries.
+    pub pull: PullKind,
 }
 
 fn get<'a>(t: &'a Table, path: &[&str]) -> Option<&'a Value> {

@@ -21,7 +21,9 @@ pub(super) struct HostConfig {
     pub(super) skip_verify: Option<bool>,
     /// Client pairs (certificate, key file or none: the key is in the certificate file).
     pub(super) client: Vec<(PathBuf, Option<PathBuf>)>,
-    pub(super) pull_or_resolve: bool,
+    /// The `pull` and `resolve` capabilities (containerd's default for a `[host]`: both).
+    pub(super) pull: bool,
+    pub(super) resolve: bool,
     pub(super) origin: String,
 }
 
@@ -129,7 +131,8 @@ pub(super) fn parse_host_url(server: &str, override_path: bool) -> Result<HostCo
         scheme: scheme.into(),
         host: authority.into(),
         path: p,
-        pull_or_resolve: true,
+        pull: true,
+        resolve: true,
         ..Default::default()
     })
 }
@@ -170,15 +173,16 @@ fn apply_host_fields(h: &mut HostConfig, dir: &Path, t: &Table) -> Result<(), St
     if let Some(caps) = t.get("capabilities") {
         let caps = caps.as_array().ok_or("capabilities must be an array")?;
         if !caps.is_empty() {
-            let mut pull_or_resolve = false;
+            let (mut pull, mut resolve) = (false, false);
             for c in caps {
                 match c.as_str().map(str::to_ascii_lowercase).as_deref() {
-                    Some("pull") | Some("resolve") => pull_or_resolve = true,
+                    Some("pull") => pull = true,
+                    Some("resolve") => resolve = true,
                     Some("push") => {}
                     _ => return Err(format!("unknown capability {c}")),
                 }
             }
-            h.pull_or_resolve = pull_or_resolve;
+            (h.pull, h.resolve) = (pull, resolve);
         }
     }
     if let Some(ca) = t.get("ca") {

@@ -29,8 +29,8 @@ pub use config::{Layout, DEFAULT_HOSTS_DIR, DEFAULT_V3_CONFIG_PATH};
 use hosts_toml::{parse_host_url, HostConfig};
 
 use super::{
-    check_host_dir_name, read_ca_file, CaRead, Discovery, Endpoint, Finding, FindingKind,
-    RegistryTrust, Runtime,
+    check_host_dir_name, read_ca_file, CaRead, Discovery, Endpoint, Finding, FindingKind, PullKind,
+    RegistryTrust, Runtime, MAX_ENDPOINTS_PER_REGISTRY,
 };
 use crate::hostroot::HostRoot;
 
@@ -94,8 +94,9 @@ impl Layout {
                 fill_default_host(last, registry, &mut rt.findings);
             }
         }
+        cap_endpoints(&mut hosts, &mut rt);
         for h in hosts {
-            configure_endpoint(hr, h, &mut rt);
+            configure_endpoint(hr, h, self.pull, &mut rt);
         }
         rt
     }
@@ -152,8 +153,8 @@ fn host_paths(root: &Path, host: &str) -> Vec<PathBuf> {
 }
 
 /// `ConfigureHosts` for one host: its endpoint, CAs and client certificate, appended to `rt`.
-fn configure_endpoint(hr: &HostRoot, h: HostConfig, rt: &mut RegistryTrust) {
-    if !h.pull_or_resolve {
+fn configure_endpoint(hr: &HostRoot, h: HostConfig, pull: PullKind, rt: &mut RegistryTrust) {
+    if !h.pull && !h.resolve {
         rt.findings.push(Finding::new(
             FindingKind::EndpointNotForPull,
             None,
@@ -161,6 +162,14 @@ fn configure_endpoint(hr: &HostRoot, h: HostConfig, rt: &mut RegistryTrust) {
                 "{}://{} has neither pull nor resolve capability; containerd does not pull from it",
                 h.scheme, h.host
             ),
+        ));
+        return;
+    }
+    if let Some(why) = not_for(pull, &h) {
+        rt.findings.push(Finding::new(
+            FindingKind::EndpointNotForThisPull,
+            None,
+            format!("{}://{} {why}", h.scheme, h.host),
         ));
         return;
     }
@@ -232,6 +241,29 @@ fn add_ca(hr: &HostRoot, ca: &Path, ep: &mut Endpoint, rt: &mut RegistryTrust) {
 }
 
 /// Inverse of containerd's `hostDirectory`: `reg_5000_` → `reg:5000`.
+/// Keeps the first [`MAX_ENDPOINTS_PER_REGISTRY`] hosts in containerd's order, with a finding
+/// when there were more: probing (and the series of) thousands of `[host]` tables would cost the
+/// agent more than any registry is worth.
+fn cap_endpoints(hosts: &mut Vec<HostConfig>, rt: &mut RegistryTrust) {
+    if hosts.len() <= MAX_ENDPOINTS_PER_REGISTRY {
+        return;
+    }
+    let dir = rt
+        .host_dir
+        .as_ref()
+        .map(|d| Path::new(d).join("hosts.toml"));
+    rt.findings.push(Finding::new(
+        FindingKind::TooManyEndpoints,
+        dir.as_deref(),
+        format!(
+            "{} endpoints are configured for {}; regtrust probes only the first {MAX_ENDPOINTS_PER_REGISTRY} (containerd tries them in this order)",
+            hosts.len(),
+            rt.registry
+        ),
+    ));
+    hosts.truncate(MAX_ENDPOINTS_PER_REGISTRY);
+}
+
 fn registry_from_dir_name(name: &str) -> String {
     if let Some(stem) = name.strip_suffix('_') {
         if let Some((h, port)) = stem.rsplit_once('_') {
@@ -241,6 +273,20 @@ fn registry_from_dir_name(name: &str) -> String {
         }
     }
     name.to_string()
+}
+
+/// Why a host is not tried for this kind of pull (containerd's resolver.go `filterHosts`): resolving
+/// a tag needs `pull` and `resolve`, fetching by digest needs `pull`.
+fn not_for(pull: PullKind, h: &HostConfig) -> Option<&'static str> {
+    match pull {
+        PullKind::Tag if !(h.pull && h.resolve) => Some(
+            "lacks the pull+resolve capabilities containerd needs to resolve a tag: a pull by tag skips it (only pulls by digest use it; regtrust models a pull by tag unless --by-digest)",
+        ),
+        PullKind::Digest if !h.pull => Some(
+            "lacks the pull capability: a pull by digest skips it",
+        ),
+        _ => None,
+    }
 }
 
 fn is_localhost(registry: &str) -> bool {
@@ -253,7 +299,7 @@ fn is_localhost(registry: &str) -> bool {
 
 fn fill_default_host(h: &mut HostConfig, registry: &str, findings: &mut Vec<Finding>) {
     h.path = "/v2".into();
-    h.pull_or_resolve = true;
+    (h.pull, h.resolve) = (true, true);
     if h.origin.is_empty() {
         h.origin = "default".into();
     }

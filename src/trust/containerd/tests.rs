@@ -544,3 +544,82 @@ fn a_fifo_as_ca_crt_or_hosts_toml_is_refused_promptly_naming_it() {
         "{err}"
     );
 }
+
+/// containerd `core/remotes/docker/resolver.go`, `Resolve`: a tag is resolved by hosts whose
+/// capabilities include both pull and resolve (`filterHosts(HostCapabilityPull|Resolve)`, `Has` =
+/// all bits); a digest is fetched from hosts with pull.
+#[test]
+fn a_pull_only_mirror_serves_digests_but_not_tags() {
+    let t = tempfile::tempdir().unwrap();
+    write(
+        t.path(),
+        &format!("{D}/r.test/hosts.toml"),
+        r#"server = "https://r.test"
+[host."https://pull-only:5000"]
+  capabilities = ["pull"]
+[host."https://resolve-only:5000"]
+  capabilities = ["resolve"]
+[host."https://both:5000"]
+  capabilities = ["pull", "resolve"]
+"#,
+    );
+    let urls = |kind| -> Vec<String> {
+        let loader = TrustLoader::new(&settings(t.path()))
+            .unwrap()
+            .with_pull(kind);
+        loader
+            .registry("r.test")
+            .endpoints
+            .iter()
+            .map(|e| e.url())
+            .collect()
+    };
+    assert_eq!(
+        urls(PullKind::Tag),
+        ["https://both:5000/v2/", "https://r.test/v2/"]
+    );
+    assert_eq!(
+        urls(PullKind::Digest),
+        [
+            "https://pull-only:5000/v2/",
+            "https://both:5000/v2/",
+            "https://r.test/v2/"
+        ]
+    );
+    let rt = load(t.path(), "r.test");
+    assert_eq!(
+        kinds(&rt)
+            .iter()
+            .filter(|k| **k == "endpoint_not_for_this_pull")
+            .count(),
+        2,
+        "{:?}",
+        rt.findings
+    );
+}
+
+#[test]
+fn endpoints_beyond_the_cap_are_a_finding_not_work() {
+    let t = tempfile::tempdir().unwrap();
+    let tables: String = (0..MAX_ENDPOINTS_PER_REGISTRY + 10)
+        .map(|i| {
+            format!("[host.\"https://m{i}.test\"]\n  capabilities = [\"pull\", \"resolve\"]\n")
+        })
+        .collect();
+    write(t.path(), &format!("{D}/r.test/hosts.toml"), tables);
+    let rt = load(t.path(), "r.test");
+    assert_eq!(rt.endpoints.len(), MAX_ENDPOINTS_PER_REGISTRY);
+    assert_eq!(rt.endpoints[0].authority, "m0.test");
+    let f = rt
+        .findings
+        .iter()
+        .find(|f| f.kind == FindingKind::TooManyEndpoints)
+        .expect("a too_many_endpoints finding");
+    assert!(f.message.contains("75 endpoints"), "{}", f.message);
+    // At the cap exactly: no finding.
+    let tables: String = (0..MAX_ENDPOINTS_PER_REGISTRY - 1)
+        .map(|i| format!("[host.\"https://m{i}.test\"]\n"))
+        .collect();
+    write(t.path(), &format!("{D}/r.test/hosts.toml"), tables);
+    assert!(!kinds(&load(t.path(), "r.test")).contains(&"too_many_endpoints"));
+}

@@ -1,0 +1,249 @@
+//! What the status page and `/api/v1/status` show: per registry the latest outcome, the expected
+//! CAs, when it was probed, and a bounded history — the last [`HISTORY_LEN`] probe results per
+//! endpoint and the last [`STAGE_MARKS`] staging attempts — so "when did this start, and did the
+//! CA change?" is answered without Prometheus.
+//!
+//! A sink of the agent's fold ([`super::sinks`]): it records what the fold decided (a CA change is
+//! the fold's [`Event::CaChanged`]) and decides nothing. Memory is bounded by the constants and
+//! the number of endpoints. Pure: no I/O, no clock (times are passed in).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use crate::diagnose::Reason;
+use crate::outcome::{CheckOutcome, RegistryOutcome};
+use crate::trust::Finding;
+
+use super::drift::{Event, Expected, ExpectedCa};
+
+/// Probe results kept per endpoint (at the default 60 s interval: the last hour).
+pub const HISTORY_LEN: usize = 60;
+/// Staging attempts kept per registry.
+pub const STAGE_MARKS: usize = 16;
+
+/// One probe result of one endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub at_unix: i64,
+    pub reason: Reason,
+    /// The presented leaf's issuer (`sha256:…` or `keyid:…`), when a chain was seen. Shared with
+    /// the previous point when unchanged, so a steady endpoint's history costs little memory.
+    pub issuer: Option<Arc<str>>,
+    /// SHA-256 of the presented leaf, when a chain was seen.
+    pub leaf_sha256: Option<Arc<str>>,
+    /// The fold saw the presented issuing CA change with this probe.
+    pub ca_changed: bool,
+}
+
+/// One staging attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageMark {
+    pub at_unix: i64,
+    /// `applied`, `refused`, `rolled_back`, `failed`.
+    pub result: String,
+    pub message: String,
+}
+
+/// One registry, as the page shows it.
+#[derive(Debug, Clone)]
+pub struct RegistryStatus {
+    pub outcome: RegistryOutcome,
+    /// Whether the node trusts every expected CA (`None`: no expectation, or unreadable).
+    pub expected_trusted: Option<bool>,
+    pub expected: Vec<ExpectedCa>,
+    pub expected_error: Option<String>,
+    pub probed_at_unix: i64,
+    /// By endpoint URL, oldest first, at most [`HISTORY_LEN`] each.
+    pub history: BTreeMap<String, VecDeque<Point>>,
+    /// Oldest first, at most [`STAGE_MARKS`].
+    pub stages: VecDeque<StageMark>,
+}
+
+impl RegistryStatus {
+    pub fn name(&self) -> &str {
+        self.outcome.name()
+    }
+}
+
+/// Every registry's latest state, sorted by name, and the node's own findings.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub registries: Vec<RegistryStatus>,
+    /// Findings about the node as a whole (system roots), as `check` reports them.
+    pub findings: Vec<Finding>,
+}
+
+/// One round of one registry, as the fold left it.
+pub struct Round<'a> {
+    pub outcome: RegistryOutcome,
+    pub expected_trusted: Option<bool>,
+    pub expected: Option<&'a Expected>,
+    pub events: &'a [Event],
+    pub now_unix: i64,
+}
+
+impl Status {
+    /// Records a registry's round; registries for which `keep` is false are dropped.
+    pub fn record(&mut self, round: Round<'_>, keep: impl Fn(&str) -> bool) {
+        self.registries.retain(|r| keep(r.name()));
+        let name = round.outcome.name().to_string();
+        let (mut history, stages) = match self.registries.iter().position(|r| r.name() == name) {
+            Some(i) => {
+                let old = self.registries.remove(i);
+                (old.history, old.stages)
+            }
+            None => (BTreeMap::new(), VecDeque::new()),
+        };
+        let urls: Vec<String> = round.outcome.endpoints.iter().map(|e| e.url()).collect();
+        history.retain(|url, _| urls.contains(url));
+        for e in &round.outcome.endpoints {
+            let url = e.url();
+            let points = history.entry(url.clone()).or_default();
+            // The same URL configured twice is one endpoint to the runtime: one point per round.
+            if points.back().is_some_and(|p| p.at_unix == round.now_unix) {
+                continue;
+            }
+            let ca_changed = round
+                .events
+                .iter()
+                .any(|ev| matches!(ev, Event::CaChanged { url: u, .. } if *u == url));
+            let last = points.back();
+            let issuer = e.presented_issuer().map(|i| i.id);
+            let leaf = e.presented().first().map(|c| c.sha256.as_str());
+            points.push_back(Point {
+                at_unix: round.now_unix,
+                reason: e.reason(),
+                issuer: shared(last.and_then(|p| p.issuer.as_ref()), issuer.as_deref()),
+                leaf_sha256: shared(last.and_then(|p| p.leaf_sha256.as_ref()), leaf),
+                ca_changed,
+            });
+            while points.len() > HISTORY_LEN {
+                points.pop_front();
+            }
+        }
+        self.registries.push(RegistryStatus {
+            outcome: round.outcome,
+            expected_trusted: round.expected_trusted,
+            expected: round.expected.map(expected_cas).unwrap_or_default(),
+            expected_error: round.expected.and_then(|e| e.error.clone()),
+            probed_at_unix: round.now_unix,
+            history,
+            stages,
+        });
+        self.registries.sort_by(|a, b| a.name().cmp(b.name()));
+    }
+
+    /// Records a staging attempt for `registry` (ignored when it was never probed).
+    pub fn staged(&mut self, registry: &str, mark: StageMark) {
+        if let Some(r) = self.registries.iter_mut().find(|r| r.name() == registry) {
+            r.stages.push_back(mark);
+            while r.stages.len() > STAGE_MARKS {
+                r.stages.pop_front();
+            }
+        }
+    }
+
+    /// The latest round of every registry as one check (the `check --output json` document).
+    pub fn check_outcome(&self) -> CheckOutcome {
+        CheckOutcome {
+            registries: self.registries.iter().map(|r| r.outcome.clone()).collect(),
+            findings: self.findings.clone(),
+            pull: crate::trust::PullKind::Tag,
+        }
+    }
+}
+
+/// `now` as a shared string: the previous point's when equal.
+fn shared(prev: Option<&Arc<str>>, now: Option<&str>) -> Option<Arc<str>> {
+    match (prev, now) {
+        (Some(p), Some(n)) if &**p == n => Some(p.clone()),
+        (_, n) => n.map(Arc::from),
+    }
+}
+
+/// Every expected CA with its source; a fingerprint known only from `expected_ca_url` (the
+/// fetched bundle is joined as fingerprints) is shown with that source.
+fn expected_cas(e: &Expected) -> Vec<ExpectedCa> {
+    let mut cas = e.cas.clone();
+    for sha in &e.shas {
+        if !cas.iter().any(|c| c.sha256 == *sha) {
+            cas.push(ExpectedCa {
+                sha256: sha.clone(),
+                subject: None,
+                key_id: None,
+                source: "expected_ca_url".into(),
+            });
+        }
+    }
+    cas
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::RegistryOutcome;
+    use crate::report::fixtures::{endpoint, trust};
+
+    fn outcome(name: &str, urls: &[&str]) -> RegistryOutcome {
+        let endpoints = urls
+            .iter()
+            .map(|a| endpoint(a, "test", Reason::Timeout, Vec::new()))
+            .collect();
+        RegistryOutcome::decide(trust(name, None), endpoints)
+    }
+
+    fn round<'a>(o: RegistryOutcome, events: &'a [Event], now: i64) -> Round<'a> {
+        Round {
+            outcome: o,
+            expected_trusted: None,
+            expected: None,
+            events,
+            now_unix: now,
+        }
+    }
+
+    #[test]
+    fn history_is_bounded_and_marks_the_folds_ca_changes() {
+        let mut st = Status::default();
+        let change = [Event::CaChanged {
+            url: "https://a:1/v2/".into(),
+            previous: "sha256:x".into(),
+            current: crate::outcome::IssuerId {
+                subject: "CN=y".into(),
+                id: "sha256:y".into(),
+                sha256: Some("y".into()),
+                key_id: None,
+            },
+        }];
+        for t in 0..(HISTORY_LEN as i64 + 10) {
+            let ev: &[Event] = if t == 65 { &change } else { &[] };
+            st.record(round(outcome("r", &["a:1", "a:1", "b:2"]), ev, t), |_| true);
+        }
+        let r = &st.registries[0];
+        let a = &r.history["https://a:1/v2/"];
+        assert_eq!(a.len(), HISTORY_LEN);
+        assert_eq!(a.front().map(|p| p.at_unix), Some(10));
+        assert_eq!(a.iter().filter(|p| p.ca_changed).count(), 1);
+        assert!(!r.history["https://b:2/v2/"].iter().any(|p| p.ca_changed));
+        for i in 0..(STAGE_MARKS + 3) {
+            st.staged(
+                "r",
+                StageMark {
+                    at_unix: i as i64,
+                    result: "applied".into(),
+                    message: String::new(),
+                },
+            );
+        }
+        assert_eq!(st.registries[0].stages.len(), STAGE_MARKS);
+        // A registry that left the configuration goes; an endpoint that left its registry too.
+        st.record(round(outcome("s", &["c:3"]), &[], 100), |n| n != "r");
+        assert_eq!(st.registries.len(), 1);
+        st.record(round(outcome("s", &["d:4"]), &[], 101), |_| true);
+        assert_eq!(
+            st.registries[0].history.keys().collect::<Vec<_>>(),
+            ["https://d:4/v2/"]
+        );
+        assert_eq!(st.check_outcome().registries.len(), 1);
+    }
+}
