@@ -79,28 +79,30 @@ pub async fn check_registry(
     ps: &ProbeSettings,
     sem: &tokio::sync::Semaphore,
 ) -> RegistryOutcome {
+    let failed = |ep: &trust::Endpoint, err: &str| EndpointOutcome {
+        endpoint: ep.clone(),
+        probe: None,
+        diagnosis: Diagnosis {
+            reason: Reason::ConfigError,
+            detail: err.to_string(),
+            next_step: String::new(),
+            key_mismatch: None,
+        },
+        trusted: ep.cas.clone(),
+        system_roots: system.cas.len(),
+    };
     if let Some(err) = &rt.config_error {
-        let endpoints = rt
-            .endpoints
-            .iter()
-            .map(|ep| EndpointOutcome {
-                endpoint: ep.clone(),
-                probe: None,
-                diagnosis: Diagnosis {
-                    reason: Reason::ConfigError,
-                    detail: err.clone(),
-                    next_step: String::new(),
-                    key_mismatch: None,
-                },
-                trusted: ep.cas.clone(),
-                system_roots: system.cas.len(),
-            })
-            .collect();
+        let endpoints = rt.endpoints.iter().map(|ep| failed(ep, err)).collect();
         return RegistryOutcome::decide(rt, endpoints);
     }
     let probes = rt.endpoints.iter().map(|ep| {
         let roots = pool(system, ep);
+        let early = ep.config_error.as_deref().map(|err| failed(ep, err));
         async move {
+            // The runtime fails this endpoint before dialling (blocked, its certs.d).
+            if let Some(outcome) = early {
+                return outcome;
+            }
             let _permit = sem.acquire().await;
             let certs = Arc::new(roots.iter().map(|ca| ca.cert.clone()).collect::<Vec<_>>());
             let res = probe::probe(ep, certs, ps).await;

@@ -147,6 +147,18 @@ pub struct RegistryOutcome {
 pub const CONFIG_ERROR_NEXT_STEP: &str =
     "the runtime fails before dialling: fix the file named in the detail";
 
+/// The endpoint whose error the runtime reports when none works: containerd the first's,
+/// containers/image the last's (its own location after the mirrors; plain HTTP after https).
+fn reported_failure<'a>(
+    trust: &RegistryTrust,
+    endpoints: &'a [EndpointOutcome],
+) -> Option<&'a EndpointOutcome> {
+    match trust.runtime {
+        crate::trust::Runtime::Crio => endpoints.last(),
+        _ => endpoints.first(),
+    }
+}
+
 impl RegistryOutcome {
     /// The runtime's verdict over `endpoints` in its order: the first that works wins and every
     /// failing endpoint before it is a `degraded` finding; when none works, the first endpoint's
@@ -174,13 +186,23 @@ impl RegistryOutcome {
                     ),
                 ));
             }
+            if endpoints[i].endpoint.scheme == "http" {
+                findings.push(Finding::new(
+                    FindingKind::InsecureHttp,
+                    None,
+                    format!(
+                        "the runtime pulls over plain HTTP ({}): nothing is encrypted or verified",
+                        endpoints[i].url()
+                    ),
+                ));
+            }
             Verdict {
                 reason: Reason::Ok,
                 detail: format!("pulls via {}", endpoints[i].url()),
                 next_step: String::new(),
                 via: Some(i),
             }
-        } else if let Some(e) = endpoints.first() {
+        } else if let Some(e) = reported_failure(&trust, &endpoints) {
             Verdict {
                 reason: e.reason(),
                 detail: e.diagnosis.detail.clone(),
@@ -259,6 +281,7 @@ mod tests {
                 origin: "test".into(),
                 ca_files: Vec::new(),
                 client: None,
+                config_error: None,
             },
             probe: None,
             diagnosis: Diagnosis {

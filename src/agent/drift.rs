@@ -434,6 +434,7 @@ mod tests {
             origin: "test".into(),
             ca_files: Vec::new(),
             client: None,
+            config_error: None,
         };
         let probe = ProbeResult {
             url: URL.into(),

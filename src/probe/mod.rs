@@ -26,7 +26,7 @@ use crate::cert::Cert;
 use crate::trust::Endpoint;
 use crate::verify::VerifyError;
 use http::{http_exchange, HttpError};
-pub use proxy::ProxyEnv;
+pub use proxy::{Proxy, ProxyEnv, ProxyScheme};
 
 /// Most certificates kept from one presented chain (real chains have 2–4).
 pub const MAX_CHAIN_CERTS: usize = 16;
@@ -144,6 +144,7 @@ pub async fn probe(
 ) -> ProbeResult {
     let start = Instant::now();
     let deadline = tokio::time::Instant::now() + settings.timeout;
+    let proxy = settings.proxy.proxy(&ep.scheme, ep.host(), ep.port());
     let mut out = ProbeResult {
         url: ep.url(),
         presented: Vec::new(),
@@ -151,10 +152,10 @@ pub async fn probe(
         http_status: None,
         timings: Timings::default(),
         result: Ok(()),
-        via_proxy: settings.proxy.proxy_for(&ep.scheme, ep.host(), ep.port()),
+        via_proxy: proxy.as_ref().map(Proxy::display),
         verified_issuer_sha256: None,
     };
-    let result = run(ep, roots, settings.go, deadline, &mut out).await;
+    let result = run(ep, roots, proxy.as_ref(), settings.go, deadline, &mut out).await;
     out.result = result;
     out.timings.total = ms(start);
     out
@@ -163,90 +164,164 @@ pub async fn probe(
 async fn run(
     ep: &Endpoint,
     roots: Arc<Vec<Arc<Cert>>>,
+    proxy: Option<&Proxy>,
     go: crate::verify::GoVersion,
     deadline: tokio::time::Instant,
     out: &mut ProbeResult,
 ) -> Result<(), Failure> {
-    let (dial_host, dial_port) = match &out.via_proxy {
-        Some(p) => {
-            let (h, port) = crate::trust::split_host_port(p);
-            (h.to_string(), port.unwrap_or(80))
-        }
+    let (dial_host, dial_port) = match proxy {
+        Some(p) => (p.host.clone(), p.port),
         None => (ep.host().to_string(), ep.port()),
     };
-    // DNS
+    let tcp = dial(&dial_host, dial_port, deadline, out).await?;
+    let mut conn: Box<dyn Conn> = Box::new(tcp);
+    if let Some(p) = proxy {
+        conn = tunnel(conn, p, ep, roots.clone(), go, deadline).await?;
+    }
+    if ep.scheme == "https" {
+        let t = Instant::now();
+        let (res, rec) = tls_connect(conn, ep.host(), ep, roots, go, deadline).await?;
+        out.presented = rec.presented;
+        out.unparsed_presented = rec.unparsed;
+        conn = match res {
+            Handshake::Timeout => return Err(Failure::Timeout(Phase::Tls)),
+            Handshake::Untrusted(v) => return Err(Failure::Verify(v)),
+            Handshake::Failed(e) => return Err(classify_tls_error(&e)),
+            Handshake::Done(s, issuer) => {
+                out.verified_issuer_sha256 = issuer;
+                s
+            }
+        };
+        out.timings.tls = Some(ms(t));
+    }
+    // Through an HTTP(S) proxy, a plain-HTTP request names the whole URL.
+    let forward = ep.scheme == "http"
+        && proxy.is_some_and(|p| matches!(p.scheme, ProxyScheme::Http | ProxyScheme::Https));
+    get_v2(conn, ep, forward, deadline, out).await
+}
+
+/// DNS, then TCP to each address in order, as Go's dialer does (without happy-eyeballs racing).
+async fn dial(
+    host: &str,
+    port: u16,
+    deadline: tokio::time::Instant,
+    out: &mut ProbeResult,
+) -> Result<TcpStream, Failure> {
     let t = Instant::now();
-    let addrs = dns::lookup(&dial_host, dial_port, deadline).await?;
+    let addrs = dns::lookup(host, port, deadline).await?;
     out.timings.dns = Some(ms(t));
-    // TCP: addresses in order, as Go's dialer does (without happy-eyeballs racing).
     let t = Instant::now();
     let mut last_err = None;
-    let mut tcp = None;
     for addr in &addrs {
         match timeout_at(deadline, TcpStream::connect(addr)).await {
             Err(_) => return Err(Failure::Timeout(Phase::Connect)),
             Ok(Ok(s)) => {
-                tcp = Some(s);
-                break;
+                let _ = s.set_nodelay(true);
+                out.timings.connect = Some(ms(t));
+                return Ok(s);
             }
             Ok(Err(e)) => last_err = Some((addr, e)),
         }
     }
-    let mut tcp = match (tcp, last_err) {
-        (Some(s), _) => s,
-        (None, Some((addr, e))) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            return Err(Failure::Refused(format!(
-                "dial tcp {addr}: connect: connection refused"
-            )))
-        }
-        (None, Some((addr, e))) => return Err(Failure::Connect(format!("dial tcp {addr}: {e}"))),
-        (None, None) => return Err(Failure::Dns(format!("lookup {dial_host}: no addresses"))),
-    };
-    let _ = tcp.set_nodelay(true);
-    out.timings.connect = Some(ms(t));
-    if out.via_proxy.is_some() && ep.scheme == "https" {
-        let req = format!(
-            "CONNECT {0} HTTP/1.1\r\nHost: {0}\r\nUser-Agent: regtrust/{1}\r\n\r\n",
-            ep.authority,
-            env!("CARGO_PKG_VERSION")
-        );
-        match timeout_at(deadline, http_exchange(&mut tcp, req.as_bytes())).await {
-            Err(_) => return Err(Failure::Timeout(Phase::Proxy)),
-            Ok(Err(e)) => return Err(Failure::Proxy(format!("proxy CONNECT: {e}"))),
-            Ok(Ok((200, _))) => {}
-            Ok(Ok((code, _))) => {
-                return Err(Failure::Proxy(format!(
-                    "proxy CONNECT {} answered {code}",
-                    ep.authority
-                )))
-            }
-        }
+    match last_err {
+        Some((addr, e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(
+            Failure::Refused(format!("dial tcp {addr}: connect: connection refused")),
+        ),
+        Some((addr, e)) => Err(Failure::Connect(format!("dial tcp {addr}: {e}"))),
+        None => Err(Failure::Dns(format!("lookup {host}: no addresses"))),
     }
-    let conn: Box<dyn Conn> = if ep.scheme == "https" {
-        Box::new(tls(ep, roots, go, tcp, deadline, out).await?)
-    } else {
-        Box::new(tcp)
-    };
-    get_v2(ep, conn, deadline, out).await
 }
 
-/// The TLS handshake, with the runtime's client certificate when it has one; Go's verdict on the
-/// presented chain comes from the blocking pool (see [`danger`]).
-async fn tls(
+/// Through the proxy to the endpoint, as Go's transport goes: TLS to an `https://` proxy (with
+/// the endpoint's trust), SOCKS5 for `socks5://`, CONNECT for an https endpoint.
+async fn tunnel(
+    conn: Box<dyn Conn>,
+    proxy: &Proxy,
     ep: &Endpoint,
     roots: Arc<Vec<Arc<Cert>>>,
     go: crate::verify::GoVersion,
-    tcp: TcpStream,
     deadline: tokio::time::Instant,
-    out: &mut ProbeResult,
-) -> Result<TlsStream, Failure> {
-    let t = Instant::now();
+) -> Result<Box<dyn Conn>, Failure> {
+    let mut conn = conn;
+    let name = proxy.display();
+    match proxy.scheme {
+        ProxyScheme::Unsupported => {
+            return Err(Failure::Proxy(format!(
+            "proxy {name}: scheme {:?} is not one Go's HTTP transport speaks (http, https, socks5)",
+            proxy.scheme_text
+        )))
+        }
+        ProxyScheme::Socks5 => {
+            return match timeout_at(
+                deadline,
+                proxy::socks5_connect(&mut conn, proxy, ep.host(), ep.port()),
+            )
+            .await
+            {
+                Err(_) => Err(Failure::Timeout(Phase::Proxy)),
+                Ok(Err(e)) => Err(Failure::Proxy(e)),
+                Ok(Ok(())) => Ok(conn),
+            };
+        }
+        ProxyScheme::Https => {
+            let (res, _) = tls_connect(conn, &proxy.host, ep, roots, go, deadline).await?;
+            conn = match res {
+                Handshake::Done(s, _) => s,
+                Handshake::Timeout => return Err(Failure::Timeout(Phase::Proxy)),
+                Handshake::Untrusted(v) => {
+                    return Err(Failure::Proxy(format!(
+                    "proxyconnect tcp: tls: failed to verify certificate: {v} (the proxy {name})"
+                )))
+                }
+                Handshake::Failed(e) => {
+                    return Err(Failure::Proxy(format!(
+                        "proxyconnect tcp: TLS to proxy {name}: {e}"
+                    )))
+                }
+            };
+        }
+        ProxyScheme::Http => {}
+    }
+    if ep.scheme != "https" {
+        return Ok(conn);
+    }
+    let auth = proxy.userinfo.as_ref().map_or(String::new(), |u| {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(u.as_bytes());
+        format!("Proxy-Authorization: Basic {basic}\r\n")
+    });
+    let req = format!(
+        "CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n{auth}User-Agent: regtrust/{1}\r\n\r\n",
+        ep.authority,
+        env!("CARGO_PKG_VERSION")
+    );
+    match timeout_at(deadline, http_exchange(&mut conn, req.as_bytes())).await {
+        Err(_) => Err(Failure::Timeout(Phase::Proxy)),
+        Ok(Err(e)) => Err(Failure::Proxy(format!("proxy CONNECT: {e}"))),
+        Ok(Ok((200, _))) => Ok(conn),
+        Ok(Ok((code, _))) => Err(Failure::Proxy(format!(
+            "proxy CONNECT {} answered {code}",
+            ep.authority
+        ))),
+    }
+}
+
+/// A TLS handshake with `server_name` over `conn`, with the endpoint's TLS settings (its client
+/// certificate, skip_verify) and Go's verdict on the chain; returns what was presented.
+async fn tls_connect(
+    conn: Box<dyn Conn>,
+    server_name: &str,
+    ep: &Endpoint,
+    roots: Arc<Vec<Arc<Cert>>>,
+    go: crate::verify::GoVersion,
+    deadline: tokio::time::Instant,
+) -> Result<(Handshake, danger::Recorded), Failure> {
     let (tx, verdict) = tokio::sync::oneshot::channel();
     let judge = (!ep.skip_verify).then(|| danger::Judge {
         roots,
-        server_name: ep.host().to_string(),
-        go,
+        server_name: server_name.to_string(),
         tx,
+        go,
     });
     let verifier = Arc::new(danger::AcceptAndRecord::new(judge));
     let record = verifier.record.clone();
@@ -272,35 +347,24 @@ async fn tls(
         }
         None => config.with_no_client_auth(),
     };
-    let name = rustls::pki_types::ServerName::try_from(ep.host().to_string())
-        .map_err(|e| Failure::Handshake(format!("invalid server name {:?}: {e}", ep.host())))?;
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
+        .map_err(|e| Failure::Handshake(format!("invalid server name {server_name:?}: {e}")))?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let res = handshake(connector.connect(name, tcp), &recorder, verdict, deadline).await;
+    let res = handshake(connector.connect(name, conn), &recorder, verdict, deadline).await;
     let rec = record.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    out.presented = rec.presented;
-    out.unparsed_presented = rec.unparsed;
-    let stream = match res {
-        Handshake::Timeout => return Err(Failure::Timeout(Phase::Tls)),
-        Handshake::Untrusted(v) => return Err(Failure::Verify(v)),
-        Handshake::Failed(e) => return Err(classify_tls_error(&e)),
-        Handshake::Done(s, issuer) => {
-            out.verified_issuer_sha256 = issuer;
-            s
-        }
-    };
-    out.timings.tls = Some(ms(t));
-    Ok(*stream)
+    Ok((res, rec))
 }
 
-/// `GET /v2/` (or the proxied URL for plain HTTP through a proxy): 200 and 401 mean a registry.
+/// `GET /v2/` and the status line; 200 and 401 mean the registry answered.
 async fn get_v2(
-    ep: &Endpoint,
     mut conn: Box<dyn Conn>,
+    ep: &Endpoint,
+    forward: bool,
     deadline: tokio::time::Instant,
     out: &mut ProbeResult,
 ) -> Result<(), Failure> {
     let t = Instant::now();
-    let target = if out.via_proxy.is_some() && ep.scheme == "http" {
+    let target = if forward {
         ep.url()
     } else {
         format!("{}/", ep.path.trim_end_matches('/'))
@@ -332,7 +396,7 @@ async fn get_v2(
     }
 }
 
-type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+type TlsStream = tokio_rustls::client::TlsStream<Box<dyn Conn>>;
 
 /// How a handshake ended, with Go's verdict on the chain folded in.
 enum Handshake {
@@ -348,7 +412,7 @@ enum Handshake {
 /// the event loop: a failed verdict wins over everything that happens later, as in Go, where
 /// verification runs inside the handshake.
 async fn handshake(
-    connect: tokio_rustls::Connect<TcpStream>,
+    connect: tokio_rustls::Connect<Box<dyn Conn>>,
     recorder: &danger::AcceptAndRecord,
     mut verdict: tokio::sync::oneshot::Receiver<danger::Verdict>,
     deadline: tokio::time::Instant,

@@ -81,6 +81,7 @@ pub(crate) mod fixtures {
                 origin: origin.into(),
                 ca_files: Vec::new(),
                 client: None,
+                config_error: None,
             },
             probe: Some(ProbeResult {
                 url: format!("https://{authority}/v2/"),

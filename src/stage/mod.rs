@@ -709,6 +709,7 @@ fn trust_after(
             origin: "staged".into(),
             ca_files: vec![target.to_path_buf()],
             client: None,
+            config_error: None,
         }];
     }
     for ep in &mut own {

@@ -92,6 +92,12 @@ finding_kinds! {
     RuntimeGoUnknown => "runtime_go_unknown",
     /// The runtime's Go is outside the releases regtrust models.
     RuntimeGoNotModelled => "runtime_go_not_modelled",
+    /// containers/image: the registries.conf entry (or one it names) is `blocked`.
+    RegistryBlocked => "registry_blocked",
+    /// A registries.conf entry whose effect a registry-level check can only describe.
+    RegistriesConf => "registries_conf",
+    /// The runtime reaches the registry over plain HTTP (ok, but nothing is verified).
+    InsecureHttp => "insecure_http",
     /// The node's distribution (k3s, RKE2, OpenShift, kubeadm, SUSE) and what it changes.
     Distribution => "distribution",
 }

@@ -16,6 +16,7 @@ pub mod certsd;
 pub mod containerd;
 pub mod distro;
 mod finding;
+pub mod registries_conf;
 pub mod runtime_version;
 pub mod system;
 
@@ -84,6 +85,9 @@ pub struct Endpoint {
     pub ca_files: Vec<PathBuf>,
     /// The client certificate the runtime would present (the first configured pair).
     pub client: Option<Arc<ClientIdentity>>,
+    /// The runtime fails this endpoint before dialling (a blocked registry, a certs.d problem of
+    /// one mirror); it goes on to the next endpoint.
+    pub config_error: Option<String>,
 }
 
 /// A client certificate and key, read by trust loading so that the probe does no file I/O.
@@ -176,6 +180,7 @@ impl Endpoint {
             origin: origin.into(),
             ca_files: Vec::new(),
             client: None,
+            config_error: None,
         }
     }
 }
@@ -374,6 +379,8 @@ pub struct TrustLoader {
     runtime: Runtime,
     /// containerd's layout (config.toml read once); `None` for the certs.d runtimes.
     containerd: Option<containerd::Layout>,
+    /// registries.conf (CRI-O) or daemon.json (Docker), read once; `None` for containerd.
+    certsd: Option<certsd::NodeConfig>,
     /// Findings about the node as a whole: its distribution, the runtime's configuration.
     findings: Vec<Finding>,
 }
@@ -401,10 +408,14 @@ impl TrustLoader {
             }
             _ => None,
         };
+        let certsd = containerd
+            .is_none()
+            .then(|| certsd::NodeConfig::load(&settings.host_root, settings.runtime));
         Ok(TrustLoader {
             host_root: settings.host_root.clone(),
             runtime: settings.runtime,
             containerd,
+            certsd,
             findings,
         })
     }
@@ -432,7 +443,10 @@ impl TrustLoader {
     pub fn discover(&self) -> Discovery {
         match &self.containerd {
             Some(layout) => layout.discover(&self.host_root),
-            None => certsd::discover(&self.host_root, self.runtime),
+            None => match &self.certsd {
+                Some(conf) => certsd::discover_with(&self.host_root, self.runtime, conf),
+                None => certsd::discover(&self.host_root, self.runtime),
+            },
         }
     }
 
@@ -440,7 +454,10 @@ impl TrustLoader {
     pub fn registry(&self, registry: &str) -> RegistryTrust {
         match &self.containerd {
             Some(layout) => layout.registry(&self.host_root, registry),
-            None => certsd::registry(&self.host_root, self.runtime, registry),
+            None => match &self.certsd {
+                Some(conf) => certsd::registry_with(&self.host_root, self.runtime, conf, registry),
+                None => certsd::registry(&self.host_root, self.runtime, registry),
+            },
         }
     }
 }
