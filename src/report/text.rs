@@ -13,7 +13,7 @@ use super::view::{EndpointReport, RegistryReport, Report};
 use crate::diagnose::Reason;
 use crate::outcome::CheckOutcome;
 use crate::trust::runtime_version::{RuntimeInfo, Source};
-use crate::trust::{escape_control, Finding};
+use crate::trust::{escape_control, Finding, PullKind};
 
 /// How the text is dressed: colour only for a person at a terminal (the caller decides, and
 /// honours `NO_COLOR`).
@@ -49,6 +49,7 @@ pub fn styled(outcome: &CheckOutcome, style: Style) -> String {
     if let Some(r) = &report.runtime {
         s.push_str(&runtime_line(r));
     }
+    s.push_str(pull_line(report.pull));
     for f in &report.findings {
         let _ = writeln!(s, "note: {}", finding_text(f));
     }
@@ -81,6 +82,14 @@ fn runtime_line(r: &RuntimeInfo) -> String {
         r.source,
         r.go_version
     )
+}
+
+/// The header: which kind of pull the verdicts model (containerd's resolver picks hosts by it).
+fn pull_line(pull: PullKind) -> &'static str {
+    match pull {
+        PullKind::Tag => "pull: by tag, as the kubelet pulls image:tag (hosts with pull and resolve; --by-digest for image@sha256:…)\n",
+        PullKind::Digest => "pull: by digest, image@sha256:… (hosts with pull)\n",
+    }
 }
 
 /// `kind path: message`, escaped.
