@@ -272,17 +272,7 @@ mod tests {
 
     fn ep(url_host: &str, reason: Reason) -> EndpointOutcome {
         EndpointOutcome {
-            endpoint: Endpoint {
-                scheme: "https".into(),
-                authority: url_host.into(),
-                path: "/v2".into(),
-                cas: Vec::new(),
-                skip_verify: false,
-                origin: "test".into(),
-                ca_files: Vec::new(),
-                client: None,
-                config_error: None,
-            },
+            endpoint: Endpoint::default_for("https", url_host, "test"),
             probe: None,
             diagnosis: Diagnosis {
                 reason,

@@ -426,15 +426,8 @@ mod tests {
         cas: &[&Arc<Cert>],
     ) -> RegistryOutcome {
         let endpoint = Endpoint {
-            scheme: "https".into(),
-            authority: REG.into(),
-            path: "/v2".into(),
             cas: cas.iter().map(|c| ca(c)).collect(),
-            skip_verify: false,
-            origin: "test".into(),
-            ca_files: Vec::new(),
-            client: None,
-            config_error: None,
+            ..Endpoint::default_for("https", REG, "test")
         };
         let probe = ProbeResult {
             url: URL.into(),

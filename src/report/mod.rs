@@ -72,17 +72,7 @@ pub(crate) mod fixtures {
         presented: Vec<Arc<Cert>>,
     ) -> EndpointOutcome {
         EndpointOutcome {
-            endpoint: Endpoint {
-                scheme: "https".into(),
-                authority: authority.into(),
-                path: "/v2".into(),
-                cas: Vec::new(),
-                skip_verify: false,
-                origin: origin.into(),
-                ca_files: Vec::new(),
-                client: None,
-                config_error: None,
-            },
+            endpoint: Endpoint::default_for("https", authority, origin),
             probe: Some(ProbeResult {
                 url: format!("https://{authority}/v2/"),
                 presented,

@@ -701,15 +701,8 @@ fn trust_after(
     let mut own: Vec<Endpoint> = own_endpoints(&t, registry).into_iter().cloned().collect();
     if own.is_empty() || t.host_dir.is_none() {
         own = vec![Endpoint {
-            scheme: "https".into(),
-            authority: registry.to_string(),
-            path: "/v2".into(),
-            cas: Vec::new(),
-            skip_verify: false,
-            origin: "staged".into(),
             ca_files: vec![target.to_path_buf()],
-            client: None,
-            config_error: None,
+            ..Endpoint::default_for("https", registry, "staged")
         }];
     }
     for ep in &mut own {

@@ -170,7 +170,8 @@ impl Endpoint {
         }
     }
 
-    fn default_for(scheme: &str, authority: &str, origin: &str) -> Endpoint {
+    /// An endpoint with the runtime's defaults: path `/v2`, no CAs of its own, verified.
+    pub(crate) fn default_for(scheme: &str, authority: &str, origin: &str) -> Endpoint {
         Endpoint {
             scheme: scheme.into(),
             authority: authority.into(),
