@@ -10,9 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "30"))
 INTERVAL = 5
-COUNTS = [1, 50, 200]
+COUNTS = [int(c) for c in os.environ.get("BENCH_COUNTS", "1,50,200").split(",")]
+TOOLS = os.environ.get("BENCH_TOOLS", "regtrust,blackbox").split(",")
+LAUNCH = ["python3", "-c", "import ctypes,os,sys; ctypes.CDLL(None).prctl(41,1,0,0,0); os.execv(sys.argv[1], sys.argv[1:])"] if os.environ.get("BENCH_NOTHP") == "1" else []
+SMAPS = os.environ.get("BENCH_SMAPS") == "1"  # print where regtrust's resident memory is, per mapping
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REGTRUST = os.path.join(ROOT, "target/release/regtrust")
+REGTRUST = os.environ.get("REGTRUST_BIN") or os.path.join(ROOT, "target/release/regtrust")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -45,6 +48,22 @@ def cpu_s(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def smaps(pid, n):
+    """Resident kB per mapping (file-backed by path, anonymous as [anon]/[heap]/[stack])."""
+    per = {}
+    name = None
+    with open(f"/proc/{pid}/smaps") as f:
+        for l in f:
+            parts = l.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", l):
+                name = (parts[5] if len(parts) > 5 else "[anon]") + " " + parts[1]
+            elif parts[0] in ("Rss:", "Anonymous:"):
+                d = per.setdefault(name, [0, 0]); d[parts[0] == "Anonymous:"] += int(parts[1])
+    print(f"-- regtrust at {n} endpoints: resident kB (total / anonymous) per mapping", file=sys.stderr)
+    for k, (rss, anon) in sorted(per.items(), key=lambda kv: -kv[1][0])[:8]:
+        print(f"   {rss:7d} {anon:7d}  {k}", file=sys.stderr)
 
 
 def get(url, timeout=10):
@@ -104,7 +123,7 @@ def main():
                 shutil.copy("ca.pem", f"{d}/r{i}.test:{rport}/ca.crt")
             port = free_port()
             state = tempfile.mkdtemp(dir=work)
-            p = subprocess.Popen([REGTRUST, "run", "--host-root", hostroot, "--hosts-dir", "/etc/containerd/certs.d",
+            p = subprocess.Popen(LAUNCH + [REGTRUST, "run", "--host-root", hostroot, "--hosts-dir", "/etc/containerd/certs.d",
                                   "--interval", f"{INTERVAL}s", "--timeout", "4s", "--listen", f"127.0.0.1:{port}", "--state-dir", state],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"PATH": os.environ["PATH"], "REGTRUST_LOG": "error"})
             procs.append(p); wait_port(port, p, "regtrust")
@@ -123,6 +142,8 @@ def main():
                 s = time.perf_counter(); get(f"http://127.0.0.1:{port}/metrics"); scrape.append((time.perf_counter() - s) * 1000)
             r = dict(rss=rss_mib(p.pid), anon=rss_mib(p.pid, "RssAnon:"), idle=idle, cpu=(c1 - c0) / max(m1 - m0, 1) * 1000, probes=m1 - m0, ok=ok,
                      wall=statistics.median(walls) if walls else None, scrape=statistics.median(scrape))
+            if SMAPS:
+                smaps(p.pid, n)
             p.terminate(); p.wait(10)
             return r
 
@@ -164,7 +185,10 @@ def main():
             return r
 
         for tool, fn in (("regtrust", regtrust_run), ("blackbox", blackbox_run)):
-            rows[tool] = {n: fn(n) for n in [0] + COUNTS}
+            if tool in TOOLS:
+                rows[tool] = {n: fn(n) for n in [0] + COUNTS}
+        if len(rows) < 2:
+            print(json.dumps(rows, indent=1)); return
 
         print(f"\nregtrust {sh(REGTRUST, '--version').stdout.decode().strip()} vs prometheus-blackbox-exporter, "
               f"{SECONDS} s per point, every endpoint probed every {INTERVAL} s, RSA-2048 chain, {os.cpu_count()} cores\n")

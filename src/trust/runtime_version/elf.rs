@@ -12,6 +12,8 @@ use crate::hostroot::{ReadError, RegularFile};
 /// The largest single piece read from a binary: a string table of a runtime is a few MiB
 /// (Debian's containerd exports 117 000 dynamic symbols, 5 MiB of names).
 pub const MAX_PIECE: u64 = 16 * 1024 * 1024;
+/// The piece size for scanning symbol and string tables.
+const SCAN_CHUNK: u64 = 64 * 1024;
 /// Most section or program headers read (a Go binary has about 35 sections).
 const MAX_HEADERS: u64 = 4096;
 
@@ -226,7 +228,9 @@ impl<'r, R: ReadAt + ?Sized> Elf<'r, R> {
         self.u(b, at, self.ptr_size() as usize)
     }
 
-    /// The value (address) of the symbol named `name`, from `.symtab` or else `.dynsym`.
+    /// The value (address) of the symbol named `name`, from `.symtab` or else `.dynsym`. Both
+    /// tables are scanned in [`SCAN_CHUNK`] pieces: a runtime's tables are megabytes, and the
+    /// agent must not keep them (glibc keeps a freed multi-MiB buffer in its arena).
     pub fn symbol(&self, name: &str) -> Result<Option<u64>, String> {
         let needle: Vec<u8> = [b"\0", name.as_bytes(), b"\0"].concat();
         for kind in [SHT_SYMTAB, SHT_DYNSYM] {
@@ -236,21 +240,51 @@ impl<'r, R: ReadAt + ?Sized> Elf<'r, R> {
             let Some(strtab) = self.sections.get(tab.link as usize) else {
                 continue;
             };
-            let names = self.r.read_at(strtab.offset, strtab.size)?;
-            let Some(pos) = names.windows(needle.len()).position(|w| w == needle) else {
+            let Some(pos) = self.find_bytes(strtab.offset, strtab.size, &needle)? else {
                 continue;
             };
-            let name_off = (pos + 1) as u64;
-            let syms = self.r.read_at(tab.offset, tab.size)?;
-            let (entsize, value_at) = if self.is64 { (24, 8) } else { (16, 4) };
-            let found = syms.chunks_exact(entsize).find_map(|e| {
+            if let Some(found) = self.find_symbol(tab, pos + 1)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Offset of the first `needle` in the `size` bytes at `offset`, read piece by piece (pieces
+    /// overlap by the needle's length, so a match across a boundary is found).
+    fn find_bytes(&self, offset: u64, size: u64, needle: &[u8]) -> Result<Option<u64>, String> {
+        let overlap = needle.len() as u64 - 1;
+        let mut at = 0u64;
+        while at < size {
+            let len = (size - at).min(SCAN_CHUNK + overlap);
+            let piece = self.r.read_at(offset + at, len)?;
+            if let Some(p) = piece.windows(needle.len()).position(|w| w == needle) {
+                return Ok(Some(at + p as u64));
+            }
+            if (piece.len() as u64) < len {
+                break;
+            }
+            at += SCAN_CHUNK;
+        }
+        Ok(None)
+    }
+
+    /// The value of the first entry of symbol table `tab` whose name is at `name_off`.
+    fn find_symbol(&self, tab: &Section, name_off: u64) -> Result<Option<u64>, String> {
+        let (entsize, value_at) = if self.is64 { (24u64, 8) } else { (16u64, 4) };
+        let step = SCAN_CHUNK / entsize * entsize;
+        let mut at = 0u64;
+        while at < tab.size {
+            let piece = self.r.read_at(tab.offset + at, (tab.size - at).min(step))?;
+            let found = piece.chunks_exact(entsize as usize).find_map(|e| {
                 (self.u(e, 0, 4)? == name_off)
                     .then(|| self.ptr(e, value_at))
                     .flatten()
             });
-            if found.is_some() {
+            if found.is_some() || (piece.len() as u64) < step {
                 return Ok(found);
             }
+            at += step;
         }
         Ok(None)
     }
@@ -260,4 +294,52 @@ fn cstr(b: &[u8], at: usize) -> String {
     let tail = b.get(at..).unwrap_or_default();
     let end = tail.iter().position(|&c| c == 0).unwrap_or(tail.len());
     String::from_utf8_lossy(&tail[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A symbol whose name straddles a scan piece boundary and whose entry lies in a later
+    /// piece of the symbol table is still found, with the value of its own entry.
+    #[test]
+    fn symbol_found_across_scan_pieces() {
+        let name = b"github.com/containerd/containerd/version.Version";
+        let mut file = vec![0u8; 256 * 1024];
+        let str_off = 1024u64;
+        let name_at = SCAN_CHUNK - 7; // inside the string table; crosses the first piece's end
+        file[(str_off + name_at) as usize] = 0;
+        file[(str_off + name_at + 1) as usize..][..name.len()].copy_from_slice(name);
+        let str_size = 100 * 1024u64;
+        let sym_off = str_off + str_size;
+        let entries = 5000u64; // 24-byte entries: about 2 700 per piece
+        let hit = entries - 2;
+        for i in 0..entries {
+            let e = (sym_off + i * 24) as usize;
+            let name_off = if i == hit { name_at + 1 } else { 3 };
+            file[e..e + 4].copy_from_slice(&(name_off as u32).to_le_bytes());
+            file[e + 8..e + 16].copy_from_slice(&(0x4000 + i).to_le_bytes());
+        }
+        let section = |kind, offset, size, link| Section {
+            name: String::new(),
+            kind,
+            addr: 0,
+            offset,
+            size,
+            link,
+        };
+        let elf = Elf {
+            r: &file[..],
+            is64: true,
+            big_endian: false,
+            sections: vec![
+                section(3, str_off, str_size, 0),
+                section(SHT_SYMTAB, sym_off, entries * 24, 0),
+            ],
+            progs: Vec::new(),
+        };
+        let s = std::str::from_utf8(name).unwrap();
+        assert_eq!(elf.symbol(s).unwrap(), Some(0x4000 + hit));
+        assert_eq!(elf.symbol("runtime.absent").unwrap(), None);
+    }
 }
