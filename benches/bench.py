@@ -125,7 +125,7 @@ def main():
             state = tempfile.mkdtemp(dir=work)
             p = subprocess.Popen(LAUNCH + [REGTRUST, "run", "--host-root", hostroot, "--hosts-dir", "/etc/containerd/certs.d",
                                   "--interval", f"{INTERVAL}s", "--timeout", "4s", "--listen", f"127.0.0.1:{port}", "--state-dir", state],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"PATH": os.environ["PATH"], "REGTRUST_LOG": "error"})
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"PATH": os.environ["PATH"], "REGTRUST_LOG": "error", **({"MALLOC_ARENA_MAX": os.environ["BENCH_ARENAS"]} if os.environ.get("BENCH_ARENAS") else {})})
             procs.append(p); wait_port(port, p, "regtrust")
             time.sleep(1)
             idle = rss_mib(p.pid) if n == 0 else None
