@@ -35,8 +35,10 @@ pub fn label_value(s: &str) -> String {
 /// registry's round costs time linear in its endpoints.
 struct Tracked {
     vec: GaugeVec,
-    /// registry → scope → label sets currently exported.
-    sets: HashMap<String, HashMap<Labels, HashSet<Labels>>>,
+    /// registry → (scope, label sets currently exported). Vecs, not hash tables: a registry has
+    /// a few scopes of one or two sets each, and 200 registries × 15 families of small hash
+    /// tables cost over a MiB (massif).
+    sets: HashMap<String, Vec<(Labels, Vec<Labels>)>>,
 }
 
 impl Tracked {
@@ -57,31 +59,34 @@ impl Tracked {
     /// Sets `values` for `registry`'s `scope`, removing that scope's series not in `values`.
     fn replace(&mut self, registry: &str, scope: &[&str], values: Vec<(Labels, f64)>) {
         let scope: Labels = scope.iter().map(|s| label_value(s)).collect();
-        let owned = self
-            .sets
-            .entry(registry.to_string())
-            .or_default()
-            .entry(scope)
-            .or_default();
+        let scopes = self.sets.entry(registry.to_string()).or_default();
+        let at = match scopes.iter().position(|(s, _)| *s == scope) {
+            Some(at) => at,
+            None => {
+                scopes.push((scope, Vec::new()));
+                scopes.len() - 1
+            }
+        };
+        let owned = &mut scopes[at].1;
         let values: Vec<(Labels, f64)> = values
             .into_iter()
             .map(|(l, v)| (l.iter().map(|x| label_value(x)).collect(), v))
             .collect();
-        let keep: HashSet<&Labels> = values.iter().map(|(l, _)| l).collect();
-        let stale: Vec<Labels> = owned
-            .iter()
-            .filter(|l| !keep.contains(l))
-            .cloned()
-            .collect();
-        for l in stale {
-            remove(&self.vec, &l);
-            owned.remove(&l);
-        }
+        owned.retain(|l| {
+            let keep = values.iter().any(|(v, _)| v == l);
+            if !keep {
+                remove(&self.vec, l);
+            }
+            keep
+        });
         for (l, v) in values {
             let refs: Vec<&str> = l.iter().map(String::as_str).collect();
             self.vec.with_label_values(&refs).set(v);
-            owned.insert(l);
+            if !owned.contains(&l) {
+                owned.push(l);
+            }
         }
+        owned.shrink_to_fit();
     }
 
     /// Removes the series of `registry`'s scopes for which `keep` is false.
@@ -89,7 +94,7 @@ impl Tracked {
         let Some(scopes) = self.sets.get_mut(registry) else {
             return;
         };
-        scopes.retain(|scope, sets| {
+        scopes.retain(|(scope, sets)| {
             let k = keep(scope);
             if !k {
                 sets.iter().for_each(|l| remove(&self.vec, l));
