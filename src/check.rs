@@ -105,11 +105,19 @@ pub async fn check_registry(
             }
             let _permit = sem.acquire().await;
             let certs = Arc::new(roots.iter().map(|ca| ca.cert.clone()).collect::<Vec<_>>());
-            let res = probe::probe(ep, certs, ps).await;
+            let res = probe::probe(ep, certs.clone(), ps).await;
+            // containerd's HTTP fallback: the same request again over plain HTTP.
+            let (ep, res) = if falls_back(ep, &res) {
+                let http = ep.plain_http();
+                let res = probe::probe(&http, certs, ps).await;
+                (http, res)
+            } else {
+                (ep.clone(), res)
+            };
             let diagnosis = diagnose::diagnose(&res, &roots);
             EndpointOutcome {
-                trusted: relevant(ep, &res.presented, &roots),
-                endpoint: ep.clone(),
+                trusted: relevant(&ep, &res.presented, &roots),
+                endpoint: ep,
                 probe: Some(res),
                 diagnosis,
                 system_roots: system.cas.len(),
@@ -118,6 +126,22 @@ pub async fn check_registry(
     });
     let endpoints = futures_util::future::join_all(probes).await;
     RegistryOutcome::decide(rt, endpoints)
+}
+
+/// Whether containerd's `httpFallback` retries `ep` over plain HTTP after `res` (`resolver.go`
+/// `isTLSError`, `isPortError`). A peer that does not speak TLS counts as the HTTP answer Go
+/// recognises by its `HTTP/` record header; the plain-HTTP probe then says what it is.
+fn falls_back(ep: &trust::Endpoint, res: &probe::ProbeResult) -> bool {
+    use probe::{Failure, Phase};
+    let Some(fb) = ep.http_fallback else {
+        return false;
+    };
+    match &res.result {
+        Err(Failure::NotTls(_)) => true,
+        Err(Failure::Timeout(Phase::Tls)) => fb.on_handshake_timeout,
+        Err(Failure::Refused(_) | Failure::Timeout(Phase::Connect)) => fb.on_port_error,
+        _ => false,
+    }
 }
 
 /// The endpoint's trust pool: system roots then configured CAs, deduplicated, with sources.
