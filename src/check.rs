@@ -170,3 +170,49 @@ fn relevant(ep: &trust::Endpoint, presented: &[Arc<Cert>], pool: &[TrustedCa]) -
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{Failure, Phase, ProbeResult, Timings};
+    use crate::trust::{Endpoint, HttpFallback};
+
+    fn result(r: Result<(), Failure>) -> ProbeResult {
+        ProbeResult {
+            url: String::new(),
+            presented: Vec::new(),
+            unparsed_presented: Vec::new(),
+            http_status: None,
+            timings: Timings::default(),
+            result: r,
+            via_proxy: None,
+            verified_issuer_sha256: None,
+        }
+    }
+
+    /// containerd `resolver.go` `httpFallback.RoundTrip`: only an upgraded endpoint falls back;
+    /// an HTTP answer always (`isTLSError`), a handshake timeout from 1.7.16, a refused or
+    /// timed-out dial of a port-less host from 1.7.24 (`isPortError`); a verification failure
+    /// never.
+    #[test]
+    fn falls_back_exactly_when_containerd_does() {
+        let mut ep = Endpoint::default_for("https", "r.test", "t");
+        let not_tls = || result(Err(Failure::NotTls("HTTP/1.1".into())));
+        assert!(!falls_back(&ep, &not_tls()), "a declared https:// host");
+        ep.http_fallback = Some(HttpFallback::default());
+        assert!(falls_back(&ep, &not_tls()));
+        let timeout = result(Err(Failure::Timeout(Phase::Tls)));
+        let refused = result(Err(Failure::Refused("refused".into())));
+        assert!(!falls_back(&ep, &timeout) && !falls_back(&ep, &refused));
+        ep.http_fallback = Some(HttpFallback {
+            on_handshake_timeout: true,
+            on_port_error: true,
+        });
+        assert!(falls_back(&ep, &timeout) && falls_back(&ep, &refused));
+        let verify = result(Err(Failure::Handshake("bad".into())));
+        assert!(!falls_back(&ep, &verify) && !falls_back(&ep, &result(Ok(()))));
+        let http = ep.plain_http();
+        assert_eq!(http.url(), "http://r.test/v2/");
+        assert!(http.http_fallback.is_none() && http.cas.is_empty());
+    }
+}

@@ -53,7 +53,11 @@ fn a_plain_http_loopback_registry_is_ok_with_insecure_http() {
         assert!(pulls, "{name}: ctr {oracle} does not pull: {err}");
         let run = as_release(&node, &oracle, &name);
         assert_eq!(run.reason(), "ok", "{name}: {}", run.stdout);
-        assert!(kinds(&run).contains(&"insecure_http".to_string()), "{}", run.stdout);
+        assert!(
+            kinds(&run).contains(&"insecure_http".to_string()),
+            "{}",
+            run.stdout
+        );
         assert_eq!(
             run.registry(0)["endpoints"][0]["endpoint"],
             format!("http://{name}/v2/"),
@@ -94,7 +98,12 @@ fn an_http_host_with_tls_settings_by_release() {
     let oracle = oracle_containerd_version();
     let (pulls, err) = ctr_pulls(&ctd, &node, &name);
     let run = as_release(&node, &oracle, &name);
-    assert_eq!(run.ok(), pulls, "ctr {oracle}: {err}; regtrust: {}", run.stdout);
+    assert_eq!(
+        run.ok(),
+        pulls,
+        "ctr {oracle}: {err}; regtrust: {}",
+        run.stdout
+    );
     assert!(!pulls, "1.6 sends plain HTTP to the TLS port");
     assert_eq!(
         run.registry(0)["endpoints"][0]["endpoint"],
@@ -180,7 +189,11 @@ fn unknown_and_wrong_typed_keys_as_1_6_reads_them() {
     for (case, extra, ok) in [
         ("dial_timeout of any type", "  dial_timeout = 5\n", true),
         ("unknown key", "  frobnicate = true\n", true),
-        ("override_path a string", "  override_path = \"yes\"\n", false),
+        (
+            "override_path a string",
+            "  override_path = \"yes\"\n",
+            false,
+        ),
         ("header a string", "  header = \"x\"\n", false),
         ("header value a number", "  header.x = 1\n", false),
     ] {
@@ -203,7 +216,11 @@ fn unknown_and_wrong_typed_keys_as_1_6_reads_them() {
     assert!(!kinds(&run).contains(&"bad_toml".to_string()));
     // 2.1 ignores the file: the loopback default host, https without verification.
     let run = as_release(&node, "2.1.0", &name);
-    assert!(kinds(&run).contains(&"bad_toml".to_string()), "{}", run.stdout);
+    assert!(
+        kinds(&run).contains(&"bad_toml".to_string()),
+        "{}",
+        run.stdout
+    );
     assert!(kinds(&run).contains(&"loopback_insecure".to_string()));
     assert_eq!(run.registry(0)["endpoints"][0]["skip_verify"], true);
 }

@@ -536,3 +536,5 @@ fn note_unused_files(hr: &HostRoot, dir: &Path, hosts: &[HostConfig], findings: 
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod version_tests;
