@@ -84,91 +84,20 @@ fn releases_parse_from_what_binaries_and_settings_say() {
 #[test]
 fn the_loopback_default_host_by_release() {
     let t = tempfile::tempdir().unwrap();
+    #[rustfmt::skip]
     let cases: &[(&str, &str, &str, bool, Option<HttpFallback>)] = &[
-        (
-            "1.6.20",
-            "127.0.0.1:5000",
-            "http://127.0.0.1:5000/v2/",
-            true,
-            no_fallback(),
-        ),
-        (
-            "1.6.20",
-            "localhost",
-            "http://localhost/v2/",
-            true,
-            no_fallback(),
-        ),
-        (
-            "1.7.6",
-            "localhost:443",
-            "http://localhost:443/v2/",
-            true,
-            no_fallback(),
-        ),
-        (
-            "1.7.7",
-            "localhost",
-            "https://localhost/v2/",
-            true,
-            fallback(false, false),
-        ),
-        (
-            "1.7.7",
-            "localhost:80",
-            "https://localhost:80/v2/",
-            true,
-            fallback(false, false),
-        ),
-        (
-            "1.7.8",
-            "localhost",
-            "https://localhost/v2/",
-            true,
-            no_fallback(),
-        ),
-        (
-            "1.7.8",
-            "localhost:443",
-            "https://localhost:443/v2/",
-            true,
-            no_fallback(),
-        ),
-        (
-            "1.7.8",
-            "localhost:80",
-            "http://localhost:80/v2/",
-            false,
-            no_fallback(),
-        ),
-        (
-            "1.7.8",
-            "[::1]:5000",
-            "https://[::1]:5000/v2/",
-            true,
-            fallback(false, false),
-        ),
-        (
-            "1.7.16",
-            "127.0.0.1:5000",
-            "https://127.0.0.1:5000/v2/",
-            true,
-            fallback(true, false),
-        ),
-        (
-            "2.0.0",
-            "127.0.0.1:5000",
-            "https://127.0.0.1:5000/v2/",
-            true,
-            fallback(true, false),
-        ),
-        (
-            "2.2.2",
-            "localhost:5000",
-            "https://localhost:5000/v2/",
-            true,
-            fallback(true, false),
-        ),
+        ("1.6.20", "127.0.0.1:5000", "http://127.0.0.1:5000/v2/", true, no_fallback()),
+        ("1.6.20", "localhost", "http://localhost/v2/", true, no_fallback()),
+        ("1.7.6", "localhost:443", "http://localhost:443/v2/", true, no_fallback()),
+        ("1.7.7", "localhost", "https://localhost/v2/", true, fallback(false, false)),
+        ("1.7.7", "localhost:80", "https://localhost:80/v2/", true, fallback(false, false)),
+        ("1.7.8", "localhost", "https://localhost/v2/", true, no_fallback()),
+        ("1.7.8", "localhost:443", "https://localhost:443/v2/", true, no_fallback()),
+        ("1.7.8", "localhost:80", "http://localhost:80/v2/", false, no_fallback()),
+        ("1.7.8", "[::1]:5000", "https://[::1]:5000/v2/", true, fallback(false, false)),
+        ("1.7.16", "127.0.0.1:5000", "https://127.0.0.1:5000/v2/", true, fallback(true, false)),
+        ("2.0.0", "127.0.0.1:5000", "https://127.0.0.1:5000/v2/", true, fallback(true, false)),
+        ("2.2.2", "localhost:5000", "https://localhost:5000/v2/", true, fallback(true, false)),
     ];
     for (version, reg, url, skip, fb) in cases {
         let rt = load(t.path(), version, reg);
@@ -200,65 +129,21 @@ fn an_http_host_with_tls_settings_by_release() {
             format!("[host.\"http://{host}\"]\n  {setting}\n"),
         );
     };
+    #[rustfmt::skip]
     let cases: &[(&str, &str, &str, Option<HttpFallback>)] = &[
-        (
-            "1.6.20",
-            "m.test:5000",
-            "http://m.test:5000/v2/",
-            no_fallback(),
-        ),
-        (
-            "1.7.6",
-            "m.test:5000",
-            "http://m.test:5000/v2/",
-            no_fallback(),
-        ),
-        (
-            "1.7.7",
-            "m.test",
-            "https://m.test/v2/",
-            fallback(false, false),
-        ),
-        (
-            "1.7.7",
-            "m.test:80",
-            "https://m.test:80/v2/",
-            fallback(false, false),
-        ),
+        ("1.6.20", "m.test:5000", "http://m.test:5000/v2/", no_fallback()),
+        ("1.7.6", "m.test:5000", "http://m.test:5000/v2/", no_fallback()),
+        ("1.7.7", "m.test", "https://m.test/v2/", fallback(false, false)),
+        ("1.7.7", "m.test:80", "https://m.test:80/v2/", fallback(false, false)),
         ("1.7.8", "m.test", "http://m.test/v2/", no_fallback()),
         ("1.7.8", "m.test:80", "http://m.test:80/v2/", no_fallback()),
-        (
-            "1.7.8",
-            "m.test:5000",
-            "https://m.test:5000/v2/",
-            fallback(false, false),
-        ),
+        ("1.7.8", "m.test:5000", "https://m.test:5000/v2/", fallback(false, false)),
         ("1.7.23", "m.test", "http://m.test/v2/", no_fallback()),
-        (
-            "1.7.24",
-            "m.test",
-            "https://m.test/v2/",
-            fallback(true, true),
-        ),
-        (
-            "1.7.24",
-            "m.test:5000",
-            "https://m.test:5000/v2/",
-            fallback(true, false),
-        ),
-        (
-            "2.0.0",
-            "m.test",
-            "https://m.test/v2/",
-            fallback(true, true),
-        ),
+        ("1.7.24", "m.test", "https://m.test/v2/", fallback(true, true)),
+        ("1.7.24", "m.test:5000", "https://m.test:5000/v2/", fallback(true, false)),
+        ("2.0.0", "m.test", "https://m.test/v2/", fallback(true, true)),
         ("2.1.0", "m.test:80", "http://m.test:80/v2/", no_fallback()),
-        (
-            "2.2.2",
-            "m.test",
-            "https://m.test/v2/",
-            fallback(true, true),
-        ),
+        ("2.2.2", "m.test", "https://m.test/v2/", fallback(true, true)),
     ];
     for setting in ["ca = \"ca.crt\"", "skip_verify = false"] {
         for (version, host, url, fb) in cases {
