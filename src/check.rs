@@ -105,11 +105,19 @@ pub async fn check_registry(
             }
             let _permit = sem.acquire().await;
             let certs = Arc::new(roots.iter().map(|ca| ca.cert.clone()).collect::<Vec<_>>());
-            let res = probe::probe(ep, certs, ps).await;
+            let res = probe::probe(ep, certs.clone(), ps).await;
+            // containerd's HTTP fallback: the same request again over plain HTTP.
+            let (ep, res) = if falls_back(ep, &res) {
+                let http = ep.plain_http();
+                let res = probe::probe(&http, certs, ps).await;
+                (http, res)
+            } else {
+                (ep.clone(), res)
+            };
             let diagnosis = diagnose::diagnose(&res, &roots);
             EndpointOutcome {
-                trusted: relevant(ep, &res.presented, &roots),
-                endpoint: ep.clone(),
+                trusted: relevant(&ep, &res.presented, &roots),
+                endpoint: ep,
                 probe: Some(res),
                 diagnosis,
                 system_roots: system.cas.len(),
@@ -118,6 +126,22 @@ pub async fn check_registry(
     });
     let endpoints = futures_util::future::join_all(probes).await;
     RegistryOutcome::decide(rt, endpoints)
+}
+
+/// Whether containerd's `httpFallback` retries `ep` over plain HTTP after `res` (`resolver.go`
+/// `isTLSError`, `isPortError`). A peer that does not speak TLS counts as the HTTP answer Go
+/// recognises by its `HTTP/` record header; the plain-HTTP probe then says what it is.
+fn falls_back(ep: &trust::Endpoint, res: &probe::ProbeResult) -> bool {
+    use probe::{Failure, Phase};
+    let Some(fb) = ep.http_fallback else {
+        return false;
+    };
+    match &res.result {
+        Err(Failure::NotTls(_)) => true,
+        Err(Failure::Timeout(Phase::Tls)) => fb.on_handshake_timeout,
+        Err(Failure::Refused(_) | Failure::Timeout(Phase::Connect)) => fb.on_port_error,
+        _ => false,
+    }
 }
 
 /// The endpoint's trust pool: system roots then configured CAs, deduplicated, with sources.
@@ -145,4 +169,50 @@ fn relevant(ep: &trust::Endpoint, presented: &[Arc<Cert>], pool: &[TrustedCa]) -
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{Failure, Phase, ProbeResult, Timings};
+    use crate::trust::{Endpoint, HttpFallback};
+
+    fn result(r: Result<(), Failure>) -> ProbeResult {
+        ProbeResult {
+            url: String::new(),
+            presented: Vec::new(),
+            unparsed_presented: Vec::new(),
+            http_status: None,
+            timings: Timings::default(),
+            result: r,
+            via_proxy: None,
+            verified_issuer_sha256: None,
+        }
+    }
+
+    /// containerd `resolver.go` `httpFallback.RoundTrip`: only an upgraded endpoint falls back;
+    /// an HTTP answer always (`isTLSError`), a handshake timeout from 1.7.16, a refused or
+    /// timed-out dial of a port-less host from 1.7.24 (`isPortError`); a verification failure
+    /// never.
+    #[test]
+    fn falls_back_exactly_when_containerd_does() {
+        let mut ep = Endpoint::default_for("https", "r.test", "t");
+        let not_tls = || result(Err(Failure::NotTls("HTTP/1.1".into())));
+        assert!(!falls_back(&ep, &not_tls()), "a declared https:// host");
+        ep.http_fallback = Some(HttpFallback::default());
+        assert!(falls_back(&ep, &not_tls()));
+        let timeout = result(Err(Failure::Timeout(Phase::Tls)));
+        let refused = result(Err(Failure::Refused("refused".into())));
+        assert!(!falls_back(&ep, &timeout) && !falls_back(&ep, &refused));
+        ep.http_fallback = Some(HttpFallback {
+            on_handshake_timeout: true,
+            on_port_error: true,
+        });
+        assert!(falls_back(&ep, &timeout) && falls_back(&ep, &refused));
+        let verify = result(Err(Failure::Handshake("bad".into())));
+        assert!(!falls_back(&ep, &verify) && !falls_back(&ep, &result(Ok(()))));
+        let http = ep.plain_http();
+        assert_eq!(http.url(), "http://r.test/v2/");
+        assert!(http.http_fallback.is_none() && http.cas.is_empty());
+    }
 }

@@ -147,6 +147,7 @@ impl TrustArgs {
             runtime: self.runtime,
             hosts_dir: self.hosts_dir,
             containerd_config: self.containerd_config,
+            runtime_version: runtime.version.clone(),
         };
         Ok(Settings {
             trust,

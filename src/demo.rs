@@ -265,6 +265,7 @@ pub async fn run(listen: SocketAddr, hold: std::time::Duration) -> Result<DemoOu
         runtime: Runtime::Containerd,
         hosts_dir: None,
         containerd_config: PathBuf::from(crate::trust::DEFAULT_CONTAINERD_CONFIG),
+        runtime_version: None,
     };
     let ps = ProbeSettings::default();
     let regs = vec![registry.clone()];

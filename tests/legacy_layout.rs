@@ -32,7 +32,14 @@ fn verdicts(ns: &Ns, node: &Node, registry: &str) -> Verdicts {
             )
         })
     };
-    let containerd = run(&["--hosts-dir", "/etc/containerd/certs.d"]);
+    // regtrust follows the release ctr runs (its rules differ by version).
+    let version = oracle_containerd_version();
+    let containerd = run(&[
+        "--hosts-dir",
+        "/etc/containerd/certs.d",
+        "--runtime-version",
+        &version,
+    ]);
     let crio = run(&["--runtime", "crio"]);
     let ctd = Containerd::start();
     let ctr = ns

@@ -26,6 +26,8 @@ fn differential(name: &str, reg: &Registry, node: &Node, reason: &str) -> Run {
             "/etc/containerd/certs.d",
             "--go-version",
             &go,
+            "--runtime-version",
+            &oracle_containerd_version(),
         ],
         &addr,
     );

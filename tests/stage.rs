@@ -484,6 +484,7 @@ async fn a_failed_confirmation_restores_the_backup() {
         runtime: regtrust::trust::Runtime::Containerd,
         hosts_dir: Some(PathBuf::from("/etc/containerd/certs.d")),
         containerd_config: PathBuf::from("/etc/containerd/config.toml"),
+        runtime_version: None,
     };
     let ps = regtrust::probe::ProbeSettings {
         timeout: Duration::from_secs(5),
@@ -650,6 +651,7 @@ async fn a_rollback_without_its_backup_keeps_the_file_and_fails() {
         runtime: regtrust::trust::Runtime::Containerd,
         hosts_dir: Some(PathBuf::from("/etc/containerd/certs.d")),
         containerd_config: PathBuf::from("/etc/containerd/config.toml"),
+        runtime_version: None,
     };
     let ps = regtrust::probe::ProbeSettings {
         timeout: Duration::from_secs(5),

@@ -224,8 +224,10 @@ impl Loop {
         }
         let found = runtime::detect_version(&cfg).await;
         metrics.runtime_info(&found);
+        let mut settings = cfg.trust_settings();
+        settings.runtime_version = found.version.clone();
         Ok(Loop {
-            settings: cfg.trust_settings(),
+            settings,
             probe: ProbeSettings {
                 timeout: cfg.timeout,
                 proxy: ProxyEnv::from_env(),
@@ -464,7 +466,10 @@ impl Loop {
 
     /// Runs with `cfg` from now on (trust settings, probe deadline, concurrency, schedule).
     fn apply(&mut self, cfg: AgentConfig) {
+        // The version detected at start stays (a reload does not re-read the runtime's binary).
+        let version = self.settings.runtime_version.take();
         self.settings = cfg.trust_settings();
+        self.settings.runtime_version = version;
         self.probe.timeout = cfg.timeout;
         if cfg.concurrency != self.cfg.concurrency {
             self.sem = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency));

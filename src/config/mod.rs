@@ -366,6 +366,7 @@ impl AgentConfig {
             runtime: self.runtime,
             hosts_dir: self.hosts_dir.clone(),
             containerd_config: self.containerd_config.clone(),
+            runtime_version: self.runtime_version.clone(),
         }
     }
 

@@ -248,6 +248,7 @@ mod tests {
             runtime: Runtime::Containerd,
             hosts_dir: None,
             containerd_config: PathBuf::from(DEFAULT_CONTAINERD_CONFIG),
+            runtime_version: None,
         };
         let loader = TrustLoader::new(&settings).unwrap();
         let rt = loader.registry("r.test:5000");

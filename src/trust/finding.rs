@@ -43,7 +43,7 @@ finding_kinds! {
     DeprecatedRegistryConfig => "deprecated_registry_config",
     /// A hosts.toml that is not valid TOML or has an invalid value: containerd ignores it.
     BadToml => "bad_toml",
-    /// A hosts.toml without any `[host]` table: containerd 1.6/1.7 ignore it.
+    /// A hosts.toml without any `[host]` table: containerd 1.x ignores it.
     HostsTomlIgnored => "hosts_toml_ignored",
     /// A `[host]` without pull or resolve capability.
     EndpointNotForPull => "endpoint_not_for_pull",
@@ -92,6 +92,8 @@ finding_kinds! {
     RuntimeGoUnknown => "runtime_go_unknown",
     /// The runtime's Go is outside the releases regtrust models.
     RuntimeGoNotModelled => "runtime_go_not_modelled",
+    /// containerd's version is unknown or not modelled: its endpoint rules follow another release.
+    RuntimeVersionUnmodelled => "runtime_version_unmodelled",
     /// containers/image: the registries.conf entry (or one it names) is `blocked`.
     RegistryBlocked => "registry_blocked",
     /// A registries.conf entry whose effect a registry-level check can only describe.

@@ -88,6 +88,20 @@ pub struct Endpoint {
     /// The runtime fails this endpoint before dialling (a blocked registry, a certs.d problem of
     /// one mirror); it goes on to the next endpoint.
     pub config_error: Option<String>,
+    /// containerd tries this https endpoint first and retries it over plain HTTP on some failures
+    /// (an `http://` host with TLS settings, the loopback default host; 1.7.7+).
+    pub http_fallback: Option<HttpFallback>,
+}
+
+/// When containerd retries an https endpoint over plain HTTP (`resolver.go` `httpFallback`):
+/// always when the answer is HTTP (`isTLSError`: a record header `HTTP/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HttpFallback {
+    /// Also after a TLS handshake timeout (1.7.16+).
+    pub on_handshake_timeout: bool,
+    /// Also after a refused or timed-out dial (1.7.24+, `isPortError`: a host without a port,
+    /// retried on port 80).
+    pub on_port_error: bool,
 }
 
 /// A client certificate and key, read by trust loading so that the probe does no file I/O.
@@ -182,7 +196,24 @@ impl Endpoint {
             ca_files: Vec::new(),
             client: None,
             config_error: None,
+            http_fallback: None,
         }
+    }
+
+    /// The plain-HTTP request containerd's fallback sends instead: same host and port (port 80
+    /// when none is given), no TLS settings.
+    pub fn plain_http(&self) -> Endpoint {
+        let mut http = Endpoint::default_for(
+            "http",
+            &self.authority,
+            &format!(
+                "{} — plain HTTP, containerd's fallback after {} failed",
+                self.origin,
+                self.url()
+            ),
+        );
+        http.path = self.path.clone();
+        http
     }
 }
 
@@ -226,6 +257,9 @@ pub struct TrustSettings {
     pub hosts_dir: Option<PathBuf>,
     /// containerd config file (node path).
     pub containerd_config: PathBuf,
+    /// The runtime's version as detected or configured (`1.6.20~ds1`, `v2.1.3`): containerd's
+    /// endpoint rules follow it ([`containerd::Rules`]); `None`: the newest modelled release.
+    pub runtime_version: Option<String>,
 }
 
 pub const DEFAULT_CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
@@ -404,6 +438,13 @@ impl TrustLoader {
                     s.containerd_config = cfg;
                 }
                 let layout = containerd::Layout::load(&s)?;
+                if let Some(note) = layout.rules.note() {
+                    findings.push(Finding::new(
+                        FindingKind::RuntimeVersionUnmodelled,
+                        None,
+                        note,
+                    ));
+                }
                 findings.extend(layout.findings.iter().cloned());
                 Some(layout)
             }

@@ -387,6 +387,24 @@ pub fn isolated_system_roots(host_root: &Path) -> Vec<(String, String)> {
 
 // === runtimes ===
 
+/// The installed containerd's version (read from its binary as regtrust reads it), for
+/// `--runtime-version`: regtrust follows the rules of the release the oracle runs.
+pub fn oracle_containerd_version() -> String {
+    use regtrust::trust::runtime_version::{detect, Overrides};
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION
+        .get_or_init(|| {
+            let (info, _) = detect(
+                &regtrust::hostroot::HostRoot::new("/"),
+                Path::new("/nonexistent-proc"),
+                regtrust::trust::Runtime::Containerd,
+                &Overrides::default(),
+            );
+            info.version.expect("the installed containerd's version")
+        })
+        .clone()
+}
+
 /// A containerd daemon of our own (no CRI), for `ctr --hosts-dir` pulls.
 pub struct Containerd {
     pub sock: PathBuf,

@@ -1,6 +1,10 @@
-//! containerd's `parseHostsFile` (1.6/1.7 semantics): one hosts.toml's bytes → the `[host]` entries
-//! in file order, then the root `server` (or the registry itself), or why containerd ignores the
-//! file. Pure: the fuzz target `hosts_toml` calls [`endpoints`].
+//! containerd's `parseHostsFile`, per release: one hosts.toml's bytes → the `[host]` entries in
+//! file order, then the root `server` (or the registry itself), or why containerd ignores the file.
+//! 1.x (go-toml v1) rejects a file without `[host]` tables ("invalid `host` tree"); 2.x (go-toml v2)
+//! uses its root keys. Both decode every known key with its Go type, so a wrong-typed `server`,
+//! `override_path`, `skip_verify`, `header`, `capabilities` (or, from 2.1, `dial_timeout`) makes
+//! the whole file ignored; unknown keys (`dial_timeout` before 2.1) are ignored. Pure: the fuzz
+//! target `hosts_toml` calls [`endpoints`].
 //!
 //! Never does: file reads (CA and client paths are only resolved against the directory), network I/O.
 
@@ -8,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
+use super::version::Release;
 use crate::trust::FindingKind;
 
 /// One `[host]` entry (or the root server) before its files are read.
@@ -25,15 +30,23 @@ pub(super) struct HostConfig {
     pub(super) pull: bool,
     pub(super) resolve: bool,
     pub(super) origin: String,
+    /// From the legacy CRI `registry.mirrors` (the endpoint's URL, for containerd's error words):
+    /// its own transport, never upgraded to https, `ca_file` read leniently.
+    pub(super) legacy: Option<String>,
 }
 
 /// Why containerd ignores a hosts.toml: a finding kind and the reason.
 pub(super) type ParseErr = (FindingKind, String);
 
-/// The endpoint URLs a hosts.toml yields (the registry itself shown as `<registry>`), or why
-/// containerd would ignore the file. Pure: for tests, tooling and the fuzzer.
+/// The endpoint URLs a hosts.toml yields for the newest modelled release (the registry itself
+/// shown as `<registry>`), or why containerd would ignore the file. Pure: for the fuzzer.
 pub fn endpoints(dir: &Path, data: &[u8]) -> Result<Vec<String>, String> {
-    parse(dir, data)
+    endpoints_as(dir, data, Release::NEWEST)
+}
+
+/// [`endpoints`] as `release` parses the file.
+pub fn endpoints_as(dir: &Path, data: &[u8], release: Release) -> Result<Vec<String>, String> {
+    parse(dir, data, release)
         .map(|hosts| {
             hosts
                 .iter()
@@ -49,52 +62,83 @@ pub fn endpoints(dir: &Path, data: &[u8]) -> Result<Vec<String>, String> {
         .map_err(|(kind, why)| format!("{kind}: {why}"))
 }
 
-/// containerd's `parseHostsFile` with 1.6/1.7 semantics (no `[host]` table: ignored).
-pub(super) fn parse(dir: &Path, data: &[u8]) -> Result<Vec<HostConfig>, ParseErr> {
+/// containerd's `parseHostsFile` as `release` runs it.
+pub(super) fn parse(
+    dir: &Path,
+    data: &[u8],
+    release: Release,
+) -> Result<Vec<HostConfig>, ParseErr> {
     let text =
         std::str::from_utf8(data).map_err(|e| (FindingKind::BadToml, format!("not UTF-8: {e}")))?;
     let table: Table = text
         .parse()
         .map_err(|e: toml::de::Error| (FindingKind::BadToml, e.message().to_string()))?;
-    let Some(host_tree) = table.get("host").and_then(Value::as_table) else {
-        return Err((
-            FindingKind::HostsTomlIgnored,
-            "it has no [host.\"...\"] table — containerd 1.6/1.7 reject it as an \"invalid `host` tree\" (2.x would use its root keys)".into(),
-        ));
+    let empty = Table::new();
+    let host_tree = match table.get("host") {
+        Some(Value::Table(t)) => t,
+        // 2.x: getSortedHosts finds no `[host.X]` table; Unmarshal then fails on the type.
+        Some(other) if release.root_only_hosts_toml() => {
+            return Err((
+                FindingKind::BadToml,
+                format!("host must be a table of [host.\"URL\"] tables, not a {}", other.type_str()),
+            ))
+        }
+        None if release.root_only_hosts_toml() => &empty,
+        _ => {
+            return Err((
+                FindingKind::HostsTomlIgnored,
+                format!("it has no [host.\"...\"] table — containerd {release} rejects it as an \"invalid `host` tree\" (2.x would use its root keys)"),
+            ))
+        }
     };
     let mut hosts = Vec::new();
     for (url, cfg) in host_tree {
         let cfg = cfg
             .as_table()
             .ok_or((FindingKind::BadToml, format!("host {url:?} is not a table")))?;
-        let mut hc =
-            parse_host_url(url, override_path(cfg)).map_err(|e| (FindingKind::BadToml, e))?;
-        apply_host_fields(&mut hc, dir, cfg)
-            .map_err(|e| (FindingKind::BadToml, format!("[host.{url:?}]: {e}")))?;
+        let wrap = |e: String| (FindingKind::BadToml, format!("[host.{url:?}]: {e}"));
+        let mut hc = parse_host_url(url, override_path(cfg).map_err(wrap)?)
+            .map_err(|e| (FindingKind::BadToml, e))?;
+        apply_host_fields(&mut hc, dir, cfg, release).map_err(wrap)?;
         hc.origin = format!("hosts.toml [host.{url:?}]");
         hosts.push(hc);
     }
-    let server = table.get("server").and_then(Value::as_str).unwrap_or("");
+    let bad = |e: String| (FindingKind::BadToml, e);
+    let server = match table.get("server") {
+        None => "",
+        Some(Value::String(s)) => s.as_str(),
+        Some(other) => {
+            return Err(bad(format!(
+                "server must be a string, not a {}",
+                other.type_str()
+            )))
+        }
+    };
     let mut root = if server.is_empty() {
         HostConfig {
             origin: "hosts.toml (registry itself, no server)".into(),
             ..Default::default()
         }
     } else {
-        let mut h =
-            parse_host_url(server, override_path(&table)).map_err(|e| (FindingKind::BadToml, e))?;
+        let mut h = parse_host_url(server, override_path(&table).map_err(bad)?).map_err(bad)?;
         h.origin = format!("hosts.toml server = {server:?}");
         h
     };
-    apply_host_fields(&mut root, dir, &table).map_err(|e| (FindingKind::BadToml, e))?;
+    apply_host_fields(&mut root, dir, &table, release).map_err(bad)?;
     hosts.push(root);
     Ok(hosts)
 }
 
-fn override_path(t: &Table) -> bool {
-    t.get("override_path")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
+/// `override_path`: a boolean (go-toml refuses any other type).
+fn override_path(t: &Table) -> Result<bool, String> {
+    match t.get("override_path") {
+        None => Ok(false),
+        Some(Value::Boolean(b)) => Ok(*b),
+        Some(other) => Err(format!(
+            "override_path must be a boolean, not a {}",
+            other.type_str()
+        )),
+    }
 }
 
 /// `parseHostConfig`'s URL part: default scheme https, `/v2` appended unless `override_path`.
@@ -168,8 +212,13 @@ fn resolve(dir: &Path, p: &str) -> PathBuf {
     }
 }
 
-/// `capabilities`, `ca`, `skip_verify`, `dial_timeout` of one table.
-fn apply_host_fields(h: &mut HostConfig, dir: &Path, t: &Table) -> Result<(), String> {
+/// `capabilities`, `ca`, `skip_verify`, `client`, `header`, `dial_timeout` of one table.
+fn apply_host_fields(
+    h: &mut HostConfig,
+    dir: &Path,
+    t: &Table,
+    release: Release,
+) -> Result<(), String> {
     if let Some(caps) = t.get("capabilities") {
         let caps = caps.as_array().ok_or("capabilities must be an array")?;
         if !caps.is_empty() {
@@ -179,12 +228,14 @@ fn apply_host_fields(h: &mut HostConfig, dir: &Path, t: &Table) -> Result<(), St
                     Some("pull") => pull = true,
                     Some("resolve") => resolve = true,
                     Some("push") => {}
+                    Some("referrers") if release.knows_referrers() => {}
                     _ => return Err(format!("unknown capability {c}")),
                 }
             }
             (h.pull, h.resolve) = (pull, resolve);
         }
     }
+    check_header(t)?;
     if let Some(ca) = t.get("ca") {
         let abs = |p: &str| resolve(dir, p);
         h.ca = Some(match ca {
@@ -226,10 +277,36 @@ fn apply_host_fields(h: &mut HostConfig, dir: &Path, t: &Table) -> Result<(), St
             }
         }
     }
-    if let Some(dt) = t.get("dial_timeout") {
+    // Before 2.1 `dial_timeout` is not a field: go-toml ignores it, whatever its type.
+    if let Some(dt) = t
+        .get("dial_timeout")
+        .filter(|_| release.reads_dial_timeout())
+    {
         let s = dt.as_str().ok_or("dial_timeout must be a string")?;
-        if !is_go_duration(s) {
+        if !s.is_empty() && !is_go_duration(s) {
             return Err(format!("time: invalid duration {s:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// `header`: a table whose values are strings or arrays of strings (`parseHostConfig`).
+fn check_header(t: &Table) -> Result<(), String> {
+    let Some(header) = t.get("header") else {
+        return Ok(());
+    };
+    let header = header
+        .as_table()
+        .ok_or_else(|| format!("header must be a table, not a {}", header.type_str()))?;
+    for (key, v) in header {
+        match v {
+            Value::String(_) => {}
+            Value::Array(a) => {
+                if let Some(x) = a.iter().find(|x| !x.is_str()) {
+                    return Err(format!("unable to cast {x} to string"));
+                }
+            }
+            other => return Err(format!("invalid type {other} for header {key:?}")),
         }
     }
     Ok(())

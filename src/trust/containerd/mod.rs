@@ -20,17 +20,20 @@
 
 mod config;
 pub mod hosts_toml;
+mod legacy;
+pub mod version;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-use config::LegacyCri;
 pub use config::{Layout, DEFAULT_HOSTS_DIR, DEFAULT_V3_CONFIG_PATH};
-use hosts_toml::{parse_host_url, HostConfig};
+use hosts_toml::HostConfig;
+use version::Upgrade;
+pub use version::{Release, Rules};
 
 use super::{
-    check_host_dir_name, read_ca_file, CaRead, Discovery, Endpoint, Finding, FindingKind, PullKind,
-    RegistryTrust, Runtime, MAX_ENDPOINTS_PER_REGISTRY,
+    check_host_dir_name, read_ca_file, split_host_port, CaRead, Discovery, Endpoint, Finding,
+    FindingKind, HttpFallback, PullKind, RegistryTrust, Runtime, MAX_ENDPOINTS_PER_REGISTRY,
 };
 use crate::hostroot::HostRoot;
 
@@ -62,10 +65,15 @@ impl Layout {
             }
         }
         if let Some(l) = &self.legacy {
+            // `*` is every registry's mirror list, not a registry.
+            out.registries.extend(
+                l.mirrors
+                    .iter()
+                    .filter(|(h, _)| h != "*")
+                    .map(|(h, _)| h.clone()),
+            );
             out.registries
-                .extend(l.mirrors.iter().map(|(h, _)| h.clone()));
-            out.registries
-                .extend(l.configs.iter().map(|(h, _, _)| h.clone()));
+                .extend(l.configs.iter().map(|(h, _)| h.clone()));
         }
         out.registries.sort();
         out.registries.dedup();
@@ -84,19 +92,27 @@ impl Layout {
             watched: self.hosts_dirs.clone(),
         };
         rt.watched.extend(self.config_file.clone());
+        rt.config_error.clone_from(&self.config_error);
+        let release = self.rules.release;
         let hosts = match &self.legacy {
-            Some(legacy) => legacy_cri_hosts(legacy, registry),
+            Some(legacy) => match legacy::hosts(legacy, registry, release) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    rt.config_error.get_or_insert(e);
+                    None
+                }
+            },
             None => self.host_dir_hosts(hr, &mut rt),
         };
         let mut hosts = hosts.unwrap_or_else(|| vec![HostConfig::default()]);
         if let Some(last) = hosts.last_mut() {
             if last.host.is_empty() {
-                fill_default_host(last, registry, &mut rt.findings);
+                fill_default_host(last, registry, release, &mut rt.findings);
             }
         }
         cap_endpoints(&mut hosts, &mut rt);
         for h in hosts {
-            configure_endpoint(hr, h, self.pull, &mut rt);
+            configure_endpoint(hr, h, self.pull, release, &mut rt);
         }
         rt
     }
@@ -108,7 +124,7 @@ impl Layout {
             Ok(Some(dir)) => {
                 rt.host_dir = Some(dir.display().to_string());
                 rt.watched.push(dir.clone());
-                match load_host_dir(hr, &dir, &mut rt.findings) {
+                match load_host_dir(hr, &dir, self.rules.release, &mut rt.findings) {
                     Ok(h) => Some(h),
                     Err(e) => {
                         rt.config_error = Some(e);
@@ -153,7 +169,13 @@ fn host_paths(root: &Path, host: &str) -> Vec<PathBuf> {
 }
 
 /// `ConfigureHosts` for one host: its endpoint, CAs and client certificate, appended to `rt`.
-fn configure_endpoint(hr: &HostRoot, h: HostConfig, pull: PullKind, rt: &mut RegistryTrust) {
+fn configure_endpoint(
+    hr: &HostRoot,
+    h: HostConfig,
+    pull: PullKind,
+    release: Release,
+    rt: &mut RegistryTrust,
+) {
     if !h.pull && !h.resolve {
         rt.findings.push(Finding::new(
             FindingKind::EndpointNotForPull,
@@ -176,7 +198,8 @@ fn configure_endpoint(hr: &HostRoot, h: HostConfig, pull: PullKind, rt: &mut Reg
     let mut ep = Endpoint::default_for(&h.scheme, &h.host, &h.origin);
     ep.path = h.path.clone();
     ep.skip_verify = h.skip_verify.unwrap_or(false);
-    if ep.skip_verify {
+    upgrade_http(&h, release, &mut ep);
+    if ep.skip_verify && ep.scheme == "https" {
         rt.findings.push(Finding::new(
             FindingKind::SkipVerify,
             None,
@@ -186,12 +209,8 @@ fn configure_endpoint(hr: &HostRoot, h: HostConfig, pull: PullKind, rt: &mut Reg
             ),
         ));
     }
-    if ep.scheme == "http" && (h.ca.is_some() || h.skip_verify.is_some()) && ep.port() != 80 {
-        // containerd: "host will try HTTPS first since it is configured for HTTP with a TLS configuration"
-        ep.scheme = "https".into();
-    }
     for ca in h.ca.iter().flatten() {
-        add_ca(hr, ca, &mut ep, rt);
+        add_ca(hr, ca, h.legacy.as_deref(), &mut ep, rt);
     }
     // containerd loads every pair (any failure fails the pull) and presents the first.
     for (i, (cert, key)) in h.client.iter().enumerate() {
@@ -200,6 +219,12 @@ fn configure_endpoint(hr: &HostRoot, h: HostConfig, pull: PullKind, rt: &mut Reg
             Ok(id) if i == 0 => ep.client = Some(std::sync::Arc::new(id)),
             Ok(_) => {}
             Err(msg) => {
+                let msg = match &h.legacy {
+                    Some(url) => format!(
+                        "get TLSConfig for registry {url:?}: failed to load cert file: {msg}"
+                    ),
+                    None => msg,
+                };
                 rt.findings.push(Finding::new(
                     FindingKind::ClientCertUnusable,
                     Some(cert),
@@ -212,12 +237,67 @@ fn configure_endpoint(hr: &HostRoot, h: HostConfig, pull: PullKind, rt: &mut Reg
     rt.endpoints.push(ep);
 }
 
+/// `ConfigureHosts`: an `http://` host with TLS settings (`ca`, `client`, `skip_verify`) is tried
+/// over https first, with plain HTTP as the fallback — as the release does it. The legacy CRI
+/// path builds its own transports and never does.
+fn upgrade_http(h: &HostConfig, release: Release, ep: &mut Endpoint) {
+    let tls = h.ca.is_some() || !h.client.is_empty() || h.skip_verify.is_some();
+    if ep.scheme != "http" || !tls || h.legacy.is_some() {
+        return;
+    }
+    let port = split_host_port(&h.host).1;
+    let upgrade = match release.upgrade() {
+        Upgrade::Never => false,
+        Upgrade::AnyPort => true,
+        Upgrade::ExplicitPortNot80 => port.is_some_and(|p| p != 80),
+        Upgrade::Not80 => port != Some(80),
+    };
+    if upgrade {
+        // containerd: "host will try HTTPS first since it is configured for HTTP with a TLS configuration"
+        ep.scheme = "https".into();
+        ep.http_fallback = Some(HttpFallback {
+            on_handshake_timeout: release.fallback_on_handshake_timeout(),
+            on_port_error: release.fallback_on_port_error() && port.is_none(),
+        });
+    }
+}
+
 /// Reads one `ca` file into `ep`; one that cannot be read or holds no certificate fails the pull.
-fn add_ca(hr: &HostRoot, ca: &Path, ep: &mut Endpoint, rt: &mut RegistryTrust) {
+/// The legacy CRI `ca_file` (`legacy`: the endpoint's URL) ignores what `AppendCertsFromPEM`
+/// says: a file without a certificate adds nothing and fails nothing.
+fn add_ca(
+    hr: &HostRoot,
+    ca: &Path,
+    legacy: Option<&str>,
+    ep: &mut Endpoint,
+    rt: &mut RegistryTrust,
+) {
     rt.watched.push(ca.to_path_buf());
     ep.ca_files.push(ca.to_path_buf());
     match read_ca_file(hr, ca, &mut rt.findings) {
         CaRead::Certs(cas) => ep.cas.extend(cas),
+        CaRead::Empty if legacy.is_some() => rt.findings.push(Finding::new(
+            FindingKind::CaNoCert,
+            Some(ca),
+            format!(
+                "ca_file {:?} holds no PEM certificate: containerd's CRI ignores that and verifies {} against the system roots alone",
+                ca.display().to_string(),
+                ep.url()
+            ),
+        )),
+        CaRead::Failed(e) if legacy.is_some() => {
+            let kind = if e.is_not_found() {
+                FindingKind::CaMissing
+            } else {
+                FindingKind::CaUnreadable
+            };
+            let msg = format!(
+                "get TLSConfig for registry {:?}: failed to load CA file: {e}",
+                legacy.unwrap_or_default()
+            );
+            rt.findings.push(Finding::new(kind, Some(ca), msg.clone()));
+            rt.config_error.get_or_insert(msg);
+        }
         CaRead::Empty => {
             let msg = format!(
                 "unable to load CA cert {:?}: the file holds no PEM certificate",
@@ -289,7 +369,8 @@ fn not_for(pull: PullKind, h: &HostConfig) -> Option<&'static str> {
     }
 }
 
-fn is_localhost(registry: &str) -> bool {
+/// `docker.IsLocalhost`: `localhost` or a loopback IP, port aside.
+pub(super) fn is_localhost(registry: &str) -> bool {
     let (h, _) = super::split_host_port(registry);
     h == "localhost"
         || h.parse::<std::net::IpAddr>()
@@ -297,7 +378,13 @@ fn is_localhost(registry: &str) -> bool {
             .unwrap_or(false)
 }
 
-fn fill_default_host(h: &mut HostConfig, registry: &str, findings: &mut Vec<Finding>) {
+/// `ConfigureHosts`' default host (the last one, when it names no host), as `release` fills it.
+fn fill_default_host(
+    h: &mut HostConfig,
+    registry: &str,
+    release: Release,
+    findings: &mut Vec<Finding>,
+) {
     h.path = "/v2".into();
     (h.pull, h.resolve) = (true, true);
     if h.origin.is_empty() {
@@ -308,66 +395,52 @@ fn fill_default_host(h: &mut HostConfig, registry: &str, findings: &mut Vec<Find
         h.host = "registry-1.docker.io".into();
     } else if is_localhost(registry) {
         h.host = registry.into();
-        let port = super::split_host_port(registry).1;
-        h.scheme = if matches!(port, None | Some(443)) {
-            "https"
-        } else {
-            "http"
-        }
-        .into();
-        if port != Some(80) {
-            h.skip_verify = Some(true);
-            findings.push(Finding::new(
-                FindingKind::LoopbackInsecure,
-                None,
-                format!("{registry} is a loopback host with no explicit https [host] entry: containerd skips TLS verification for it (and on a port other than 443 tries plain HTTP; 1.6 does only that). Give it a [host.\"https://{registry}\"] table to have it verified"),
-            ));
-        }
+        fill_loopback(h, registry, release, findings);
     } else {
         h.scheme = "https".into();
         h.host = registry.into();
     }
 }
 
-fn legacy_cri_hosts(legacy: &LegacyCri, registry: &str) -> Option<Vec<HostConfig>> {
-    let tls_for = |host: &str| {
-        legacy
-            .configs
-            .iter()
-            .find(|(h, _, _)| h == host)
-            .map(|(_, ca, skip)| (ca.clone(), *skip))
-    };
-    let mut out = Vec::new();
-    if let Some((_, eps)) = legacy.mirrors.iter().find(|(h, _)| h == registry) {
-        for e in eps {
-            let Ok(mut hc) = parse_host_url(e, false) else {
-                continue;
-            };
-            hc.origin = format!("registry.mirrors.{registry:?}.endpoint");
-            if let Some((ca, skip)) = tls_for(&hc.host) {
-                hc.ca = ca.map(|c| vec![PathBuf::from(c)]);
-                hc.skip_verify = Some(skip);
-            }
-            out.push(hc);
+/// The loopback default host: before 1.7.8 `http` with skip_verify on any port; from 1.7.8 by
+/// port — none or 443: https, 80: http, else http — with skip_verify except on 80. An `http` one
+/// with skip_verify is then tried over https first from 1.7.7 ([`upgrade_http`]).
+fn fill_loopback(
+    h: &mut HostConfig,
+    registry: &str,
+    release: Release,
+    findings: &mut Vec<Finding>,
+) {
+    let port = split_host_port(registry).1;
+    let by_port = release.loopback_by_port();
+    h.scheme = match port {
+        None | Some(443) if by_port => "https",
+        _ => "http",
+    }
+    .into();
+    if by_port && port == Some(80) {
+        return;
+    }
+    h.skip_verify = Some(true);
+    let how = match (release.upgrade(), h.scheme.as_str()) {
+        (Upgrade::Never, _) => "dials it over plain HTTP only (no TLS at all)",
+        (_, "https") => "dials it over https without verifying the certificate",
+        _ => {
+            "tries https without verifying the certificate, then plain HTTP when the answer is HTTP"
         }
-    }
-    let mut def = HostConfig {
-        origin: "default".into(),
-        ..Default::default()
     };
-    if let Some((ca, skip)) = tls_for(registry) {
-        def.ca = ca.map(|c| vec![PathBuf::from(c)]);
-        def.skip_verify = Some(skip);
-        def.origin = format!("registry.configs.{registry:?}.tls");
-    }
-    out.push(def);
-    Some(out)
+    findings.push(Finding::new(
+        FindingKind::LoopbackInsecure,
+        None,
+        format!("{registry} is a loopback host with no explicit https [host] entry: containerd {release} {how}. Give it a [host.\"https://{registry}\"] table to have it verified"),
+    ));
 }
 
 /// `loadHostDir`: hosts.toml, or the legacy files when containerd would fall back to them.
 fn load_host_dir(
     hr: &HostRoot,
     dir: &Path,
+    release: Release,
     findings: &mut Vec<Finding>,
 ) -> Result<Vec<HostConfig>, String> {
     let hosts_toml = dir.join("hosts.toml");
@@ -379,7 +452,7 @@ fn load_host_dir(
     if data.is_empty() {
         return load_cert_files(hr, dir, findings);
     }
-    match hosts_toml::parse(dir, &data) {
+    match hosts_toml::parse(dir, &data, release) {
         Ok(hosts) => {
             note_unused_files(hr, dir, &hosts, findings);
             Ok(hosts)
@@ -463,3 +536,5 @@ fn note_unused_files(hr: &HostRoot, dir: &Path, hosts: &[HostConfig], findings: 
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod version_tests;

@@ -12,6 +12,8 @@ fn settings(root: &Path) -> TrustSettings {
         runtime: Runtime::Containerd,
         hosts_dir: Some(PathBuf::from("/etc/containerd/certs.d")),
         containerd_config: PathBuf::from("/etc/containerd/config.toml"),
+        // The tests below follow containerd 1.6.20 (the differential oracle) unless they say.
+        runtime_version: Some("1.6.20".into()),
     }
 }
 
@@ -291,6 +293,15 @@ fn with_config(root: &Path, cfg: &str) -> Result<Layout, ConfigError> {
     with_config_file_only(root)
 }
 
+/// [`with_config`] as containerd `version` reads it.
+fn with_config_as(root: &Path, version: &str, cfg: &str) -> Result<Layout, ConfigError> {
+    write(root, "/etc/containerd/config.toml", cfg);
+    let mut s = settings(root);
+    s.hosts_dir = None;
+    s.runtime_version = Some(version.into());
+    Layout::load(&s)
+}
+
 /// Loads the layout from whatever is at the config path now.
 fn with_config_file_only(root: &Path) -> Result<Layout, ConfigError> {
     let mut s = settings(root);
@@ -303,8 +314,10 @@ fn config_toml_v2_v3_transfer_and_lists() {
     let t = tempfile::tempdir().unwrap();
     let l = with_config(t.path(), "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/containerd/certs.d\"\n").unwrap();
     assert_eq!(l.hosts_dirs, [PathBuf::from("/etc/containerd/certs.d")]);
-    let l = with_config(
+    // 2.0: CRI's local pull splits the list (and the finding warns about 2.1's transfer service).
+    let l = with_config_as(
         t.path(),
+        "2.0.0",
         "version = 3\n[plugins.'io.containerd.cri.v1.images'.registry]\nconfig_path = '/a:/b'\n",
     )
     .unwrap();
@@ -313,7 +326,13 @@ fn config_toml_v2_v3_transfer_and_lists() {
         .findings
         .iter()
         .any(|f| f.kind == FindingKind::ConfigPathList));
-    let l = with_config(t.path(), "version = 3\n").unwrap();
+    // 2.2 pulling locally: the default list, split.
+    let l = with_config_as(
+        t.path(),
+        "2.2.2",
+        "version = 3\n[plugins.'io.containerd.cri.v1.images']\nuse_local_image_pull = true\n",
+    )
+    .unwrap();
     assert_eq!(
         l.hosts_dirs,
         [
@@ -321,12 +340,17 @@ fn config_toml_v2_v3_transfer_and_lists() {
             PathBuf::from("/etc/docker/certs.d")
         ]
     );
+    // The transfer service's own config_path is stored and never read: CRI uses its own (none).
     let l = with_config(
         t.path(),
         "version = 2\n[plugins.\"io.containerd.transfer.v1.local\"]\nconfig_path = \"/t\"\n",
     )
     .unwrap();
-    assert_eq!(l.hosts_dirs, [PathBuf::from("/t")]);
+    assert!(l.hosts_dirs.is_empty(), "{:?}", l.hosts_dirs);
+    assert!(l
+        .findings
+        .iter()
+        .any(|f| f.kind == FindingKind::ConfigPathDiffers));
     assert!(matches!(
         with_config(t.path(), "version = = 2"),
         Err(ConfigError::WithPath {
