@@ -10,6 +10,7 @@
 //! ([`http`]).
 
 pub(crate) mod danger;
+pub(crate) mod dial;
 pub(crate) mod dns;
 pub mod http;
 pub mod proxy;
@@ -200,7 +201,8 @@ async fn run(
     get_v2(conn, ep, forward, deadline, out).await
 }
 
-/// DNS, then TCP to each address in order, as Go's dialer does (without happy-eyeballs racing).
+/// DNS, then TCP as Go's dialer connects ([`dial`]): every address in order under its share of
+/// the deadline, the other family after 300 ms.
 async fn dial(
     host: &str,
     port: u16,
@@ -211,24 +213,24 @@ async fn dial(
     let addrs = dns::lookup(host, port, deadline).await?;
     out.timings.dns = Some(ms(t));
     let t = Instant::now();
-    let mut last_err = None;
-    for addr in &addrs {
-        match timeout_at(deadline, TcpStream::connect(addr)).await {
-            Err(_) => return Err(Failure::Timeout(Phase::Connect)),
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                out.timings.connect = Some(ms(t));
-                return Ok(s);
-            }
-            Ok(Err(e)) => last_err = Some((addr, e)),
+    // Go's dial deadline: the earlier of the dialer's Timeout and the request's (our probe's).
+    let dial_deadline = deadline.min(tokio::time::Instant::now() + dial::GO_DIAL_TIMEOUT);
+    match dial::dial_addrs(&addrs, dial_deadline, dial::FALLBACK_DELAY).await {
+        Ok(s) => {
+            let _ = s.set_nodelay(true);
+            out.timings.connect = Some(ms(t));
+            Ok(s)
         }
-    }
-    match last_err {
-        Some((addr, e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(
-            Failure::Refused(format!("dial tcp {addr}: connect: connection refused")),
-        ),
-        Some((addr, e)) => Err(Failure::Connect(format!("dial tcp {addr}: {e}"))),
-        None => Err(Failure::Dns(format!("lookup {host}: no addresses"))),
+        Err(dial::DialError::Timeout) => Err(Failure::Timeout(Phase::Connect)),
+        Err(dial::DialError::Io(addr, e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err(Failure::Refused(format!(
+                "dial tcp {addr}: connect: connection refused"
+            )))
+        }
+        Err(dial::DialError::Io(addr, e)) => Err(Failure::Connect(format!("dial tcp {addr}: {e}"))),
+        Err(dial::DialError::NoAddresses) => {
+            Err(Failure::Dns(format!("lookup {host}: no addresses")))
+        }
     }
 }
 
