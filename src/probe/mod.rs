@@ -335,19 +335,13 @@ async fn tls_connect(
     .map_err(|e| Failure::Handshake(e.to_string()))?
     .dangerous()
     .with_custom_certificate_verifier(verifier);
-    // The runtime's client certificate, when its configuration has one.
-    let config = match &ep.client {
-        Some(id) => {
-            let chain = id
-                .chain
-                .iter()
-                .map(|c| rustls::pki_types::CertificateDer::from(c.clone()))
-                .collect();
-            config
-                .with_client_auth_cert(chain, id.key.clone_key())
-                .map_err(|e| Failure::Handshake(format!("client certificate {}: {e}", id.source)))?
-        }
-        None => config.with_no_client_auth(),
+    // The runtime's client pairs, presented as Go picks one (the server's acceptable CAs).
+    let config = if ep.clients.is_empty() {
+        config.with_no_client_auth()
+    } else {
+        config.with_client_cert_resolver(Arc::new(crate::trust::client::GoClientCerts(
+            ep.clients.clone(),
+        )))
     };
     let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
         .map_err(|e| Failure::Handshake(format!("invalid server name {server_name:?}: {e}")))?;
