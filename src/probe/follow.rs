@@ -285,6 +285,86 @@ mod tests {
         assert_eq!(r("https:///x"), None);
     }
 
+    /// A plain-HTTP server answering every request with `answer(its address)`, counting requests.
+    async fn serve(
+        answer: impl FnOnce(&str) -> String,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let answer = answer(&addr);
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = count.clone();
+        tokio::spawn(async move {
+            for _ in 0..50 {
+                let Ok((mut s, _)) = l.accept().await else {
+                    return;
+                };
+                c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(answer.as_bytes()).await;
+            }
+        });
+        (addr, count)
+    }
+
+    async fn probe_http(addr: &str) -> Result<(), Failure> {
+        let ep = Endpoint::default_for("http", addr, "test");
+        let settings = ProbeSettings::default();
+        crate::probe::probe(&ep, Arc::new(vec![]), &settings)
+            .await
+            .result
+    }
+
+    const SEQ: std::sync::atomic::Ordering = std::sync::atomic::Ordering::SeqCst;
+
+    #[tokio::test]
+    async fn ten_requests_at_most_then_stopped_after_10_redirects() {
+        let loop_302 = "HTTP/1.1 302 Found\r\nLocation: /v2/\r\nContent-Length: 0\r\n\r\n";
+        let (addr, count) = serve(|_| loop_302.into()).await;
+        match probe_http(&addr).await {
+            Err(Failure::Redirect { chain, failure }) => {
+                assert_eq!(chain.len(), 11, "{chain:?}");
+                assert!(
+                    matches!(*failure, Failure::Http(ref e) if e == "stopped after 10 redirects"),
+                    "{failure:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(count.load(SEQ), MAX_REDIRECTS);
+    }
+
+    #[tokio::test]
+    async fn a_realm_on_another_port_is_dialled_and_the_same_origin_is_not() {
+        let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead_addr = dead.local_addr().unwrap();
+        drop(dead);
+        let challenge = |realm: &str| {
+            format!("HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"r\"\r\nContent-Length: 0\r\n\r\n")
+        };
+        let realm = format!("http://{dead_addr}/token");
+        let (addr, _) = serve(|_| challenge(&realm)).await;
+        match probe_http(&addr).await {
+            Err(Failure::TokenRealm { realm: r, failure }) => {
+                assert_eq!(r, realm);
+                assert!(matches!(*failure, Failure::Refused(_)), "{failure:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The registry's own origin: nothing more to dial.
+        let (addr, count) = serve(|own| challenge(&format!("http://{own}/token"))).await;
+        assert!(probe_http(&addr).await.is_ok());
+        assert_eq!(count.load(SEQ), 1);
+        // A relative realm is no URL the runtimes can fetch a token from.
+        let (addr, _) = serve(|_| challenge("/token")).await;
+        assert!(matches!(
+            probe_http(&addr).await,
+            Err(Failure::TokenRealm { .. })
+        ));
+    }
+
     #[test]
     fn origins_compare_with_default_ports() {
         let a = ep("https", "R.test", "/v2");
