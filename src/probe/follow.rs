@@ -366,6 +366,20 @@ mod tests {
     }
 
     #[test]
+    fn the_api_root_is_requested_where_containerd_joins_its_paths() {
+        // containerd resolver.go `dockerBase.request`: path.Join("/", host.Path, repository, …);
+        // an override_path host's path is taken as is (hosts.go), so its root is `{path}/`.
+        for (path, target) in [
+            ("/v2", "/v2/"),
+            ("", "/"),
+            ("/v2/proxy/docker.io", "/v2/proxy/docker.io/"),
+            ("/mirror/v2/", "/mirror/v2/"),
+        ] {
+            assert_eq!(ep_target(&ep("https", "m.test", path)), target, "{path:?}");
+        }
+    }
+
+    #[test]
     fn origins_compare_with_default_ports() {
         let a = ep("https", "R.test", "/v2");
         let b = ep("https", "r.test:443", "/token");
