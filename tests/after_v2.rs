@@ -255,6 +255,24 @@ fn a_token_realm_with_an_untrusted_certificate_fails_every_pull() {
         );
     }
 
+    // The realm's CA in the realm host's own directories changes nothing: the token request goes
+    // through the registry's client, with the registry's trust, in both runtimes.
+    node.trust(&format!("127.0.0.1:{}", realm_srv.port), &untrusted.pem());
+    let v = views(&node, &ctrd, &addr);
+    agree(
+        "the realm's CA only in the realm host's own directories",
+        &v,
+        false,
+    );
+    for o in [&v.ctr, &v.skopeo] {
+        let e = stderr(o);
+        assert!(
+            e.contains("x509: certificate signed by unknown authority"),
+            "{e}"
+        );
+    }
+    assert_eq!(v.crio.reason(), "token_realm_failed", "{}", v.crio.stdout);
+
     // The realm's CA where the runtime reads the registry's CAs: regtrust's TLS check passes
     // (the runtimes would then ask it for a token, which this test server does not issue).
     node.trust(&addr, &format!("{}{}", ca_r.pem(), untrusted.pem()));
