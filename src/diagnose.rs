@@ -36,6 +36,7 @@ pub enum Reason {
     HttpError,
     HttpStatus,
     ConfigError,
+    TokenRealmFailed,
 }
 
 impl Reason {
@@ -60,6 +61,7 @@ impl Reason {
         Reason::HttpError,
         Reason::HttpStatus,
         Reason::ConfigError,
+        Reason::TokenRealmFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -84,6 +86,7 @@ impl Reason {
             Reason::HttpError => "http_error",
             Reason::HttpStatus => "http_status",
             Reason::ConfigError => "config_error",
+            Reason::TokenRealmFailed => "token_realm_failed",
         }
     }
 }
@@ -115,6 +118,7 @@ impl Reason {
             Reason::HttpError => "TLS worked, the answer was not HTTP",
             Reason::HttpStatus => "`/v2/` answered neither 200 nor 401",
             Reason::ConfigError => "the runtime fails before dialling (a `ca` file missing or without a certificate, a `.cert` without `.key`)",
+            Reason::TokenRealmFailed => "the registry answers 401 with a token service (`Bearer realm`) on another host or port, and the runtime cannot reach it with the registry's trust",
         }
     }
 
@@ -145,6 +149,10 @@ impl Reason {
             Reason::HttpError => &["EOF", "malformed HTTP response"],
             Reason::HttpStatus => &["unexpected status code 404"],
             Reason::ConfigError => &["unable to read CA cert \"F\": …", "unable to load CA cert \"F\"", "missing key …"],
+            Reason::TokenRealmFailed => &[
+                "failed to authorize: failed to fetch anonymous token: Get \"REALM?scope=…\": x509: …",
+                "Get \"REALM?scope=…&service=…\": x509: …",
+            ],
         }
     }
 
@@ -171,6 +179,7 @@ impl Reason {
             Reason::HttpError => "TLS worked but the registry did not answer HTTP properly: check the registry or what sits in front of it",
             Reason::HttpStatus => "the endpoint is not a registry API root (wrong path, override_path, or a proxy page)",
             Reason::ConfigError => crate::outcome::CONFIG_ERROR_NEXT_STEP,
+            Reason::TokenRealmFailed => "every pull asks the registry's token service first, with the registry's trust: install the CA of the realm's certificate where the runtime reads this registry's CAs, or fix the realm's certificate or address in the registry's auth configuration",
         }
     }
 }
@@ -248,7 +257,7 @@ pub fn diagnose(probe: &ProbeResult, trusted: &[TrustedCa]) -> Diagnosis {
         Failure::Http(e) => d(Reason::HttpError, e.clone(), Reason::HttpError.next_step()),
         Failure::HttpStatus { code, location: Some(loc) } if (300..400).contains(code) => d(
             Reason::HttpStatus,
-            format!("GET {} returned {code}, redirecting to {loc:?}; a registry answers /v2/ with 200 or 401 (regtrust does not follow redirects)", probe.url),
+            format!("GET {} returned {code}, redirecting to {loc:?}; a registry answers /v2/ with 200 or 401 (Go's client does not follow a {code})", probe.url),
             "a proxy or load balancer redirects the API root: point the runtime (hosts.toml server or [host]) at the final registry URL",
         ),
         Failure::HttpStatus { code, .. } => d(
@@ -256,7 +265,53 @@ pub fn diagnose(probe: &ProbeResult, trusted: &[TrustedCa]) -> Diagnosis {
             format!("GET {} returned {code}; a registry answers /v2/ with 200 or 401", probe.url),
             Reason::HttpStatus.next_step(),
         ),
+        Failure::Redirect { chain, failure } => d(
+            Reason::HttpStatus,
+            format!(
+                "{} (after following {}: {})",
+                words_at(chain.last().map_or(probe.url.as_str(), String::as_str), failure, trusted),
+                plural(chain.len() - 1, "redirect"),
+                chain.join(" → ")
+            ),
+            "the API root redirects and the runtime follows with this registry's trust (see detail): fix or trust the redirect target where the runtime reads this registry's CAs, or point the runtime at the final URL",
+        ),
+        Failure::TokenRealm { realm, failure } => d(
+            Reason::TokenRealmFailed,
+            format!(
+                "failed to authorize: failed to fetch anonymous token: {}",
+                words_at(realm, failure, trusted)
+            ),
+            Reason::TokenRealmFailed.next_step(),
+        ),
         Failure::Verify(v) => diagnose_verify(v, probe, trusted),
+    }
+}
+
+/// How Go words `failure` of a request to `url` (a redirect hop, a token realm).
+fn words_at(url: &str, failure: &Failure, trusted: &[TrustedCa]) -> String {
+    let at = ProbeResult {
+        url: url.to_string(),
+        presented: Vec::new(),
+        unparsed_presented: Vec::new(),
+        http_status: None,
+        timings: Default::default(),
+        result: Err(failure.clone()),
+        via_proxy: None,
+        verified_issuer_sha256: None,
+    };
+    let detail = diagnose(&at, trusted).detail;
+    if detail.starts_with("Get \"") {
+        detail
+    } else {
+        format!("Get \"{url}\": {detail}")
+    }
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }
 

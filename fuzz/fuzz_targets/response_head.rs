@@ -8,5 +8,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(head.len <= data.len(), "a head longer than its input");
         let location = head.location.map_or(0, |l| l.chars().count());
         assert!(location <= MAX_LOCATION_CHARS, "Location kept unbounded");
+        let realm = head.bearer_realm.map_or(0, |r| r.chars().count());
+        assert!(realm <= MAX_LOCATION_CHARS, "realm kept unbounded");
     }
 });

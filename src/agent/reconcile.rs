@@ -150,12 +150,13 @@ fn digest(t: &RegistryTrust, expected: &Option<Expected>, system: &str) -> Strin
     let mut s = format!("{system}|{:?}|{:?}|", t.config_error, t.host_dir);
     for e in &t.endpoints {
         let cas: Vec<&str> = e.cas.iter().map(|c| c.cert.sha256.as_str()).collect();
-        let client = e
-            .client
-            .as_ref()
-            .and_then(|c| c.chain.first())
+        let client: Vec<String> = e
+            .clients
+            .iter()
+            .filter_map(|c| c.chain.first())
             .map(|d| crate::cert::sha256_hex(d))
-            .unwrap_or_default();
+            .collect();
+        let client = client.join(",");
         s.push_str(&format!(
             "{}:{}:{}:{client};",
             e.url(),

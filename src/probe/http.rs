@@ -1,8 +1,9 @@
 //! The HTTP answer of a registry (to `GET /v2/`) or of a proxy (to `CONNECT`): send the request,
 //! read the response head, bounded by [`MAX_HEADER_BYTES`], and parse it with `httparse` (the
-//! parser hyper uses). Only the status code and a redirect's `Location` are kept.
+//! parser hyper uses). Only the status code, a redirect's `Location` and a `Bearer` challenge's
+//! `realm` are kept (following them is [`super::follow`]'s).
 //!
-//! Never does: read a body, follow a redirect, or read past [`MAX_HEADER_BYTES`] (+ one chunk).
+//! Never does: read a body, or read past [`MAX_HEADER_BYTES`] (+ one chunk).
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -18,6 +19,8 @@ pub struct ResponseHead {
     pub len: usize,
     pub code: u16,
     pub location: Option<String>,
+    /// The `realm` of the first `Bearer` challenge in `WWW-Authenticate` (bounded as `Location`).
+    pub bearer_realm: Option<String>,
 }
 
 /// Parses the response head at the start of `buf`: `Ok(None)` while it is incomplete, an error
@@ -50,11 +53,56 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, String> {
                 .take(MAX_LOCATION_CHARS)
                 .collect()
         });
+    let bearer_realm = resp
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("www-authenticate"))
+        .find_map(|h| bearer_realm(&String::from_utf8_lossy(h.value)))
+        .map(|r| r.chars().take(MAX_LOCATION_CHARS).collect());
     Ok(Some(ResponseHead {
         len,
         code,
         location,
+        bearer_realm,
     }))
+}
+
+/// The `realm` parameter of a `Bearer` challenge (RFC 6750 §3, as the runtimes' challenge parsers
+/// read it: scheme case-insensitive, `key=value` or `key="quoted \"value\""` pairs).
+pub fn bearer_realm(value: &str) -> Option<String> {
+    let v = value.trim_start();
+    let (scheme, rest) = v.split_once(|c: char| c.is_ascii_whitespace())?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut rest = rest.trim_start();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let (val, after) = param_value(after.trim_start())?;
+        if key.trim().eq_ignore_ascii_case("realm") {
+            return Some(val);
+        }
+        rest = after.trim_start().trim_start_matches(',').trim_start();
+    }
+    None
+}
+
+/// One parameter value (quoted or a token) and what follows it.
+fn param_value(s: &str) -> Option<(String, &str)> {
+    if let Some(q) = s.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = q.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => out.push(chars.next()?.1),
+                '"' => return Some((out, &q[i + 1..])),
+                c => out.push(c),
+            }
+        }
+        return None;
+    }
+    let end = s.find(',').unwrap_or(s.len());
+    Some((s[..end].trim().to_string(), &s[end..]))
 }
 
 /// Why an HTTP exchange failed.
@@ -82,11 +130,11 @@ impl std::fmt::Display for HttpError {
     }
 }
 
-/// Sends `req`, reads the response head (bounded), returns its status code and `Location`.
+/// Sends `req`, reads the response head (bounded) and returns it.
 pub(super) async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
     s: &mut S,
     req: &[u8],
-) -> Result<(u16, Option<String>), HttpError> {
+) -> Result<ResponseHead, HttpError> {
     let io = |op: &'static str| move |err: std::io::Error| HttpError::Io { op, err };
     s.write_all(req).await.map_err(io("write"))?;
     s.flush().await.map_err(io("write"))?;
@@ -98,7 +146,7 @@ pub(super) async fn http_exchange<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
             if head.len > MAX_HEADER_BYTES {
                 return Err(too_large().into());
             }
-            return Ok((head.code, head.location));
+            return Ok(head);
         }
         if buf.len() > MAX_HEADER_BYTES {
             return Err(too_large().into());
@@ -160,6 +208,24 @@ mod tests {
         head.extend(b"a:\n".repeat(3000));
         head.extend(b"\n");
         assert_eq!(parse_response_head(&head).unwrap().unwrap().code, 200);
+    }
+
+    #[test]
+    fn a_bearer_challenges_realm_is_kept_and_other_schemes_are_not() {
+        let head = b"HTTP/1.1 401 Unauthorized\r\nWww-Authenticate: Basic realm=\"b\"\r\nWWW-Authenticate: bearer service=\"r\", realm=\"https://auth.test:5001/token?a=\\\"1\\\"\",scope=x\r\n\r\n";
+        let h = parse_response_head(head).unwrap().unwrap();
+        assert_eq!(
+            h.bearer_realm.as_deref(),
+            Some("https://auth.test:5001/token?a=\"1\"")
+        );
+        assert_eq!(
+            bearer_realm("Bearer realm=https://a.test/t,service=s").as_deref(),
+            Some("https://a.test/t")
+        );
+        assert_eq!(bearer_realm("Basic realm=\"x\""), None);
+        assert_eq!(bearer_realm("Bearer service=\"s\""), None);
+        assert_eq!(bearer_realm("Bearer realm=\"unterminated"), None);
+        assert_eq!(bearer_realm("Bearer"), None);
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! ([`http`]).
 
 pub(crate) mod danger;
+pub(crate) mod dial;
 pub(crate) mod dns;
+pub mod follow;
 pub mod http;
 pub mod proxy;
 
@@ -78,6 +80,18 @@ pub enum Failure {
     HttpStatus {
         code: u16,
         location: Option<String>,
+    },
+    /// A redirect was followed ([`follow`]) and a later hop failed: the URLs requested, the
+    /// endpoint's first and the failing one last, and that hop's failure.
+    Redirect {
+        chain: Vec<String>,
+        failure: Box<Failure>,
+    },
+    /// The registry's 401 names a token service (`Bearer realm`) on another host or port that
+    /// the runtime cannot reach with the registry's trust: every pull fails there.
+    TokenRealm {
+        realm: String,
+        failure: Box<Failure>,
     },
 }
 
@@ -155,20 +169,22 @@ pub async fn probe(
         via_proxy: proxy.as_ref().map(Proxy::display),
         verified_issuer_sha256: None,
     };
-    let result = run(ep, roots, proxy.as_ref(), settings.go, deadline, &mut out).await;
+    let result = follow::follow(ep, roots, settings, deadline, &mut out).await;
     out.result = result;
     out.timings.total = ms(start);
     out
 }
 
+/// One request for `target` to `ep`: dial, the proxy, TLS, and the answer's head.
 async fn run(
     ep: &Endpoint,
+    target: &str,
     roots: Arc<Vec<Arc<Cert>>>,
     proxy: Option<&Proxy>,
     go: crate::verify::GoVersion,
     deadline: tokio::time::Instant,
     out: &mut ProbeResult,
-) -> Result<(), Failure> {
+) -> Result<http::ResponseHead, Failure> {
     let (dial_host, dial_port) = match proxy {
         Some(p) => (p.host.clone(), p.port),
         None => (ep.host().to_string(), ep.port()),
@@ -197,10 +213,11 @@ async fn run(
     // Through an HTTP(S) proxy, a plain-HTTP request names the whole URL.
     let forward = ep.scheme == "http"
         && proxy.is_some_and(|p| matches!(p.scheme, ProxyScheme::Http | ProxyScheme::Https));
-    get_v2(conn, ep, forward, deadline, out).await
+    get_v2(conn, ep, target, forward, deadline, out).await
 }
 
-/// DNS, then TCP to each address in order, as Go's dialer does (without happy-eyeballs racing).
+/// DNS, then TCP as Go's dialer connects ([`dial`]): every address in order under its share of
+/// the deadline, the other family after 300 ms.
 async fn dial(
     host: &str,
     port: u16,
@@ -211,24 +228,24 @@ async fn dial(
     let addrs = dns::lookup(host, port, deadline).await?;
     out.timings.dns = Some(ms(t));
     let t = Instant::now();
-    let mut last_err = None;
-    for addr in &addrs {
-        match timeout_at(deadline, TcpStream::connect(addr)).await {
-            Err(_) => return Err(Failure::Timeout(Phase::Connect)),
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                out.timings.connect = Some(ms(t));
-                return Ok(s);
-            }
-            Ok(Err(e)) => last_err = Some((addr, e)),
+    // Go's dial deadline: the earlier of the dialer's Timeout and the request's (our probe's).
+    let dial_deadline = deadline.min(tokio::time::Instant::now() + dial::GO_DIAL_TIMEOUT);
+    match dial::dial_addrs(&addrs, dial_deadline, dial::FALLBACK_DELAY).await {
+        Ok(s) => {
+            let _ = s.set_nodelay(true);
+            out.timings.connect = Some(ms(t));
+            Ok(s)
         }
-    }
-    match last_err {
-        Some((addr, e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(
-            Failure::Refused(format!("dial tcp {addr}: connect: connection refused")),
-        ),
-        Some((addr, e)) => Err(Failure::Connect(format!("dial tcp {addr}: {e}"))),
-        None => Err(Failure::Dns(format!("lookup {host}: no addresses"))),
+        Err(dial::DialError::Timeout) => Err(Failure::Timeout(Phase::Connect)),
+        Err(dial::DialError::Io(addr, e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err(Failure::Refused(format!(
+                "dial tcp {addr}: connect: connection refused"
+            )))
+        }
+        Err(dial::DialError::Io(addr, e)) => Err(Failure::Connect(format!("dial tcp {addr}: {e}"))),
+        Err(dial::DialError::NoAddresses) => {
+            Err(Failure::Dns(format!("lookup {host}: no addresses")))
+        }
     }
 }
 
@@ -298,10 +315,10 @@ async fn tunnel(
     match timeout_at(deadline, http_exchange(&mut conn, req.as_bytes())).await {
         Err(_) => Err(Failure::Timeout(Phase::Proxy)),
         Ok(Err(e)) => Err(Failure::Proxy(format!("proxy CONNECT: {e}"))),
-        Ok(Ok((200, _))) => Ok(conn),
-        Ok(Ok((code, _))) => Err(Failure::Proxy(format!(
-            "proxy CONNECT {} answered {code}",
-            ep.authority
+        Ok(Ok(head)) if head.code == 200 => Ok(conn),
+        Ok(Ok(head)) => Err(Failure::Proxy(format!(
+            "proxy CONNECT {} answered {}",
+            ep.authority, head.code
         ))),
     }
 }
@@ -333,19 +350,13 @@ async fn tls_connect(
     .map_err(|e| Failure::Handshake(e.to_string()))?
     .dangerous()
     .with_custom_certificate_verifier(verifier);
-    // The runtime's client certificate, when its configuration has one.
-    let config = match &ep.client {
-        Some(id) => {
-            let chain = id
-                .chain
-                .iter()
-                .map(|c| rustls::pki_types::CertificateDer::from(c.clone()))
-                .collect();
-            config
-                .with_client_auth_cert(chain, id.key.clone_key())
-                .map_err(|e| Failure::Handshake(format!("client certificate {}: {e}", id.source)))?
-        }
-        None => config.with_no_client_auth(),
+    // The runtime's client pairs, presented as Go picks one (the server's acceptable CAs).
+    let config = if ep.clients.is_empty() {
+        config.with_no_client_auth()
+    } else {
+        config.with_client_cert_resolver(Arc::new(crate::trust::client::GoClientCerts(
+            ep.clients.clone(),
+        )))
     };
     let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
         .map_err(|e| Failure::Handshake(format!("invalid server name {server_name:?}: {e}")))?;
@@ -355,26 +366,29 @@ async fn tls_connect(
     Ok((res, rec))
 }
 
-/// `GET /v2/` and the status line; 200 and 401 mean the registry answered.
+/// `GET target` (the API root `/v2/`, or a redirect's or realm's target) and the answer's head;
+/// what the answer means is [`follow`]'s.
 async fn get_v2(
     mut conn: Box<dyn Conn>,
     ep: &Endpoint,
+    target: &str,
     forward: bool,
     deadline: tokio::time::Instant,
     out: &mut ProbeResult,
-) -> Result<(), Failure> {
+) -> Result<http::ResponseHead, Failure> {
     let t = Instant::now();
+    // Through an HTTP proxy, a plain-HTTP request names the whole URL.
     let target = if forward {
-        ep.url()
+        format!("{}://{}{target}", ep.scheme, ep.authority)
     } else {
-        format!("{}/", ep.path.trim_end_matches('/'))
+        target.to_string()
     };
     let req = format!(
         "GET {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: regtrust/{}\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
         ep.authority,
         env!("CARGO_PKG_VERSION")
     );
-    let status = match timeout_at(deadline, http_exchange(&mut conn, req.as_bytes())).await {
+    let head = match timeout_at(deadline, http_exchange(&mut conn, req.as_bytes())).await {
         Err(_) => return Err(Failure::Timeout(Phase::Http)),
         // In TLS 1.3 a server's verdict on our client certificate (or its absence) arrives as an
         // alert on the first read: that is a handshake failure, not a broken HTTP answer.
@@ -384,16 +398,12 @@ async fn get_v2(
             return Err(classify_tls_error(&err))
         }
         Ok(Err(e)) => return Err(Failure::Http(e.to_string())),
-        Ok(Ok(s)) => s,
+        Ok(Ok(h)) => h,
     };
-    let (status, location) = status;
     out.timings.http = Some(ms(t));
-    out.http_status = Some(status);
+    out.http_status = Some(head.code);
     let _ = timeout_at(deadline, conn.shutdown()).await;
-    match status {
-        200 | 401 => Ok(()),
-        code => Err(Failure::HttpStatus { code, location }),
-    }
+    Ok(head)
 }
 
 type TlsStream = tokio_rustls::client::TlsStream<Box<dyn Conn>>;

@@ -422,7 +422,7 @@ fn push_with_insecure(mut ep: Endpoint, insecure: bool, why: &str, out: &mut Reg
     let mut http = ep.clone();
     http.scheme = "http".into();
     http.cas.clear();
-    http.client = None;
+    http.clients.clear();
     http.origin = format!("plain HTTP after https fails ({why})");
     out.endpoints.push(ep);
     out.endpoints.push(http);
@@ -577,15 +577,16 @@ fn load_dir(
         } else if let Some(stem) = e.name.strip_suffix(".cert") {
             if has(&format!("{stem}.key")) {
                 // tls.LoadX509KeyPair: a pair that does not load fails the pull.
-                match super::read_client_pair(hr, &path, Some(&dir.join(format!("{stem}.key")))) {
-                    Ok(id) => {
-                        ep.client.get_or_insert_with(|| std::sync::Arc::new(id));
-                    }
-                    Err(msg) => {
+                // Every pair goes into tls.Config.Certificates, in directory order.
+                let key = dir.join(format!("{stem}.key"));
+                match super::client::read_client_pair(hr, &path, Some(&key)) {
+                    Ok(id) => ep.clients.push(std::sync::Arc::new(id)),
+                    Err(e) => {
+                        let msg = e.words(rt);
                         findings.push(Finding::new(
                             FindingKind::ClientCertUnusable,
                             Some(&path),
-                            msg.clone(),
+                            super::client::pair_finding(&path, Some(&key), &msg),
                         ));
                         return Err(msg);
                     }

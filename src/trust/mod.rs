@@ -13,6 +13,7 @@
 //! Never does: network I/O, writes, or reading anything outside the host root.
 
 pub mod certsd;
+pub mod client;
 pub mod containerd;
 pub mod distro;
 mod finding;
@@ -20,6 +21,7 @@ pub mod registries_conf;
 pub mod runtime_version;
 pub mod system;
 
+pub use client::ClientIdentity;
 pub use finding::{Finding, FindingKind};
 
 use std::path::{Path, PathBuf};
@@ -83,8 +85,9 @@ pub struct Endpoint {
     pub origin: String,
     /// The CA files configured for this endpoint (node paths), whether or not they could be read.
     pub ca_files: Vec<PathBuf>,
-    /// The client certificate the runtime would present (the first configured pair).
-    pub client: Option<Arc<ClientIdentity>>,
+    /// The client pairs the runtime would offer, in its order; the handshake presents the first
+    /// that fits the server's acceptable CAs ([`client::GoClientCerts`]).
+    pub clients: Vec<Arc<ClientIdentity>>,
     /// The runtime fails this endpoint before dialling (a blocked registry, a certs.d problem of
     /// one mirror); it goes on to the next endpoint.
     pub config_error: Option<String>,
@@ -102,63 +105,6 @@ pub struct HttpFallback {
     /// Also after a refused or timed-out dial (1.7.24+, `isPortError`: a host without a port,
     /// retried on port 80).
     pub on_port_error: bool,
-}
-
-/// A client certificate and key, read by trust loading so that the probe does no file I/O.
-#[derive(Debug)]
-pub struct ClientIdentity {
-    /// DER of the certificate chain, leaf first.
-    pub chain: Vec<Vec<u8>>,
-    pub key: rustls_pki_types::PrivateKeyDer<'static>,
-    /// Node path of the certificate file.
-    pub source: String,
-}
-
-/// Reads a client pair the way Go's `tls.X509KeyPair` needs it: certificates from `cert`, the key
-/// from `key` (or from `cert` itself when there is no key file). The errors use containerd's words.
-pub(crate) fn read_client_pair(
-    hr: &HostRoot,
-    cert: &Path,
-    key: Option<&Path>,
-) -> Result<ClientIdentity, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let cert_data = hr.read(cert).map_err(|e| {
-        format!(
-            "unable to read CERT file {:?}: {e}",
-            cert.display().to_string()
-        )
-    })?;
-    let key_data = match key {
-        Some(k) => hr.read(k).map_err(|e| {
-            format!(
-                "unable to read CERT file {:?}: {e}",
-                k.display().to_string()
-            )
-        })?,
-        None => cert_data.clone(),
-    };
-    let chain: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&cert_data)
-        .filter_map(Result::ok)
-        .map(|c| c.to_vec())
-        .collect();
-    if chain.is_empty() {
-        return Err(format!(
-            "failed to load X509 key pair: no certificate in {}",
-            cert.display()
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_slice(&key_data).map_err(|e| {
-        format!(
-            "failed to load X509 key pair: no private key for {} ({e})",
-            cert.display()
-        )
-    })?;
-    Ok(ClientIdentity {
-        chain,
-        key,
-        source: cert.display().to_string(),
-    })
 }
 
 impl Endpoint {
@@ -194,7 +140,7 @@ impl Endpoint {
             skip_verify: false,
             origin: origin.into(),
             ca_files: Vec::new(),
-            client: None,
+            clients: Vec::new(),
             config_error: None,
             http_fallback: None,
         }

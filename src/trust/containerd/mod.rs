@@ -212,13 +212,17 @@ fn configure_endpoint(
     for ca in h.ca.iter().flatten() {
         add_ca(hr, ca, h.legacy.as_deref(), &mut ep, rt);
     }
-    // containerd loads every pair (any failure fails the pull) and presents the first.
-    for (i, (cert, key)) in h.client.iter().enumerate() {
+    // containerd loads every pair into tls.Config.Certificates (any failure fails the pull, as
+    // tls.X509KeyPair's error); Go presents the first that fits the server's acceptable CAs.
+    for (cert, key) in &h.client {
         rt.watched.push(cert.clone());
-        match super::read_client_pair(hr, cert, key.as_deref()) {
-            Ok(id) if i == 0 => ep.client = Some(std::sync::Arc::new(id)),
-            Ok(_) => {}
-            Err(msg) => {
+        if let Some(k) = key {
+            rt.watched.push(k.clone());
+        }
+        match super::client::read_client_pair(hr, cert, key.as_deref()) {
+            Ok(id) => ep.clients.push(std::sync::Arc::new(id)),
+            Err(e) => {
+                let msg = e.words(Runtime::Containerd);
                 let msg = match &h.legacy {
                     Some(url) => format!(
                         "get TLSConfig for registry {url:?}: failed to load cert file: {msg}"
@@ -228,7 +232,7 @@ fn configure_endpoint(
                 rt.findings.push(Finding::new(
                     FindingKind::ClientCertUnusable,
                     Some(cert),
-                    msg.clone(),
+                    super::client::pair_finding(cert, key.as_deref(), &msg),
                 ));
                 rt.config_error.get_or_insert(msg);
             }

@@ -164,7 +164,7 @@ fn an_http_host_with_tls_settings_by_release() {
     hosts("m.test", "client = [[\"c.cert\", \"c.key\"]]");
     let rt = load(t.path(), "2.0.0", "r.test");
     assert_eq!(rt.endpoints[0].url(), "https://m.test/v2/");
-    assert!(rt.endpoints[0].client.is_some());
+    assert!(!rt.endpoints[0].clients.is_empty());
     hosts("m.test:5000", "capabilities = [\"pull\", \"resolve\"]");
     for version in ["1.6.20", "1.7.7", "2.2.2"] {
         let rt = load(t.path(), version, "r.test");
@@ -392,7 +392,7 @@ fn legacy_configs_tls_as_1_6_reads_them() {
     assert!(rt.config_error.is_none(), "{:?}", rt.config_error);
     assert_eq!(urls(&rt), ["http://m.test:5000/v2/", "https://r.test/v2/"]);
     assert_eq!(rt.endpoints[1].cas.len(), 1);
-    assert!(rt.endpoints[1].client.is_some());
+    assert!(!rt.endpoints[1].clients.is_empty());
     let (_, rt) = load_cfg(
         t.path(),
         "1.6.20",
@@ -429,7 +429,7 @@ fn legacy_configs_tls_as_1_6_reads_them() {
     assert!(rt
         .endpoints
         .iter()
-        .all(|e| e.cas.is_empty() && e.client.is_none()));
+        .all(|e| e.cas.is_empty() && e.clients.is_empty()));
     assert!(l
         .findings
         .iter()
