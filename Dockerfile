@@ -4,7 +4,9 @@
 #     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" -t regtrust:0.1.0 .
 # The build stage runs on the builder's own platform (BUILDPLATFORM) and cross-compiles to the
 # target's musl triple with cargo-zigbuild (zig as the C compiler and linker: aws-lc-sys compiles
-# C, and zig ships musl for every target). No emulation. Cannot be built on this project's machines
+# C, and zig ships musl for every target). No emulation. The second TLS stack (OpenSSL) is built
+# from source and linked statically (`--features vendored-openssl`: openssl-src, which needs perl
+# and make, both in the rust image); on Debian hosts and in CI regtrust links the system libssl. Cannot be built on this project's machines
 # (no Docker engine): hadolint and checkov check it in tests/deploy.rs.
 #
 # Bases are pinned by digest (the tag beside it says which; bump both together):
@@ -32,7 +34,7 @@ RUN case "$TARGETARCH" in \
       *) echo "unsupported TARGETARCH '$TARGETARCH' (amd64 or arm64)" >&2; exit 1 ;; \
     esac \
  && rustup target add "$target" \
- && cargo zigbuild --release --locked --target "$target" --bin regtrust \
+ && cargo zigbuild --release --locked --features vendored-openssl --target "$target" --bin regtrust \
  && cp "target/$target/release/regtrust" /regtrust
 
 # distroless static: no shell, no package manager; runs as nonroot (65532) unless the pod says

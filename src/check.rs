@@ -174,20 +174,11 @@ fn relevant(ep: &trust::Endpoint, presented: &[Arc<Cert>], pool: &[TrustedCa]) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::{Failure, Phase, ProbeResult, Timings};
+    use crate::probe::{Failure, Phase, ProbeResult};
     use crate::trust::{Endpoint, HttpFallback};
 
     fn result(r: Result<(), Failure>) -> ProbeResult {
-        ProbeResult {
-            url: String::new(),
-            presented: Vec::new(),
-            unparsed_presented: Vec::new(),
-            http_status: None,
-            timings: Timings::default(),
-            result: r,
-            via_proxy: None,
-            verified_issuer_sha256: None,
-        }
+        ProbeResult::new(String::new(), r)
     }
 
     /// containerd `resolver.go` `httpFallback.RoundTrip`: only an upgraded endpoint falls back;

@@ -137,11 +137,8 @@ impl TrustArgs {
         };
         let (runtime, findings) =
             trust::runtime_version::detect(&host_root, &self.proc_dir, self.runtime, &overrides);
-        let probe = probe::ProbeSettings {
-            timeout,
-            proxy: probe::ProxyEnv::from_env(),
-            go: runtime.go_version,
-        };
+        let probe =
+            probe::ProbeSettings::for_runtime(timeout, probe::ProxyEnv::from_env(), &runtime);
         let trust = trust::TrustSettings {
             host_root,
             runtime: self.runtime,

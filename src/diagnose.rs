@@ -289,16 +289,7 @@ pub fn diagnose(probe: &ProbeResult, trusted: &[TrustedCa]) -> Diagnosis {
 
 /// How Go words `failure` of a request to `url` (a redirect hop, a token realm).
 fn words_at(url: &str, failure: &Failure, trusted: &[TrustedCa]) -> String {
-    let at = ProbeResult {
-        url: url.to_string(),
-        presented: Vec::new(),
-        unparsed_presented: Vec::new(),
-        http_status: None,
-        timings: Default::default(),
-        result: Err(failure.clone()),
-        via_proxy: None,
-        verified_issuer_sha256: None,
-    };
+    let at = ProbeResult::new(url.to_string(), Err(failure.clone()));
     let detail = diagnose(&at, trusted).detail;
     if detail.starts_with("Get \"") {
         detail

@@ -562,6 +562,8 @@ mod tests {
             go_version: crate::verify::GoVersion::new(19, 8),
             source: Source::Process,
             binary: None,
+            default_godebug: None,
+            env_godebug: None,
         };
         m.runtime_info(&info);
         info.go_version = crate::verify::GoVersion::new(22, 5);

@@ -380,7 +380,7 @@ mod tests {
     use crate::cert::Cert;
     use crate::demo::Ca;
     use crate::diagnose::Diagnosis;
-    use crate::probe::{ProbeResult, Timings};
+    use crate::probe::ProbeResult;
     use crate::trust::{Endpoint, RegistryTrust, Runtime, TrustedCa};
     use std::sync::Arc;
 
@@ -430,14 +430,9 @@ mod tests {
             ..Endpoint::default_for("https", REG, "test")
         };
         let probe = ProbeResult {
-            url: URL.into(),
             presented: vec![leaf.clone()],
-            unparsed_presented: Vec::new(),
-            http_status: None,
-            timings: Timings::default(),
-            result: Ok(()),
-            via_proxy: None,
             verified_issuer_sha256: issuer.map(|c| c.sha256.clone()),
+            ..ProbeResult::new(URL.into(), Ok(()))
         };
         let e = EndpointOutcome {
             trusted: endpoint.cas.clone(),

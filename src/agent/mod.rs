@@ -228,11 +228,7 @@ impl Loop {
         settings.runtime_version = found.version.clone();
         Ok(Loop {
             settings,
-            probe: ProbeSettings {
-                timeout: cfg.timeout,
-                proxy: ProxyEnv::from_env(),
-                go: found.go_version,
-            },
+            probe: ProbeSettings::for_runtime(cfg.timeout, ProxyEnv::from_env(), &found),
             sem: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency)),
             cfg,
             app,

@@ -9,7 +9,9 @@
 //! endpoint the runtime itself does not verify (`skip_verify`) is given no [`Judge`].
 //!
 //! Handshake signatures are checked here, with the same Go-compatible algorithms (RSA from 1024
-//! bits, P-521), because a registry with such a key completes its handshake with Go.
+//! bits, P-521), because a registry with such a key completes its handshake with Go; the schemes
+//! offered are the runtime's Go's ([`super::go_tls::Offer::schemes`]), SHA-1 in TLS 1.2 included
+//! where that Go accepts it.
 
 use std::sync::{Arc, Mutex};
 
@@ -17,7 +19,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
 
-use crate::cert::Cert;
+use crate::cert::{Cert, PublicKey};
 use crate::verify::{self, crypto, GoVersion, VerifyError, VerifyOptions};
 
 /// What the handshake showed.
@@ -49,14 +51,18 @@ pub(crate) struct Judge {
 pub(crate) struct AcceptAndRecord {
     pub record: Arc<Mutex<Recorded>>,
     judge: Mutex<Option<Judge>>,
+    /// The handshake signature schemes offered (the runtime's Go's).
+    schemes: Vec<SignatureScheme>,
 }
 
 impl AcceptAndRecord {
-    /// A verifier that judges the chain with `judge` (none: the runtime skips verification).
-    pub(crate) fn new(judge: Option<Judge>) -> AcceptAndRecord {
+    /// A verifier that judges the chain with `judge` (none: the runtime skips verification) and
+    /// offers `schemes` for the server's handshake signature.
+    pub(crate) fn new(judge: Option<Judge>, schemes: Vec<SignatureScheme>) -> AcceptAndRecord {
         AcceptAndRecord {
             record: Default::default(),
             judge: Mutex::new(judge),
+            schemes,
         }
     }
 
@@ -85,6 +91,22 @@ impl AcceptAndRecord {
         let mut g = self.record.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut g);
     }
+}
+
+/// What a handshake recorded from the certificates the server sent (leaf first, DER), at `now`:
+/// at most [`super::MAX_CHAIN_CERTS`], those that do not parse counted in `unparsed`.
+pub(crate) fn record<'a>(ders: impl Iterator<Item = &'a [u8]>, now: i64) -> Recorded {
+    let mut rec = Recorded {
+        now,
+        ..Recorded::default()
+    };
+    for der in ders.take(super::MAX_CHAIN_CERTS) {
+        match Cert::from_der(der) {
+            Ok(c) => rec.presented.push(Arc::new(c)),
+            Err(e) => rec.unparsed.push(e),
+        }
+    }
+    rec
 }
 
 /// Go's verdict on a recorded chain, and the SHA-256 of the certificate that issued the leaf in the
@@ -122,23 +144,11 @@ impl ServerCertVerifier for AcceptAndRecord {
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let mut parsed = Vec::new();
-        let mut unparsed = Vec::new();
-        for der in std::iter::once(end_entity)
+        let ders = std::iter::once(end_entity)
             .chain(intermediates)
-            .take(super::MAX_CHAIN_CERTS)
-        {
-            match Cert::from_der(der) {
-                Ok(c) => parsed.push(Arc::new(c)),
-                Err(e) => unparsed.push(e),
-            }
-        }
+            .map(|d| d.as_ref());
+        let rec = record(ders, now.as_secs() as i64);
         let leaf_ok = Cert::from_der(end_entity).is_ok();
-        let rec = Recorded {
-            presented: parsed,
-            unparsed,
-            now: now.as_secs() as i64,
-        };
         self.store(|r| *r = rec.clone());
         if !leaf_ok {
             return Err(Error::InvalidCertificate(CertificateError::BadEncoding));
@@ -166,7 +176,7 @@ impl ServerCertVerifier for AcceptAndRecord {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        crypto::tls_schemes()
+        self.schemes.clone()
     }
 }
 
@@ -177,8 +187,126 @@ fn check_handshake_signature(
 ) -> Result<HandshakeSignatureValid, Error> {
     let leaf = Cert::from_der(cert)
         .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
-    let alg = crypto::sig_alg_of_scheme(dss.scheme);
-    crypto::verify(&alg, &leaf.public_key, message, dss.signature())
-        .map(|()| HandshakeSignatureValid::assertion())
-        .map_err(|_| Error::InvalidCertificate(CertificateError::BadSignature))
+    let ok = match dss.scheme {
+        SignatureScheme::RSA_PKCS1_SHA1 | SignatureScheme::ECDSA_SHA1_Legacy => {
+            verify_sha1(dss.scheme, &leaf.public_key, message, dss.signature())
+        }
+        scheme => {
+            let alg = crypto::sig_alg_of_scheme(scheme);
+            crypto::verify(&alg, &leaf.public_key, message, dss.signature()).is_ok()
+        }
+    };
+    ok.then(HandshakeSignatureValid::assertion)
+        .ok_or(Error::InvalidCertificate(CertificateError::BadSignature))
+}
+
+/// A TLS 1.2 handshake signature with SHA-1 (offered only where the runtime's Go accepts it:
+/// `rsa_pkcs1_sha1`, `ecdsa_sha1`), checked by OpenSSL, the second stack's library (neither
+/// the `rsa` crate setup of [`crypto`] nor aws-lc-rs covers all of them: no P-384 with SHA-1).
+/// Certificates signed with SHA-1 are a different matter, judged by [`crate::verify`].
+fn verify_sha1(scheme: SignatureScheme, key: &PublicKey, message: &[u8], sig: &[u8]) -> bool {
+    sha1_key(scheme, key)
+        .and_then(|key| {
+            use openssl::{hash::MessageDigest, sign::Verifier};
+            let mut v = Verifier::new(MessageDigest::sha1(), &key)?;
+            v.update(message)?;
+            v.verify(sig)
+        })
+        .unwrap_or(false)
+}
+
+/// The leaf's key for a SHA-1 scheme (an error when the scheme does not fit the key).
+fn sha1_key(
+    scheme: SignatureScheme,
+    key: &PublicKey,
+) -> Result<openssl::pkey::PKey<openssl::pkey::Public>, openssl::error::ErrorStack> {
+    use openssl::{bn::BigNum, bn::BigNumContext, ec, nid::Nid, pkey::PKey, rsa::Rsa};
+    let nid = |curve: &str| match curve {
+        "1.2.840.10045.3.1.7" => Some(Nid::X9_62_PRIME256V1),
+        "1.3.132.0.34" => Some(Nid::SECP384R1),
+        "1.3.132.0.35" => Some(Nid::SECP521R1),
+        _ => None,
+    };
+    match (scheme, key) {
+        (SignatureScheme::RSA_PKCS1_SHA1, PublicKey::Rsa { n, e }) => {
+            let rsa = Rsa::from_public_components(BigNum::from_slice(n)?, BigNum::from_slice(e)?)?;
+            PKey::from_rsa(rsa)
+        }
+        (SignatureScheme::ECDSA_SHA1_Legacy, PublicKey::Ec { curve, point }) => {
+            let Some(nid) = nid(curve) else {
+                return Err(openssl::error::ErrorStack::get());
+            };
+            let group = ec::EcGroup::from_curve_name(nid)?;
+            let mut ctx = BigNumContext::new()?;
+            let point = ec::EcPoint::from_bytes(&group, point, &mut ctx)?;
+            PKey::from_ec_key(ec::EcKey::from_public_key(&group, &point)?)
+        }
+        _ => Err(openssl::error::ErrorStack::get()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openssl::{ec, hash::MessageDigest, nid::Nid, pkey::PKey, rsa::Rsa, sign::Signer};
+
+    fn sign(key: &PKey<openssl::pkey::Private>, msg: &[u8]) -> Vec<u8> {
+        let mut s = Signer::new(MessageDigest::sha1(), key).unwrap();
+        s.update(msg).unwrap();
+        s.sign_to_vec().unwrap()
+    }
+
+    #[test]
+    fn sha1_handshake_signatures_verify_as_go_accepts_them() {
+        let msg = b"server key exchange params";
+        let rsa = Rsa::generate(2048).unwrap();
+        let key = PublicKey::Rsa {
+            n: rsa.n().to_vec(),
+            e: rsa.e().to_vec(),
+        };
+        let sig = sign(&PKey::from_rsa(rsa).unwrap(), msg);
+        assert!(verify_sha1(
+            SignatureScheme::RSA_PKCS1_SHA1,
+            &key,
+            msg,
+            &sig
+        ));
+        assert!(!verify_sha1(
+            SignatureScheme::RSA_PKCS1_SHA1,
+            &key,
+            b"other",
+            &sig
+        ));
+        assert!(!verify_sha1(
+            SignatureScheme::ECDSA_SHA1_Legacy,
+            &key,
+            msg,
+            &sig
+        ));
+        // P-384 with SHA-1: the case aws-lc-rs has no algorithm for.
+        let group = ec::EcGroup::from_curve_name(Nid::SECP384R1).unwrap();
+        let ec_key = ec::EcKey::generate(&group).unwrap();
+        let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+        let point = ec_key
+            .public_key()
+            .to_bytes(&group, ec::PointConversionForm::UNCOMPRESSED, &mut ctx)
+            .unwrap();
+        let key = PublicKey::Ec {
+            curve: "1.3.132.0.34".into(),
+            point,
+        };
+        let sig = sign(&PKey::from_ec_key(ec_key).unwrap(), msg);
+        assert!(verify_sha1(
+            SignatureScheme::ECDSA_SHA1_Legacy,
+            &key,
+            msg,
+            &sig
+        ));
+        assert!(!verify_sha1(
+            SignatureScheme::ECDSA_SHA1_Legacy,
+            &key,
+            b"x",
+            &sig
+        ));
+    }
 }

@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use super::http::ResponseHead;
-use super::{run, Failure, ProbeResult, ProbeSettings, Timings};
+use super::{run, Failure, ProbeResult, ProbeSettings};
 use crate::cert::Cert;
 use crate::trust::Endpoint;
 
@@ -122,16 +122,7 @@ fn is_redirect(code: u16) -> bool {
 
 /// A ProbeResult for a later hop: its chain and timings are not the endpoint's.
 fn scratch_of(out: &ProbeResult) -> ProbeResult {
-    ProbeResult {
-        url: out.url.clone(),
-        presented: Vec::new(),
-        unparsed_presented: Vec::new(),
-        http_status: None,
-        timings: Timings::default(),
-        result: Ok(()),
-        via_proxy: None,
-        verified_issuer_sha256: None,
-    }
+    ProbeResult::new(out.url.clone(), Ok(()))
 }
 
 /// One request to `hop` for `target`, through the proxy Go's transport picks for it.
@@ -149,7 +140,10 @@ async fn request(
         target,
         roots,
         proxy.as_ref(),
-        settings.go,
+        &super::Go {
+            version: settings.go,
+            offer: settings.offer(),
+        },
         deadline,
         out,
     )

@@ -8,13 +8,21 @@
 //! the recorded chain after a failed verification) and speak through a CONNECT proxy exactly once,
 //! which a general client such as reqwest hides. The response head is parsed by `httparse`
 //! ([`http`]).
+//!
+//! The TLS handshake is the one the runtime's Go would make ([`go_tls`]): rustls offers only
+//! what that Go offers, and a handshake only Go's other suites, groups or versions complete
+//! (CBC, RSA key exchange, P-521, TLS 1.0/1.1) is made again over the second stack
+//! ([`second_stack`], OpenSSL) with Go's full offer. Either way the chain is judged by
+//! [`crate::verify`], and the result says which stack negotiated what ([`TlsSession`]).
 
 pub(crate) mod danger;
 pub(crate) mod dial;
 pub(crate) mod dns;
 pub mod follow;
+pub mod go_tls;
 pub mod http;
 pub mod proxy;
+pub(crate) mod second_stack;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,8 +33,9 @@ use tokio::net::TcpStream;
 use tokio::time::timeout_at;
 
 use crate::cert::Cert;
-use crate::trust::Endpoint;
+use crate::trust::{Endpoint, Runtime};
 use crate::verify::VerifyError;
+use go_tls::{GoDebug, Offer};
 use http::{http_exchange, HttpError};
 pub use proxy::{Proxy, ProxyEnv, ProxyScheme};
 
@@ -109,6 +118,23 @@ pub struct Timings {
     pub total: f64,
 }
 
+/// Which TLS implementation completed a handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stack {
+    Rustls,
+    /// The second stack, for what the runtime's Go offers and rustls does not implement.
+    Openssl,
+}
+
+/// What a handshake negotiated, by Go's names (`tls.VersionName`, `tls.CipherSuiteName`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TlsSession {
+    pub stack: Stack,
+    pub version: String,
+    pub cipher_suite: String,
+}
+
 /// What one probe of one endpoint found.
 #[derive(Debug, Clone)]
 pub struct ProbeResult {
@@ -122,6 +148,25 @@ pub struct ProbeResult {
     pub via_proxy: Option<String>,
     /// SHA-256 of the leaf's issuer in the verified chain, when verification succeeded.
     pub verified_issuer_sha256: Option<String>,
+    /// What the TLS handshake with the endpoint negotiated, when it completed.
+    pub tls: Option<TlsSession>,
+}
+
+impl ProbeResult {
+    /// A probe of `url` that has found nothing yet, and ends with `result`.
+    pub fn new(url: String, result: Result<(), Failure>) -> Self {
+        ProbeResult {
+            url,
+            presented: Vec::new(),
+            unparsed_presented: Vec::new(),
+            http_status: None,
+            timings: Timings::default(),
+            result,
+            via_proxy: None,
+            verified_issuer_sha256: None,
+            tls: None,
+        }
+    }
 }
 
 /// Settings shared by all probes of a run.
@@ -131,6 +176,10 @@ pub struct ProbeSettings {
     pub proxy: ProxyEnv,
     /// The runtime's Go: verification follows its rules.
     pub go: crate::verify::GoVersion,
+    /// The runtime whose TLS client configuration the handshake follows ([`go_tls::offer`]).
+    pub runtime: Runtime,
+    /// The GODEBUG defaults the runtime's binary records (`DefaultGODEBUG`).
+    pub godebug: GoDebug,
 }
 
 impl Default for ProbeSettings {
@@ -139,7 +188,36 @@ impl Default for ProbeSettings {
             timeout: DEFAULT_TIMEOUT,
             proxy: ProxyEnv::default(),
             go: crate::verify::GoVersion::NEWEST,
+            runtime: Runtime::Containerd,
+            godebug: GoDebug::default(),
         }
+    }
+}
+
+impl ProbeSettings {
+    /// The settings for probing as `runtime` (its runtime and Go, as detected or set) does.
+    pub fn for_runtime(
+        timeout: Duration,
+        proxy: ProxyEnv,
+        runtime: &crate::trust::runtime_version::RuntimeInfo,
+    ) -> ProbeSettings {
+        ProbeSettings {
+            timeout,
+            proxy,
+            go: runtime.go_version,
+            runtime: runtime.runtime,
+            // The environment's settings override the build's defaults (later entries win).
+            godebug: GoDebug::parse(&format!(
+                "{},{}",
+                runtime.default_godebug.as_deref().unwrap_or_default(),
+                runtime.env_godebug.as_deref().unwrap_or_default()
+            )),
+        }
+    }
+
+    /// What the runtime's Go client offers in its handshakes.
+    pub fn offer(&self) -> Offer {
+        go_tls::offer(self.runtime, self.go, &self.godebug)
     }
 }
 
@@ -147,7 +225,7 @@ fn ms(since: Instant) -> f64 {
     (since.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
 }
 
-trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
 
 /// Probes one endpoint with `roots` (system + configured CAs) as its trust.
@@ -160,14 +238,8 @@ pub async fn probe(
     let deadline = tokio::time::Instant::now() + settings.timeout;
     let proxy = settings.proxy.proxy(&ep.scheme, ep.host(), ep.port());
     let mut out = ProbeResult {
-        url: ep.url(),
-        presented: Vec::new(),
-        unparsed_presented: Vec::new(),
-        http_status: None,
-        timings: Timings::default(),
-        result: Ok(()),
         via_proxy: proxy.as_ref().map(Proxy::display),
-        verified_issuer_sha256: None,
+        ..ProbeResult::new(ep.url(), Ok(()))
     };
     let result = follow::follow(ep, roots, settings, deadline, &mut out).await;
     out.result = result;
@@ -175,36 +247,39 @@ pub async fn probe(
     out
 }
 
-/// One request for `target` to `ep`: dial, the proxy, TLS, and the answer's head.
+/// The runtime's Go: its verification rules and what its TLS client offers.
+pub(super) struct Go {
+    pub(super) version: crate::verify::GoVersion,
+    pub(super) offer: Offer,
+}
+
+/// One request for `target` to `ep`: dial, the proxy, TLS (with the second stack when only Go's
+/// other suites, groups or versions would complete it), and the answer's head.
 async fn run(
     ep: &Endpoint,
     target: &str,
     roots: Arc<Vec<Arc<Cert>>>,
     proxy: Option<&Proxy>,
-    go: crate::verify::GoVersion,
+    go: &Go,
     deadline: tokio::time::Instant,
     out: &mut ProbeResult,
 ) -> Result<http::ResponseHead, Failure> {
-    let (dial_host, dial_port) = match proxy {
-        Some(p) => (p.host.clone(), p.port),
-        None => (ep.host().to_string(), ep.port()),
-    };
-    let tcp = dial(&dial_host, dial_port, deadline, out).await?;
-    let mut conn: Box<dyn Conn> = Box::new(tcp);
-    if let Some(p) = proxy {
-        conn = tunnel(conn, p, ep, roots.clone(), go, deadline).await?;
-    }
+    let mut conn = open(ep, roots.clone(), proxy, go, deadline, out).await?;
     if ep.scheme == "https" {
         let t = Instant::now();
-        let (res, rec) = tls_connect(conn, ep.host(), ep, roots, go, deadline).await?;
+        let (res, rec) = tls_connect(conn, ep.host(), ep, roots.clone(), go, deadline).await?;
         out.presented = rec.presented;
         out.unparsed_presented = rec.unparsed;
         conn = match res {
             Handshake::Timeout => return Err(Failure::Timeout(Phase::Tls)),
             Handshake::Untrusted(v) => return Err(Failure::Verify(v)),
+            Handshake::Failed(e) if second_stack_may_complete(&e, &go.offer) => {
+                second(ep, roots, proxy, go, deadline, out).await?
+            }
             Handshake::Failed(e) => return Err(classify_tls_error(&e)),
-            Handshake::Done(s, issuer) => {
+            Handshake::Done(s, issuer, session) => {
                 out.verified_issuer_sha256 = issuer;
+                out.tls = Some(session);
                 s
             }
         };
@@ -214,6 +289,77 @@ async fn run(
     let forward = ep.scheme == "http"
         && proxy.is_some_and(|p| matches!(p.scheme, ProxyScheme::Http | ProxyScheme::Https));
     get_v2(conn, ep, target, forward, deadline, out).await
+}
+
+/// DNS, TCP and the proxy's tunnel, if any: a connection to the endpoint.
+async fn open(
+    ep: &Endpoint,
+    roots: Arc<Vec<Arc<Cert>>>,
+    proxy: Option<&Proxy>,
+    go: &Go,
+    deadline: tokio::time::Instant,
+    out: &mut ProbeResult,
+) -> Result<Box<dyn Conn>, Failure> {
+    let (dial_host, dial_port) = match proxy {
+        Some(p) => (p.host.clone(), p.port),
+        None => (ep.host().to_string(), ep.port()),
+    };
+    let tcp = dial(&dial_host, dial_port, deadline, out).await?;
+    let conn: Box<dyn Conn> = Box::new(tcp);
+    match proxy {
+        Some(p) => tunnel(conn, p, ep, roots, go, deadline).await,
+        None => Ok(conn),
+    }
+}
+
+/// Whether the second stack may complete a handshake rustls could not: the server found nothing
+/// in common with rustls's part of the offer, and the runtime's Go offers more than rustls does.
+fn second_stack_may_complete(e: &std::io::Error, offer: &Offer) -> bool {
+    use rustls::AlertDescription as A;
+    let no_common = matches!(
+        e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        Some(
+            rustls::Error::AlertReceived(
+                A::HandshakeFailure | A::ProtocolVersion | A::InsufficientSecurity,
+            ) | rustls::Error::PeerIncompatible(_)
+        )
+    );
+    let rustls_has = rustls_provider(offer);
+    let beyond = offer.min < go_tls::Version::Tls12
+        || offer.groups.contains(&go_tls::Group::P521)
+        || offer.suites.iter().any(|s| {
+            !rustls_has
+                .cipher_suites
+                .iter()
+                .any(|c| u16::from(c.suite()) == s.id)
+        });
+    no_common && beyond
+}
+
+/// The handshake again, on a new connection, over the second stack with Go's whole offer. The
+/// phase timings are the second attempt's; the TLS timing covers both.
+async fn second(
+    ep: &Endpoint,
+    roots: Arc<Vec<Arc<Cert>>>,
+    proxy: Option<&Proxy>,
+    go: &Go,
+    deadline: tokio::time::Instant,
+    out: &mut ProbeResult,
+) -> Result<Box<dyn Conn>, Failure> {
+    let conn = open(ep, roots.clone(), proxy, go, deadline, out).await?;
+    let trust = second_stack::Trust {
+        roots,
+        go: go.version,
+    };
+    let (res, rec) = second_stack::connect(conn, ep.host(), ep, trust, &go.offer, deadline).await;
+    if !rec.presented.is_empty() || !rec.unparsed.is_empty() {
+        out.presented = rec.presented;
+        out.unparsed_presented = rec.unparsed;
+    }
+    let done = res?;
+    out.verified_issuer_sha256 = done.issuer;
+    out.tls = Some(done.session);
+    Ok(done.stream)
 }
 
 /// DNS, then TCP as Go's dialer connects ([`dial`]): every address in order under its share of
@@ -256,7 +402,7 @@ async fn tunnel(
     proxy: &Proxy,
     ep: &Endpoint,
     roots: Arc<Vec<Arc<Cert>>>,
-    go: crate::verify::GoVersion,
+    go: &Go,
     deadline: tokio::time::Instant,
 ) -> Result<Box<dyn Conn>, Failure> {
     let mut conn = conn;
@@ -283,7 +429,7 @@ async fn tunnel(
         ProxyScheme::Https => {
             let (res, _) = tls_connect(conn, &proxy.host, ep, roots, go, deadline).await?;
             conn = match res {
-                Handshake::Done(s, _) => s,
+                Handshake::Done(s, _, _) => s,
                 Handshake::Timeout => return Err(Failure::Timeout(Phase::Proxy)),
                 Handshake::Untrusted(v) => {
                     return Err(Failure::Proxy(format!(
@@ -330,7 +476,7 @@ async fn tls_connect(
     server_name: &str,
     ep: &Endpoint,
     roots: Arc<Vec<Arc<Cert>>>,
-    go: crate::verify::GoVersion,
+    go: &Go,
     deadline: tokio::time::Instant,
 ) -> Result<(Handshake, danger::Recorded), Failure> {
     let (tx, verdict) = tokio::sync::oneshot::channel();
@@ -338,18 +484,17 @@ async fn tls_connect(
         roots,
         server_name: server_name.to_string(),
         tx,
-        go,
+        go: go.version,
     });
-    let verifier = Arc::new(danger::AcceptAndRecord::new(judge));
+    let schemes = go.offer.schemes().iter().map(|s| s.rustls).collect();
+    let verifier = Arc::new(danger::AcceptAndRecord::new(judge, schemes));
     let record = verifier.record.clone();
     let recorder = verifier.clone();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-    .map_err(|e| Failure::Handshake(e.to_string()))?
-    .dangerous()
-    .with_custom_certificate_verifier(verifier);
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls_provider(&go.offer)))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| Failure::Handshake(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
     // The runtime's client pairs, presented as Go picks one (the server's acceptable CAs).
     let config = if ep.clients.is_empty() {
         config.with_no_client_auth()
@@ -364,6 +509,39 @@ async fn tls_connect(
     let res = handshake(connector.connect(name, conn), &recorder, verdict, deadline).await;
     let rec = record.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok((res, rec))
+}
+
+/// rustls's part of the runtime's offer: the TLS 1.3 suites (Go always offers all three), the
+/// TLS 1.2 suites both offer, and the groups both implement — so a suite or group only rustls
+/// offers (e.g. X25519MLKEM768 before go1.24) never completes a handshake Go would not.
+fn rustls_provider(offer: &Offer) -> rustls::crypto::CryptoProvider {
+    use rustls::crypto::aws_lc_rs::{self as aws, kx_group};
+    use rustls::SupportedCipherSuite as S;
+    let cipher_suites = aws::ALL_CIPHER_SUITES
+        .iter()
+        .filter(|s| match s {
+            S::Tls13(_) => true,
+            S::Tls12(_) => offer.offers_suite(u16::from(s.suite())),
+        })
+        .copied()
+        .collect();
+    let kx_groups = offer
+        .groups
+        .iter()
+        .filter_map(|g| match g {
+            go_tls::Group::X25519MlKem768 => Some(kx_group::X25519MLKEM768),
+            go_tls::Group::X25519 => Some(kx_group::X25519),
+            go_tls::Group::P256 => Some(kx_group::SECP256R1),
+            go_tls::Group::P384 => Some(kx_group::SECP384R1),
+            // Not in rustls: the second stack's.
+            go_tls::Group::P521 => None,
+        })
+        .collect();
+    rustls::crypto::CryptoProvider {
+        cipher_suites,
+        kx_groups,
+        ..aws::default_provider()
+    }
 }
 
 /// `GET target` (the API root `/v2/`, or a redirect's or realm's target) and the answer's head;
@@ -397,6 +575,12 @@ async fn get_v2(
         {
             return Err(classify_tls_error(&err))
         }
+        // The same over the second stack.
+        Ok(Err(HttpError::Io { err, .. }))
+            if err.get_ref().is_some_and(|i| i.is::<openssl::ssl::Error>()) =>
+        {
+            return Err(second_stack::classify_io(&err))
+        }
         Ok(Err(e)) => return Err(Failure::Http(e.to_string())),
         Ok(Ok(h)) => h,
     };
@@ -406,8 +590,6 @@ async fn get_v2(
     Ok(head)
 }
 
-type TlsStream = tokio_rustls::client::TlsStream<Box<dyn Conn>>;
-
 /// How a handshake ended, with Go's verdict on the chain folded in.
 enum Handshake {
     Timeout,
@@ -415,7 +597,7 @@ enum Handshake {
     Untrusted(VerifyError),
     Failed(std::io::Error),
     /// Verified (or not to be verified); the verified leaf issuer's SHA-256 when known.
-    Done(Box<TlsStream>, Option<String>),
+    Done(Box<dyn Conn>, Option<String>, TlsSession),
 }
 
 /// Drives the handshake and waits for the verdict that [`danger::AcceptAndRecord`] computes off
@@ -453,7 +635,22 @@ async fn handshake(
         },
     };
     match res {
-        Ok(s) => Handshake::Done(Box::new(s), issuer),
+        Ok(s) => {
+            let c = s.get_ref().1;
+            let session = TlsSession {
+                stack: Stack::Rustls,
+                version: c
+                    .protocol_version()
+                    .and_then(|v| go_tls::Version::from_wire(u16::from(v)))
+                    .map_or("", go_tls::Version::go_name)
+                    .to_string(),
+                cipher_suite: c
+                    .negotiated_cipher_suite()
+                    .map(|cs| go_tls::suite_name(u16::from(cs.suite())))
+                    .unwrap_or_default(),
+            };
+            Handshake::Done(Box::new(s), issuer, session)
+        }
         Err(e) => Handshake::Failed(e),
     }
 }
@@ -470,6 +667,8 @@ fn classify_tls_error(e: &std::io::Error) -> Failure {
             rustls::Error::InvalidMessage(M::HandshakePayloadTooLarge) => Failure::Handshake(format!(
                 "tls: the registry's handshake message is larger than a TLS client accepts (64 KiB): too many or too large certificates in its chain ({inner})"
             )),
+            // A fatal alert from the server, in Go's words (`crypto/tls/alert.go`).
+            rustls::Error::AlertReceived(a) => Failure::Handshake(go_tls::remote_alert(u8::from(*a))),
             other => Failure::Handshake(format!("tls: {other}")),
         };
     }

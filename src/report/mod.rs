@@ -74,18 +74,15 @@ pub(crate) mod fixtures {
         EndpointOutcome {
             endpoint: Endpoint::default_for("https", authority, origin),
             probe: Some(ProbeResult {
-                url: format!("https://{authority}/v2/"),
                 presented,
-                unparsed_presented: Vec::new(),
-                http_status: None,
-                timings: Default::default(),
-                result: if reason == Reason::Ok {
-                    Ok(())
-                } else {
-                    Err(Failure::Http("x".into()))
-                },
-                via_proxy: None,
-                verified_issuer_sha256: None,
+                ..ProbeResult::new(
+                    format!("https://{authority}/v2/"),
+                    if reason == Reason::Ok {
+                        Ok(())
+                    } else {
+                        Err(Failure::Http("x".into()))
+                    },
+                )
             }),
             diagnosis: Diagnosis {
                 reason,

@@ -75,8 +75,21 @@ fn runtime_line(r: &RuntimeInfo) -> String {
         Some(b) if r.source != Source::Config && r.source != Source::Default => format!(", {b}"),
         _ => String::new(),
     };
+    let part = |what: &str, v: &Option<String>| v.as_ref().map(|v| format!(" {what} {}", esc(v)));
+    let parts: Vec<String> = [
+        part("defaults", &r.default_godebug),
+        part("environment", &r.env_godebug),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let godebug = if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" (GODEBUG{})", parts.join(";"))
+    };
     format!(
-        "runtime: {}{version}, built with {} ({}{from}): verdicts follow {}'s rules\n",
+        "runtime: {}{version}, built with {} ({}{from}){godebug}: verdicts follow {}'s rules\n",
         r.runtime.as_str(),
         r.go_version,
         r.source,
@@ -203,6 +216,18 @@ fn registry_text(s: &mut String, r: &RegistryReport, style: Style) {
     }
 }
 
+/// `TLS 1.2 TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA via openssl (…)`: what was negotiated, by Go's
+/// names, and by which stack.
+fn tls_text(t: &crate::probe::TlsSession) -> String {
+    let via = match t.stack {
+        crate::probe::Stack::Rustls => "rustls",
+        crate::probe::Stack::Openssl => {
+            "openssl (the second stack: the runtime's Go offers this, rustls does not)"
+        }
+    };
+    format!("{} {} via {via}", esc(&t.version), esc(&t.cipher_suite))
+}
+
 fn endpoint_text(s: &mut String, row: &Row<'_>, style: Style) {
     let e = row.e;
     let mark = if e.ok {
@@ -218,6 +243,9 @@ fn endpoint_text(s: &mut String, row: &Row<'_>, style: Style) {
         e.timings_ms.total,
         origins(row)
     );
+    if let Some(t) = &e.tls {
+        let _ = writeln!(s, "         tls: {}", tls_text(t));
+    }
     if e.ok {
         if e.skip_verify {
             let _ = writeln!(s, "         certificate NOT verified (skip_verify)");

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::cert::{rfc3339, CertInfo};
 use crate::diagnose::{KeyMismatch, Reason};
 use crate::outcome::{CheckOutcome, EndpointOutcome, IssuerId, RegistryOutcome};
-use crate::probe::Timings;
+use crate::probe::{Timings, TlsSession};
 use crate::trust::runtime_version::RuntimeInfo;
 use crate::trust::{Finding, PullKind, Runtime, TrustedCa};
 
@@ -52,6 +52,9 @@ pub struct EndpointReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_mismatch: Option<KeyMismatch>,
     pub timings_ms: Timings,
+    /// What the TLS handshake negotiated and which stack completed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSession>,
 }
 
 impl From<&EndpointOutcome> for EndpointReport {
@@ -73,6 +76,7 @@ impl From<&EndpointOutcome> for EndpointReport {
             proxy: probe.and_then(|p| p.via_proxy.clone()),
             key_mismatch: e.diagnosis.key_mismatch.clone(),
             timings_ms: probe.map(|p| p.timings.clone()).unwrap_or_default(),
+            tls: probe.and_then(|p| p.tls.clone()),
         }
     }
 }

@@ -38,6 +38,19 @@ pub struct ClientIdentity {
     pub issuers: Vec<Vec<u8>>,
     /// Node path of the certificate file.
     pub source: String,
+    /// The key's DER as the key file holds it (PKCS #1, PKCS #8 or SEC 1), for the second TLS
+    /// stack, which loads keys its own way.
+    pub key_der: KeyDer,
+}
+
+/// A private key's DER; `Debug` never prints it.
+#[derive(Clone)]
+pub struct KeyDer(pub Vec<u8>);
+
+impl std::fmt::Debug for KeyDer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyDer({} bytes)", self.0.len())
+    }
 }
 
 /// Why a pair did not load.
@@ -164,7 +177,7 @@ pub(crate) fn x509_key_pair(
     };
     let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0])
         .map_err(|e| format!("x509: malformed certificate ({e})"))?;
-    let signer = load_key(key_der).ok_or("tls: failed to parse private key")?;
+    let signer = load_key(key_der.clone()).ok_or("tls: failed to parse private key")?;
     if leaf_algorithm(&leaf) != Some(signer.algorithm()) {
         return Err("tls: private key type does not match public key type".into());
     }
@@ -189,6 +202,7 @@ pub(crate) fn x509_key_pair(
         certified: Arc::new(certified),
         issuers,
         source: source.to_string(),
+        key_der: KeyDer(key_der),
     })
 }
 

@@ -122,23 +122,6 @@ fn verify_ecdsa(
         .map_err(|_| SigError::EcdsaVerification)
 }
 
-/// The handshake signature algorithms regtrust accepts (Go's defaults, minus SHA-1).
-pub fn tls_schemes() -> Vec<rustls::SignatureScheme> {
-    use rustls::SignatureScheme as S;
-    vec![
-        S::ECDSA_NISTP256_SHA256,
-        S::ECDSA_NISTP384_SHA384,
-        S::ECDSA_NISTP521_SHA512,
-        S::ED25519,
-        S::RSA_PSS_SHA256,
-        S::RSA_PSS_SHA384,
-        S::RSA_PSS_SHA512,
-        S::RSA_PKCS1_SHA256,
-        S::RSA_PKCS1_SHA384,
-        S::RSA_PKCS1_SHA512,
-    ]
-}
-
 /// Maps a TLS handshake signature scheme to a [`SigAlg`].
 pub fn sig_alg_of_scheme(s: rustls::SignatureScheme) -> SigAlg {
     use rustls::SignatureScheme as S;

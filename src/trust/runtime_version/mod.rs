@@ -74,6 +74,15 @@ pub struct RuntimeInfo {
     /// The binary read (`/proc/PID/exe (/usr/bin/containerd)` or a node path), when one was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub binary: Option<String>,
+    /// The GODEBUG defaults the binary's build recorded (`DefaultGODEBUG`, go1.21 and later:
+    /// from its go.mod's `go` line and `godebug` directives), e.g. `tlsrsakex=1` — they change
+    /// what its TLS client offers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_godebug: Option<String>,
+    /// `GODEBUG` in the running process's environment (`/proc/PID/environ`), which overrides the
+    /// defaults key by key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env_godebug: Option<String>,
 }
 
 fn as_string<S: serde::Serializer>(v: &GoVersion, s: S) -> Result<S::Ok, S::Error> {
@@ -89,6 +98,8 @@ pub struct Overrides {
 
 /// Largest `/proc/PID/stat` read.
 const MAX_STAT_BYTES: u64 = 4096;
+/// Largest `/proc/PID/environ` read (Linux caps one argument or variable at 128 KiB).
+const MAX_ENVIRON_BYTES: u64 = 256 * 1024;
 
 /// Where each runtime's daemon is usually installed (node paths), after the path its process runs.
 fn install_paths(rt: Runtime) -> &'static [&'static str] {
@@ -146,11 +157,23 @@ pub fn find_pid(proc_dir: &Path, comm: &str) -> Option<u32> {
     })
 }
 
+/// `GODEBUG` from a process's environment (NUL-separated `K=V`), when it is readable and set.
+/// Only that variable is kept: the rest of a runtime's environment is none of regtrust's business.
+fn environ_godebug(path: &Path) -> Option<String> {
+    let env = hostroot::read_regular(path, MAX_ENVIRON_BYTES, Follow::Yes).ok()?;
+    // The first one, as Go's `syscall` environment keeps the first mention of a key.
+    env.split(|b| *b == 0)
+        .find_map(|kv| kv.strip_prefix(b"GODEBUG="))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
 /// What one binary said.
 struct Read {
     go: Option<GoVersion>,
     go_raw: Option<String>,
     version: Option<String>,
+    default_godebug: Option<String>,
+    env_godebug: Option<String>,
 }
 
 fn read_binary(file: &RegularFile, rt: Runtime) -> Result<Read, String> {
@@ -164,6 +187,8 @@ fn read_binary(file: &RegularFile, rt: Runtime) -> Result<Read, String> {
     };
     Ok(Read {
         go: GoVersion::parse(&info.go_version),
+        default_godebug: info.setting("DefaultGODEBUG").map(str::to_string),
+        env_godebug: None,
         go_raw: Some(info.go_version),
         version,
     })
@@ -206,7 +231,13 @@ fn read_runtime(
             .map_err(|e| e.to_string())
             .and_then(|f| read_binary(&f, rt))
         {
-            Ok(r) => return (Some((r, Source::Process, shown)), errors),
+            Ok(r) => {
+                let env_godebug = environ_godebug(&proc_dir.join(pid.to_string()).join("environ"));
+                return (
+                    Some((Read { env_godebug, ..r }, Source::Process, shown)),
+                    errors,
+                );
+            }
             Err(e) => errors.push(format!("{shown}: {e}")),
         }
         if let Some(t) = target.filter(|t| !t.to_string_lossy().ends_with(" (deleted)")) {
@@ -269,6 +300,10 @@ fn decide(
         (None, None) => (GoVersion::NEWEST, Source::Default),
     };
     let binary = read.as_ref().map(|(_, _, shown)| shown.clone());
+    let default_godebug = read
+        .as_ref()
+        .and_then(|(r, _, _)| r.default_godebug.clone());
+    let env_godebug = read.as_ref().and_then(|(r, _, _)| r.env_godebug.clone());
     if source == Source::Default {
         let why = match (&read, errors.is_empty()) {
             (Some((r, _, shown)), _) => format!(
@@ -309,6 +344,8 @@ fn decide(
         go_version: go,
         source,
         binary,
+        default_godebug,
+        env_godebug,
     };
     (info, findings)
 }

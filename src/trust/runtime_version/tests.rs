@@ -126,3 +126,59 @@ fn settings_replace_detection_and_nothing_known_is_the_newest_with_a_finding() {
     assert_eq!(json["go_version"], "go1.17");
     assert_eq!(json["source"], "config");
 }
+
+#[test]
+fn godebug_from_the_process_environment_overrides_the_build_defaults() {
+    // A proc dir of our own: PID 4242 named containerd, running the real binary, with GODEBUG
+    // in its environment (as a systemd drop-in `Environment=GODEBUG=tlsrsakex=1` sets it).
+    let proc_dir = tempfile::tempdir().unwrap();
+    let p = proc_dir.path().join("4242");
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("stat"), "4242 (containerd) S 1 4242").unwrap();
+    std::fs::write(
+        p.join("environ"),
+        b"PATH=/usr/bin\0GODEBUG=tlsrsakex=1\0SECRET=x\0GODEBUG=tls3des=0\0",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/usr/bin/containerd", p.join("exe")).unwrap();
+    let hr = HostRoot::new("/nonexistent-host-root");
+    let (info, _) = detect(
+        &hr,
+        proc_dir.path(),
+        Runtime::Containerd,
+        &Overrides::default(),
+    );
+    assert_eq!(info.source, Source::Process);
+    // The first GODEBUG counts (Go's syscall.copyenv drops later duplicates); nothing else of
+    // the environment is kept.
+    assert_eq!(info.env_godebug.as_deref(), Some("tlsrsakex=1"));
+    // Debian's go1.19 containerd records no DefaultGODEBUG (go1.21 and later do).
+    assert_eq!(info.default_godebug, None);
+    let ps = crate::probe::ProbeSettings::for_runtime(
+        std::time::Duration::from_secs(1),
+        crate::probe::ProxyEnv::default(),
+        &RuntimeInfo {
+            go_version: GoVersion::new(23, 4),
+            default_godebug: Some("tlsrsakex=0,tls3des=1".into()),
+            ..info
+        },
+    );
+    // crypto/tls (go1.22) tlsrsakex: the environment's 1 beats the defaults' 0; the defaults'
+    // tls3des=1 (go1.23 drops 3DES) still holds.
+    assert!(ps.offer().offers_suite(0x002f));
+    assert!(ps.offer().offers_suite(0xc012));
+    let plain = crate::probe::ProbeSettings {
+        go: GoVersion::new(23, 4),
+        ..Default::default()
+    };
+    assert!(!plain.offer().offers_suite(0x002f) && !plain.offer().offers_suite(0xc012));
+    // Without a readable environ, nothing is invented.
+    std::fs::remove_file(p.join("environ")).unwrap();
+    let (info, _) = detect(
+        &hr,
+        proc_dir.path(),
+        Runtime::Containerd,
+        &Overrides::default(),
+    );
+    assert_eq!(info.env_godebug, None);
+}
