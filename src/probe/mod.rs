@@ -507,13 +507,17 @@ async fn tls_connect(
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     // The runtime's client pairs, presented as Go picks one (the server's acceptable CAs).
-    let config = if ep.clients.is_empty() {
+    let mut config = if ep.clients.is_empty() {
         config.with_no_client_auth()
     } else {
         config.with_client_cert_resolver(Arc::new(crate::trust::client::GoClientCerts(
             ep.clients.clone(),
         )))
     };
+    // Neither runtime gives its client a ClientSessionCache, so Go sends no session ticket
+    // extension and resumes nothing (handshake_client.go `loadSession`); rustls's default would
+    // offer tickets and allocate a session store per connection.
+    config.resumption = rustls::client::Resumption::disabled();
     let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
         .map_err(|e| Failure::Handshake(format!("invalid server name {server_name:?}: {e}")))?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
@@ -689,4 +693,73 @@ fn classify_tls_error(e: &std::io::Error) -> Failure {
         };
     }
     Failure::Handshake(format!("tls handshake: {text}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// The extension types of the ClientHello the probe sends.
+    async fn hello_extensions(go: crate::verify::GoVersion) -> Vec<u16> {
+        let (ours, mut peer) = tokio::io::duplex(64 * 1024);
+        let ep = Endpoint::default_for("https", "registry.test", "test");
+        let settings = ProbeSettings {
+            go,
+            ..ProbeSettings::default()
+        };
+        let go = Go {
+            version: settings.go,
+            offer: settings.offer(),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let conn: Box<dyn Conn> = Box::new(ours);
+        let client = tls_connect(
+            conn,
+            "registry.test",
+            &ep,
+            Arc::new(Vec::new()),
+            &go,
+            deadline,
+        );
+        let read = async {
+            let mut head = [0u8; 5];
+            peer.read_exact(&mut head).await.unwrap();
+            let mut body = vec![0u8; usize::from(u16::from_be_bytes([head[3], head[4]]))];
+            peer.read_exact(&mut body).await.unwrap();
+            drop(peer);
+            body
+        };
+        let (_, body) = tokio::join!(client, read);
+        // handshake header (4), version (2), random (32), session id, suites, compression.
+        let mut i = 4 + 2 + 32;
+        i += 1 + usize::from(body[i]);
+        i += 2 + usize::from(u16::from_be_bytes([body[i], body[i + 1]]));
+        i += 1 + usize::from(body[i]);
+        let end = i + 2 + usize::from(u16::from_be_bytes([body[i], body[i + 1]]));
+        i += 2;
+        let mut types = Vec::new();
+        while i + 4 <= end {
+            types.push(u16::from_be_bytes([body[i], body[i + 1]]));
+            i += 4 + usize::from(u16::from_be_bytes([body[i + 2], body[i + 3]]));
+        }
+        types
+    }
+
+    /// Go without a ClientSessionCache (both runtimes) sends neither session_ticket (35) nor
+    /// pre_shared_key (41). (It sends no psk_key_exchange_modes (45) either; rustls always does,
+    /// which no server acts on without a PSK.)
+    #[tokio::test]
+    async fn the_hello_offers_no_resumption_as_go_without_a_session_cache() {
+        for go in ["go1.19.8", "go1.25.0"] {
+            let types = hello_extensions(crate::verify::GoVersion::parse(go).unwrap()).await;
+            assert!(
+                types.contains(&10) && types.contains(&43),
+                "{go}: {types:?}"
+            );
+            for t in [35, 41] {
+                assert!(!types.contains(&t), "{go}: extension {t} in {types:?}");
+            }
+        }
+    }
 }
