@@ -1,28 +1,39 @@
 //! Signature checks with Go's acceptance rules, not webpki's.
 //!
-//! Go accepts RSA keys from 1024 bits (webpki: 2048), P-521 (webpki with ring: no), PKCS#1 v1.5 and
-//! PSS with SHA-256/384/512, ECDSA with any of those hashes on P-256/384/521, and Ed25519; it
-//! rejects SHA-1 and MD5 signatures on everything but the (unchecked) self-signature of a root.
-//! RSA goes through the `rsa` crate (any size from 1024 up to 8192 bits); EC and Ed25519 through
-//! aws-lc-rs. The error texts copy Go's, because operators search for them.
+//! Go accepts RSA keys of any size before go1.24 and from 1024 bits since (webpki: 2048), P-521
+//! (webpki with ring: no), PKCS#1 v1.5 and PSS with SHA-256/384/512, ECDSA with any of those hashes
+//! on P-256/384/521, and Ed25519; it rejects SHA-1 and MD5 signatures on everything but the
+//! (unchecked) self-signature of a root. RSA goes through the `rsa` crate (up to 8192 bits); EC
+//! and Ed25519 through aws-lc-rs. The error texts are Go's, for the runtime's Go version, because
+//! operators search for them (`crypto/x509/x509.go`: `checkSignature`, `InsecureAlgorithmError`,
+//! `ErrUnsupportedAlgorithm`, `signaturePublicKeyAlgoMismatchError`; `crypto/rsa`: `checkKeySize`).
 //!
 //! Never does: I/O.
 
+use super::GoVersion;
 use crate::cert::{Hash, PublicKey, SigAlg};
 use aws_lc_rs::signature as ring_sig;
 use rsa::signature::Verifier;
 
-/// Smallest RSA modulus Go accepts (crypto/rsa since Go 1.24; older Go accepted smaller).
+/// Smallest RSA modulus Go accepts from go1.24 (`crypto/rsa`, `checkKeySize`, without
+/// `GODEBUG=rsa1024min=0`); older Go accepted any size ([`GoVersion::rejects_small_rsa_keys`]).
 pub const MIN_RSA_BITS: usize = 1024;
 /// Largest RSA modulus checked (Go's TLS client limit).
 pub const MAX_RSA_BITS: usize = 8192;
 
-/// Why a signature check failed, worded as Go words it.
+/// Why a signature check failed, worded as the runtime's Go words it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigError {
-    #[error("x509: cannot verify signature: insecure algorithm {0}")]
-    Insecure(&'static str),
-    #[error("x509: cannot verify signature: algorithm unimplemented ({0})")]
+    /// Go's `InsecureAlgorithmError` (MD5, SHA-1). `x509sha1_hint`: that Go still has the
+    /// `x509sha1` GODEBUG and names it in the text of a SHA-1 algorithm.
+    #[error("x509: cannot verify signature: insecure algorithm {alg}{}", sha1_hint(alg, *x509sha1_hint))]
+    Insecure {
+        alg: &'static str,
+        x509sha1_hint: bool,
+    },
+    /// Go's `ErrUnsupportedAlgorithm`; the field says what (for regtrust's own notes, not in
+    /// Go's text).
+    #[error("x509: cannot verify signature: algorithm unimplemented")]
     Unsupported(String),
     #[error("crypto/rsa: verification error")]
     RsaVerification,
@@ -30,22 +41,63 @@ pub enum SigError {
     EcdsaVerification,
     #[error("x509: Ed25519 verification failure")]
     Ed25519Verification,
-    #[error("crypto/rsa: {0}-bit RSA keys are below the 1024-bit minimum")]
+    /// go1.24+: `crypto/rsa`'s `checkKeySize`.
+    #[error("crypto/rsa: {0}-bit keys are insecure (see https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size)")]
     RsaTooSmall(usize),
-    #[error("x509: signature algorithm does not match the public key type ({0})")]
-    KeyMismatch(String),
+    /// Go's `signaturePublicKeyAlgoMismatchError`: the algorithm's key type, and the Go type of
+    /// the key the parent has.
+    #[error("x509: signature algorithm specifies an {expected} public key, but have public key of type {have}")]
+    KeyMismatch {
+        expected: &'static str,
+        have: &'static str,
+    },
 }
 
-/// Verifies `sig` over `msg` with `key` under `alg`.
+impl SigError {
+    /// The signature is well-formed for its algorithm and the key is the wrong one: the check a
+    /// CA with another key fails (as opposed to an algorithm or key Go refuses).
+    pub fn is_wrong_key(&self) -> bool {
+        matches!(
+            self,
+            SigError::RsaVerification | SigError::EcdsaVerification | SigError::Ed25519Verification
+        )
+    }
+}
+
+fn sha1_hint(alg: &str, hint: bool) -> &'static str {
+    if hint && (alg == "SHA1-RSA" || alg == "ECDSA-SHA1") {
+        " (temporarily override with GODEBUG=x509sha1=1)"
+    } else {
+        ""
+    }
+}
+
+/// Verifies `sig` over `msg` with `key` under `alg`, with the newest modelled Go's rules (the
+/// handshake's own signature).
 pub fn verify(alg: &SigAlg, key: &PublicKey, msg: &[u8], sig: &[u8]) -> Result<(), SigError> {
+    verify_as(alg, key, msg, sig, GoVersion::NEWEST)
+}
+
+/// Verifies `sig` over `msg` with `key` under `alg`, as `go` does (`checkSignature`: the
+/// algorithm's hash first, then the key's type, then the signature).
+pub fn verify_as(
+    alg: &SigAlg,
+    key: &PublicKey,
+    msg: &[u8],
+    sig: &[u8],
+    go: GoVersion,
+) -> Result<(), SigError> {
     match (alg, key) {
-        (SigAlg::Insecure(name), _) => Err(SigError::Insecure(name)),
+        (SigAlg::Insecure(name), _) => Err(SigError::Insecure {
+            alg: name,
+            x509sha1_hint: go.has_x509sha1_godebug(),
+        }),
         (SigAlg::Unknown(what), _) => Err(SigError::Unsupported(what.clone())),
         (_, PublicKey::Unsupported(what)) => {
             Err(SigError::Unsupported(format!("public key {what}")))
         }
-        (SigAlg::RsaPkcs1(h), PublicKey::Rsa { n, e }) => verify_rsa(n, e, *h, false, msg, sig),
-        (SigAlg::RsaPss(h), PublicKey::Rsa { n, e }) => verify_rsa(n, e, *h, true, msg, sig),
+        (SigAlg::RsaPkcs1(h), PublicKey::Rsa { n, e }) => verify_rsa(n, e, *h, false, msg, sig, go),
+        (SigAlg::RsaPss(h), PublicKey::Rsa { n, e }) => verify_rsa(n, e, *h, true, msg, sig, go),
         (SigAlg::Ecdsa(h), PublicKey::Ec { curve, point }) => {
             verify_ecdsa(curve, *h, point, msg, sig)
         }
@@ -54,7 +106,18 @@ pub fn verify(alg: &SigAlg, key: &PublicKey, msg: &[u8], sig: &[u8]) -> Result<(
                 .verify(msg, sig)
                 .map_err(|_| SigError::Ed25519Verification)
         }
-        (alg, _) => Err(SigError::KeyMismatch(format!("{alg:?}"))),
+        (alg, key) => Err(SigError::KeyMismatch {
+            expected: match alg {
+                SigAlg::RsaPkcs1(_) | SigAlg::RsaPss(_) => "RSA",
+                SigAlg::Ecdsa(_) => "ECDSA",
+                _ => "Ed25519",
+            },
+            have: match key {
+                PublicKey::Rsa { .. } => "*rsa.PublicKey",
+                PublicKey::Ec { .. } => "*ecdsa.PublicKey",
+                _ => "ed25519.PublicKey",
+            },
+        }),
     }
 }
 
@@ -65,11 +128,12 @@ fn verify_rsa(
     pss: bool,
     msg: &[u8],
     sig: &[u8],
+    go: GoVersion,
 ) -> Result<(), SigError> {
     use rsa::BigUint;
     let n = BigUint::from_bytes_be(n);
     let bits = n.bits();
-    if bits < MIN_RSA_BITS {
+    if go.rejects_small_rsa_keys() && bits < MIN_RSA_BITS {
         return Err(SigError::RsaTooSmall(bits));
     }
     let key = rsa::RsaPublicKey::new_with_max_size(n, BigUint::from_bytes_be(e), MAX_RSA_BITS)

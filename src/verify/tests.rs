@@ -67,7 +67,7 @@ fn run(
     inters: &[&Made],
     roots: &[&Made],
     name: &str,
-) -> Result<Vec<Chain>, VerifyError> {
+) -> Result<Vec<Chain>, VerifyErrorKind> {
     let roots: Vec<_> = roots.iter().map(|m| c(m)).collect();
     let inters: Vec<_> = inters.iter().map(|m| c(m)).collect();
     verify(
@@ -80,6 +80,7 @@ fn run(
             go: GoVersion::OLDEST_MODELLED,
         },
     )
+    .map_err(|e| e.kind)
 }
 
 #[test]
@@ -98,7 +99,7 @@ fn same_subject_new_key_is_a_signature_hint() {
     let b = self_signed(ca_params("R"));
     let err = run(&signed(leaf_params(), &b), &[], &[&a], "registry.test").unwrap_err();
     match &err {
-        VerifyError::UnknownAuthority { hint: Some(h), .. } => {
+        VerifyErrorKind::UnknownAuthority { hint: Some(h), .. } => {
             assert!(matches!(h.problem, CandidateProblem::Signature(_)));
             assert_eq!(h.candidate.short_name, "R");
         }
@@ -112,7 +113,9 @@ fn same_subject_new_key_is_a_signature_hint() {
 }
 
 #[test]
-fn expired_root_fails_as_in_go() {
+fn expired_root_is_returned_as_its_own_error_not_a_hint() {
+    // verify.go buildChains: isValid's error is assigned to `err`, which Go returns itself when no
+    // chain is found; only CheckSignatureFrom failures become the "possibly because of" hint.
     let mut p = ca_params("Old");
     p.not_before = days(-10);
     p.not_after = days(-1);
@@ -121,15 +124,102 @@ fn expired_root_fails_as_in_go() {
     assert!(
         matches!(
             &err,
-            VerifyError::UnknownAuthority {
-                hint: Some(Hint {
-                    problem: CandidateProblem::Time { .. },
-                    ..
-                }),
+            VerifyErrorKind::Candidate {
+                kind: Kind::Root,
+                problem: CandidateProblem::Time { .. },
                 ..
             }
         ),
         "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with("x509: certificate has expired or is not yet valid: current time ")
+            && text.contains(" is after "),
+        "{text}"
+    );
+    assert!(!text.contains("unknown authority"), "{text}");
+}
+
+#[test]
+fn the_last_candidate_past_the_signature_check_decides_the_error() {
+    // Two roots named "R": one with another key (a signature failure: a hint), one expired with
+    // the right key. Go returns the expiry whatever the order, since the hint is only used when
+    // no candidate set `err`.
+    let mut p = ca_params("R");
+    p.not_before = days(-10);
+    p.not_after = days(-1);
+    let expired = self_signed(p);
+    let other_key = self_signed(ca_params("R"));
+    let l = signed(leaf_params(), &expired);
+    for roots in [[&expired, &other_key], [&other_key, &expired]] {
+        let err = run(&l, &[], &roots, "registry.test").unwrap_err();
+        assert!(matches!(err, VerifyErrorKind::Candidate { .. }), "{err:?}");
+    }
+    // An expired root beside a valid one with the same key: the valid one builds the chain.
+    let mut renewed = ca_params("R");
+    renewed.not_after = days(30);
+    let renewed = Made {
+        cert: renewed.self_signed(&expired.key).unwrap(),
+        key: KeyPair::from_pem(&expired.key.serialize_pem()).unwrap(),
+    };
+    assert!(run(&l, &[], &[&expired, &renewed], "registry.test").is_ok());
+    assert!(run(&l, &[], &[&renewed, &expired], "registry.test").is_ok());
+}
+
+#[test]
+fn path_length_and_non_ca_intermediates_are_errors_not_hints() {
+    let mut rp = ca_params("R");
+    rp.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    let root = self_signed(rp);
+    let mut ip = ca_params("I");
+    ip.use_authority_key_identifier_extension = true;
+    let inter = signed(ip, &root);
+    let l = signed(leaf_params(), &inter);
+    let err = run(&l, &[&inter], &[&root], "registry.test").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "x509: too many intermediates for path length constraint"
+    );
+    assert!(matches!(
+        err,
+        VerifyErrorKind::Candidate {
+            problem: CandidateProblem::TooManyIntermediates,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn already_in_chain_compares_subject_key_and_sans() {
+    let k = KeyPair::generate().unwrap();
+    let mut a = leaf_params();
+    a.use_authority_key_identifier_extension = false;
+    let a = c(&Made {
+        cert: a.clone().self_signed(&k).unwrap(),
+        key: KeyPair::from_pem(&k.serialize_pem()).unwrap(),
+    });
+    let mut b = leaf_params();
+    b.use_authority_key_identifier_extension = false;
+    b.not_after = days(7);
+    let same_names = c(&Made {
+        cert: b.clone().self_signed(&k).unwrap(),
+        key: KeyPair::from_pem(&k.serialize_pem()).unwrap(),
+    });
+    b.subject_alt_names = vec![SanType::DnsName("other.test".try_into().unwrap())];
+    let other_names = c(&Made {
+        cert: b.self_signed(&k).unwrap(),
+        key: KeyPair::from_pem(&k.serialize_pem()).unwrap(),
+    });
+    let chain = vec![a.clone()];
+    assert!(already_in_chain(&a, &chain));
+    assert!(
+        already_in_chain(&same_names, &chain),
+        "another DER, same subject, key and SANs"
+    );
+    assert!(
+        !already_in_chain(&other_names, &chain),
+        "same key, other SANs"
     );
 }
 
@@ -141,7 +231,7 @@ fn trusted_self_signed_leaf_passes() {
     assert!(run(&leaf, &[], &[&leaf], "registry.test").is_ok());
     assert!(matches!(
         run(&leaf, &[], &[], "registry.test"),
-        Err(VerifyError::UnknownAuthority { hint: None, .. })
+        Err(VerifyErrorKind::UnknownAuthority { hint: None, .. })
     ));
 }
 
@@ -158,7 +248,7 @@ fn eku_any_is_accepted_and_the_roots_eku_is_checked() {
     let l = signed(leaf_params(), &client_root);
     assert!(matches!(
         run(&l, &[], &[&client_root], "registry.test"),
-        Err(VerifyError::IncompatibleUsage)
+        Err(VerifyErrorKind::IncompatibleUsage)
     ));
 }
 
@@ -202,7 +292,7 @@ fn leaf_time_and_hostname_are_checked_first_with_gos_words() {
     p.not_after = days(-2);
     let err = run(&signed(p, &root), &[], &[&root], "wrong.test").unwrap_err();
     assert!(
-        matches!(err, VerifyError::LeafTime { .. }),
+        matches!(err, VerifyErrorKind::LeafTime { .. }),
         "time is checked before the name: {err:?}"
     );
     let l = signed(leaf_params(), &root);
@@ -238,7 +328,7 @@ fn signature_checks_are_bounded_like_go() {
     let l = signed(leaf_params(), &real);
     assert!(matches!(
         run(&l, &[], &refs, "registry.test"),
-        Err(VerifyError::TooManySignatureChecks)
+        Err(VerifyErrorKind::TooManySignatureChecks)
     ));
 }
 
@@ -319,7 +409,10 @@ fn per_chain_era_checks_built_chains_and_a_good_root_still_wins() {
             ..opts
         };
         assert!(
-            matches!(verify(&c(&l), &opts), Err(VerifyError::NameConstraint(_))),
+            matches!(
+                verify(&c(&l), &opts).map_err(|e| e.kind),
+                Err(VerifyErrorKind::NameConstraint(_))
+            ),
             "{go}"
         );
     }
