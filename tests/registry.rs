@@ -1000,3 +1000,201 @@ fn a_pull_only_mirror_serves_pulls_by_digest_not_by_tag() {
     );
     assert_eq!(run.json["pull"], "digest");
 }
+
+// === which candidate error Go returns, and the reason it gets (issue 10 items 4 and 5) ===
+
+/// A serving certificate for 127.0.0.1 signed by `ca` with openssl's `-DIGEST` (rcgen signs
+/// only with SHA-256 and up): (certificate PEM, key PEM).
+fn openssl_leaf(ca: &Issued, digest: &str) -> (String, String) {
+    let dir = tmp();
+    let f = |n: &str| dir.path().join(n);
+    write(&f("ca.pem"), ca.pem());
+    write(&f("ca.key"), ca.key.serialize_pem());
+    write(
+        &f("san.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    );
+    let req = Command::new("openssl")
+        .args([
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(f("l.key"))
+        .arg("-out")
+        .arg(f("l.csr"))
+        .output()
+        .unwrap();
+    assert!(
+        req.status.success(),
+        "{}",
+        String::from_utf8_lossy(&req.stderr)
+    );
+    let signed = Command::new("openssl")
+        .args(["x509", "-req", "-days", "5", &format!("-{digest}"), "-in"])
+        .arg(f("l.csr"))
+        .arg("-CA")
+        .arg(f("ca.pem"))
+        .arg("-CAkey")
+        .arg(f("ca.key"))
+        .arg("-CAcreateserial")
+        .arg("-extfile")
+        .arg(f("san.ext"))
+        .arg("-out")
+        .arg(f("l.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    let read = |n: &str| std::fs::read_to_string(f(n)).unwrap();
+    (read("l.pem"), read("l.key"))
+}
+
+fn rsa_ca(cn: &str) -> Issued {
+    let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    Issued {
+        cert: ca_params(cn).self_signed(&key).unwrap(),
+        key,
+    }
+}
+
+#[test]
+fn sha1_leaf_from_the_right_ca_is_insecure_signature_not_a_key_mismatch() {
+    // The motivating defect: this was ca_key_mismatch, whose runbook says the CA was replaced.
+    let ca = rsa_ca("sha1-ca");
+    let (cert, key) = openssl_leaf(&ca, "sha1");
+    let reg = Registry::start_pem(cert, key);
+    let node = Node::new();
+    node.trust(&reg.addr(), &ca.pem());
+    let run = differential("sha1 leaf", &reg, &node, "insecure_signature");
+    let detail = run.registry(0)["detail"].as_str().unwrap();
+    // Go 1.19's words, with the GODEBUG hint that Go still has.
+    assert!(detail.ends_with("x509: certificate signed by unknown authority (possibly because of \"x509: cannot verify signature: insecure algorithm SHA1-RSA (temporarily override with GODEBUG=x509sha1=1)\" while trying to verify candidate authority certificate \"sha1-ca\")"), "{detail}");
+    assert!(run.registry(0)["endpoints"][0]["key_mismatch"].is_null());
+    let next = run.registry(0)["next_step"].as_str().unwrap();
+    assert!(next.contains("SHA-256"), "{next}");
+}
+
+#[test]
+fn a_trusted_ca_that_may_not_sign_is_named_in_the_next_step() {
+    type Tweak = fn(&mut CertificateParams);
+    let cases: [(&str, Tweak, &str); 2] = [
+        ("CA:FALSE", |p| p.is_ca = IsCa::ExplicitNoCa, "CA:FALSE"),
+        (
+            "no keyCertSign",
+            |p| p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature],
+            "keyUsage without keyCertSign",
+        ),
+    ];
+    for (name, tweak, words) in cases {
+        let mut p = ca_params("cannot-sign-ca");
+        tweak(&mut p);
+        let key = KeyPair::generate().unwrap();
+        let ca = Issued {
+            cert: p.self_signed(&key).unwrap(),
+            key,
+        };
+        let run = simple(name, &leaf(&ca), &[], &ca.pem(), "unknown_authority");
+        let detail = run.registry(0)["detail"].as_str().unwrap();
+        assert!(detail.ends_with("(possibly because of \"x509: invalid signature: parent certificate cannot sign this kind of certificate\" while trying to verify candidate authority certificate \"cannot-sign-ca\")"), "{name}: {detail}");
+        let next = run.registry(0)["next_step"].as_str().unwrap();
+        assert!(
+            next.contains("trusted CA \"cannot-sign-ca\"") && next.contains(words),
+            "{name}: {next}"
+        );
+    }
+}
+
+#[test]
+fn a_path_length_violation_is_gos_own_error() {
+    let mut rp = ca_params("pathlen-root");
+    rp.is_ca = IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    let key = KeyPair::generate().unwrap();
+    let root = Issued {
+        cert: rp.self_signed(&key).unwrap(),
+        key,
+    };
+    let mut ip = ca_params("pathlen-intermediate");
+    ip.use_authority_key_identifier_extension = true;
+    let inter = sign(ip, &root);
+    let run = simple(
+        "path length",
+        &leaf(&inter),
+        &[&inter.cert],
+        &root.pem(),
+        "invalid_certificate",
+    );
+    let detail = run.registry(0)["detail"].as_str().unwrap();
+    assert!(
+        detail.ends_with("\": x509: too many intermediates for path length constraint"),
+        "{detail}"
+    );
+    let next = run.registry(0)["next_step"].as_str().unwrap();
+    assert!(
+        next.contains("\"pathlen-root\"") && next.contains("pathlen"),
+        "{next}"
+    );
+}
+
+#[test]
+fn an_expired_root_beside_another_key_of_its_name_is_still_the_expiry() {
+    // Go's buildChains: the other key's signature failure is only a hint, the expired root's
+    // isValid error is `err`, and `err` wins over UnknownAuthorityError.
+    let mut p = ca_params("rotating-ca");
+    p.not_before = days(-30);
+    p.not_after = days(-1);
+    let key = KeyPair::generate().unwrap();
+    let old = Issued {
+        cert: p.self_signed(&key).unwrap(),
+        key,
+    };
+    let other = ca("rotating-ca");
+    let bundle = format!("{}{}", other.pem(), old.pem());
+    let run = simple(
+        "expired + other key",
+        &leaf(&old),
+        &[],
+        &bundle,
+        "ca_expired",
+    );
+    let detail = run.registry(0)["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("\": x509: certificate has expired or is not yet valid: current time ")
+            && !detail.contains("unknown authority"),
+        "{detail}"
+    );
+    let next = run.registry(0)["next_step"].as_str().unwrap();
+    assert!(next.contains("\"rotating-ca\""), "{next}");
+}
+
+#[test]
+fn a_wrong_intermediate_from_the_registry_is_not_a_ca_key_mismatch() {
+    // The registry sends an intermediate with the right name and another key: Go's hint is the
+    // signature failure, but no trusted CA was replaced.
+    let root = ca("chain-root");
+    let mut ip = ca_params("chain-intermediate");
+    ip.use_authority_key_identifier_extension = true;
+    let inter = sign(ip.clone(), &root);
+    let wrong = sign(ip, &root);
+    let run = simple(
+        "wrong intermediate",
+        &leaf(&inter),
+        &[&wrong.cert],
+        &root.pem(),
+        "unknown_authority",
+    );
+    let detail = run.registry(0)["detail"].as_str().unwrap();
+    assert!(detail.ends_with("(possibly because of \"x509: ECDSA verification failure\" while trying to verify candidate authority certificate \"chain-intermediate\")"), "{detail}");
+    let next = run.registry(0)["next_step"].as_str().unwrap();
+    assert!(
+        next.contains("intermediate \"chain-intermediate\""),
+        "{next}"
+    );
+}
