@@ -54,12 +54,15 @@ pub enum SigError {
 }
 
 impl SigError {
-    /// The signature is well-formed for its algorithm and the key is the wrong one: the check a
-    /// CA with another key fails (as opposed to an algorithm or key Go refuses).
+    /// The parent's key is not the one that signed: the check a CA with another key (or another
+    /// key type) fails, as opposed to an algorithm or key size Go refuses.
     pub fn is_wrong_key(&self) -> bool {
         matches!(
             self,
-            SigError::RsaVerification | SigError::EcdsaVerification | SigError::Ed25519Verification
+            SigError::RsaVerification
+                | SigError::EcdsaVerification
+                | SigError::Ed25519Verification
+                | SigError::KeyMismatch { .. }
         )
     }
 }
@@ -201,5 +204,105 @@ pub fn sig_alg_of_scheme(s: rustls::SignatureScheme) -> SigAlg {
         S::RSA_PKCS1_SHA384 => SigAlg::RsaPkcs1(Hash::Sha384),
         S::RSA_PKCS1_SHA512 => SigAlg::RsaPkcs1(Hash::Sha512),
         other => SigAlg::Unknown(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rsa_key_and_signature(bits: u32, msg: &[u8]) -> (PublicKey, Vec<u8>) {
+        let rsa = openssl::rsa::Rsa::generate(bits).unwrap();
+        let pkey = openssl::pkey::PKey::from_rsa(rsa.clone()).unwrap();
+        let mut signer =
+            openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &pkey).unwrap();
+        signer.update(msg).unwrap();
+        let key = PublicKey::Rsa {
+            n: rsa.n().to_vec(),
+            e: rsa.e().to_vec(),
+        };
+        (key, signer.sign_to_vec().unwrap())
+    }
+
+    #[test]
+    fn small_rsa_keys_verify_until_go1_24_and_then_fail_with_crypto_rsas_words() {
+        // crypto/rsa checkKeySize (go1.24): "N-bit keys are insecure"; go1.19–1.23 verify any size.
+        let msg = b"tbs";
+        let (key, sig) = rsa_key_and_signature(512, msg);
+        let alg = SigAlg::RsaPkcs1(Hash::Sha256);
+        for minor in 19..=23 {
+            assert_eq!(
+                verify_as(&alg, &key, msg, &sig, GoVersion::new(minor, 0)),
+                Ok(()),
+                "go1.{minor}"
+            );
+        }
+        for minor in [24, 25] {
+            let err = verify_as(&alg, &key, msg, &sig, GoVersion::new(minor, 0)).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "crypto/rsa: 512-bit keys are insecure (see https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size)"
+            );
+            assert!(!err.is_wrong_key());
+        }
+        assert_eq!(
+            verify_as(&alg, &key, b"other", &sig, GoVersion::new(19, 8)),
+            Err(SigError::RsaVerification)
+        );
+    }
+
+    #[test]
+    fn sha1_text_names_the_x509sha1_godebug_only_while_go_has_it() {
+        // crypto/x509 x509.go InsecureAlgorithmError.Error: the hint until go1.23 (x509sha1
+        // removed in go1.24); MD5 never has it.
+        let key = PublicKey::Ed25519(vec![0; 32]);
+        let words = |alg: &'static str, minor| {
+            verify_as(
+                &SigAlg::Insecure(alg),
+                &key,
+                b"",
+                b"",
+                GoVersion::new(minor, 0),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        for minor in 19..=23 {
+            assert_eq!(
+                words("SHA1-RSA", minor),
+                "x509: cannot verify signature: insecure algorithm SHA1-RSA (temporarily override with GODEBUG=x509sha1=1)"
+            );
+            assert_eq!(
+                words("MD5-RSA", minor),
+                "x509: cannot verify signature: insecure algorithm MD5-RSA"
+            );
+        }
+        for minor in [24, 25] {
+            assert_eq!(
+                words("ECDSA-SHA1", minor),
+                "x509: cannot verify signature: insecure algorithm ECDSA-SHA1"
+            );
+        }
+    }
+
+    #[test]
+    fn unimplemented_algorithms_and_key_type_mismatches_in_gos_words() {
+        // x509.go: ErrUnsupportedAlgorithm, signaturePublicKeyAlgoMismatchError.
+        let rsa = PublicKey::Rsa {
+            n: vec![0xff; 256],
+            e: vec![1, 0, 1],
+        };
+        let go = GoVersion::new(19, 8);
+        let err = verify_as(&SigAlg::Unknown("1.2.3".into()), &rsa, b"", b"", go).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x509: cannot verify signature: algorithm unimplemented"
+        );
+        let err = verify_as(&SigAlg::Ecdsa(Hash::Sha256), &rsa, b"", b"", go).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x509: signature algorithm specifies an ECDSA public key, but have public key of type *rsa.PublicKey"
+        );
+        assert!(err.is_wrong_key(), "a CA rotated to another key type");
     }
 }

@@ -474,3 +474,36 @@ fn hostname_errors_in_gos_words() {
     let l = signed(dotted, &root);
     assert!(run(&l, &[], &[&root], "registry.test").is_err());
 }
+
+#[test]
+fn crypto_tls_prefix_follows_the_go_version() {
+    // crypto/tls handshake_client.go verifyServerCertificate: go1.19 returns Verify's error
+    // itself; from go1.20 a CertificateVerificationError, "tls: failed to verify certificate: ".
+    let root = self_signed(ca_params("R"));
+    let l = signed(leaf_params(), &root);
+    let roots = [c(&root)];
+    let err_at = |go| {
+        verify(
+            &c(&l),
+            &VerifyOptions {
+                roots: &roots,
+                intermediates: &[],
+                server_name: "other.test",
+                now: now(),
+                go,
+            },
+        )
+        .unwrap_err()
+    };
+    let x509 = "x509: certificate is valid for registry.test, not other.test";
+    assert_eq!(err_at(GoVersion::new(19, 8)).tls_text(), x509);
+    for minor in 20..=25 {
+        let err = err_at(GoVersion::new(minor, 0));
+        assert_eq!(err.to_string(), x509);
+        assert_eq!(
+            err.tls_text(),
+            format!("tls: failed to verify certificate: {x509}"),
+            "go1.{minor}"
+        );
+    }
+}
