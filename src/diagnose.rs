@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::cert::{hex, Cert};
 use crate::probe::{Failure, ProbeResult};
 use crate::trust::TrustedCa;
+use crate::verify::crypto::SigError;
 use crate::verify::{CandidateProblem, CannotSign, Kind, VerifyError, VerifyErrorKind};
 
 /// Every outcome regtrust distinguishes.
@@ -361,12 +362,9 @@ fn diagnose_verify(v: &VerifyError, probe: &ProbeResult, trusted: &[TrustedCa]) 
                     h.candidate.short_name, cert.short_name
                 ),
             ),
-            CandidateProblem::Signature(_) => mk(
+            CandidateProblem::Signature(e) => mk(
                 Reason::InsecureSignature,
-                &format!(
-                    "{:?} is signed in a way the runtime's Go refuses (see detail), whatever CA is trusted: reissue it with a SHA-256 (or stronger) signature, by a CA with an RSA key of at least 2048 bits or an ECDSA key",
-                    cert.short_name
-                ),
+                &insecure_next_step(e, cert, &h.candidate),
             ),
             CandidateProblem::CannotSign(why) => {
                 let who = if is_trusted(&h.candidate) {
@@ -430,6 +428,24 @@ fn diagnose_verify(v: &VerifyError, probe: &ProbeResult, trusted: &[TrustedCa]) 
         | VerifyErrorKind::TooManySignatureChecks => mk(
             Reason::InvalidCertificate,
             Reason::InvalidCertificate.next_step(),
+        ),
+    }
+}
+
+/// The next step for a signature Go refuses: what to reissue depends on whose fault it is.
+fn insecure_next_step(e: &SigError, child: &Cert, parent: &Cert) -> String {
+    match e {
+        SigError::Insecure { alg, .. } => format!(
+            "{:?} is signed with {alg}, which the runtime's Go refuses whatever CA is trusted: reissue it with a SHA-256 (or stronger) signature",
+            child.short_name
+        ),
+        SigError::RsaTooSmall(bits) => format!(
+            "the CA {:?} has a {bits}-bit RSA key, which the runtime's Go (1.24 and later) refuses: reissue that CA with an RSA key of at least 2048 bits or an ECDSA key, and the certificates it issued",
+            parent.short_name
+        ),
+        _ => format!(
+            "{:?} is signed with an algorithm, or by a CA {:?} with a key type, the runtime's Go does not implement: reissue them with RSA (2048 bits or more), ECDSA or Ed25519, and SHA-256 or stronger",
+            child.short_name, parent.short_name
         ),
     }
 }

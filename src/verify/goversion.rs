@@ -113,6 +113,15 @@ impl GoVersion {
         self.at_least(24, 0)
     }
 
+    /// A candidate parent whose key Go could not parse (`PublicKey == nil`: an algorithm
+    /// crypto/x509 does not know) is skipped before its signature is checked — the fix for
+    /// CVE-2024-24783 (`considerCandidate`, go1.21.8 and go1.22.1; inferred from the advisory, not
+    /// read at the tags). Before, `CheckSignatureFrom` failed it with `ErrUnsupportedAlgorithm`,
+    /// which became the hint ("algorithm unimplemented").
+    pub fn skips_keyless_candidates(self) -> bool {
+        self.has_fix(&[(21, 8), (22, 1)])
+    }
+
     /// An excluded DNS constraint also excludes a wildcard SAN one label above it
     /// (`dnsConstraints.parentConstraints`, CVE-2025-61727; go1.24.11, go1.25.5).
     pub fn excludes_wildcard_parents(self) -> bool {
@@ -189,6 +198,13 @@ mod tests {
         }
         assert!(!v(24, 0).has_x509sha1_godebug());
         assert!(!v(25, 5).has_x509sha1_godebug());
+        // verify.go considerCandidate: keyless candidates skipped (CVE-2024-24783).
+        assert!(!v(19, 8).skips_keyless_candidates());
+        assert!(!v(21, 7).skips_keyless_candidates());
+        assert!(v(21, 8).skips_keyless_candidates());
+        assert!(!v(22, 0).skips_keyless_candidates());
+        assert!(v(22, 1).skips_keyless_candidates());
+        assert!(v(23, 0).skips_keyless_candidates());
         // crypto/rsa checkKeySize: 1024-bit minimum from go1.24.
         assert!(!v(23, 12).rejects_small_rsa_keys());
         assert!(v(24, 0).rejects_small_rsa_keys());

@@ -336,6 +336,20 @@ fn san_extension(c: &Cert) -> Option<Vec<u8>> {
         .map(|e| e.value.to_vec())
 }
 
+/// Whether Go's parser leaves `c.PublicKey` nil: a key algorithm crypto/x509 does not know
+/// (`parsePublicKey` knows RSA, ECDSA, Ed25519, DSA, and X25519 from go1.20; a malformed key of
+/// those fails the whole certificate instead).
+fn has_no_go_key(c: &Cert, go: GoVersion) -> bool {
+    const DSA: &str = "1.2.840.10040.4.1";
+    const X25519: &str = "1.3.101.110";
+    match &c.public_key {
+        crate::cert::PublicKey::Unsupported(oid) => {
+            !(oid == DSA || oid == "malformed RSA key" || (oid == X25519 && go.minor >= 20))
+        }
+        _ => false,
+    }
+}
+
 /// Go's `CheckSignatureFrom`.
 fn check_signature_from(
     child: &Cert,
@@ -415,7 +429,9 @@ fn build_chains(
         .into_iter()
         .map(|c| (Kind::Intermediate, c));
     for (kind, cand) in roots.chain(inters).collect::<Vec<_>>() {
-        if already_in_chain(cand, &chain) {
+        if (opts.go.skips_keyless_candidates() && has_no_go_key(cand, opts.go))
+            || already_in_chain(cand, &chain)
+        {
             continue;
         }
         *sig_checks += 1;

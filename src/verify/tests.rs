@@ -507,3 +507,56 @@ fn crypto_tls_prefix_follows_the_go_version() {
         );
     }
 }
+
+#[test]
+fn a_candidate_with_a_key_go_cannot_parse_is_a_hint_until_the_cve_2024_24783_fix() {
+    // An Ed25519 CA whose SPKI algorithm is rewritten to Ed448 (1.3.101.113), which crypto/x509
+    // does not parse: PublicKey nil. Go before go1.21.8/go1.22.1: CheckSignatureFrom fails with
+    // ErrUnsupportedAlgorithm (the hint); after: considerCandidate skips it (no hint).
+    let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let real = Made {
+        cert: ca_params("Keyless").self_signed(&key).unwrap(),
+        key,
+    };
+    let ed25519_oid = [0x06, 0x03, 0x2b, 0x65, 0x70];
+    let mut der = real.cert.der().to_vec();
+    let at: Vec<usize> = (0..der.len() - 4)
+        .filter(|&i| der[i..i + 5] == ed25519_oid)
+        .collect();
+    // TBS signature algorithm, SPKI algorithm, outer signature algorithm.
+    assert_eq!(at.len(), 3, "{at:?}");
+    der[at[1] + 4] = 0x71;
+    let keyless = Arc::new(Cert::from_der(&der).unwrap());
+    assert!(matches!(
+        keyless.public_key,
+        crate::cert::PublicKey::Unsupported(_)
+    ));
+    let l = c(&signed(leaf_params(), &real));
+    let roots = [keyless];
+    let err_at = |go| {
+        verify(
+            &l,
+            &VerifyOptions {
+                roots: &roots,
+                intermediates: &[],
+                server_name: "registry.test",
+                now: now(),
+                go,
+            },
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let hinted = "x509: certificate signed by unknown authority (possibly because of \"x509: cannot verify signature: algorithm unimplemented\" while trying to verify candidate authority certificate \"Keyless\")";
+    let plain = "x509: certificate signed by unknown authority";
+    for (go, want) in [
+        (GoVersion::new(19, 8), hinted),
+        (GoVersion::new(21, 7), hinted),
+        (GoVersion::new(21, 8), plain),
+        (GoVersion::new(22, 0), hinted),
+        (GoVersion::new(22, 1), plain),
+        (GoVersion::new(25, 5), plain),
+    ] {
+        assert_eq!(err_at(go), want, "{go}");
+    }
+}
