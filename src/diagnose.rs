@@ -511,3 +511,156 @@ fn key_mismatch(cert: &Arc<Cert>, probe: &ProbeResult, trusted: &[TrustedCa]) ->
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::crypto::SigError;
+    use crate::verify::{GoVersion, Hint};
+
+    fn cert(cn: &str) -> Arc<Cert> {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().unwrap();
+        Arc::new(Cert::from_der(p.self_signed(&key).unwrap().der()).unwrap())
+    }
+
+    fn diag(kind: VerifyErrorKind, go: GoVersion, trusted: &[Arc<Cert>]) -> Diagnosis {
+        let probe = ProbeResult::new(
+            "https://r.test/v2/".into(),
+            Err(Failure::Verify(VerifyError { kind, go })),
+        );
+        let trusted: Vec<TrustedCa> = trusted
+            .iter()
+            .map(|c| TrustedCa {
+                cert: c.clone(),
+                source: "/etc/containerd/certs.d/r.test/ca.crt".into(),
+            })
+            .collect();
+        diagnose(&probe, &trusted)
+    }
+
+    fn hinted(
+        leaf: &Arc<Cert>,
+        candidate: &Arc<Cert>,
+        problem: CandidateProblem,
+    ) -> VerifyErrorKind {
+        VerifyErrorKind::UnknownAuthority {
+            cert: leaf.clone(),
+            hint: Some(Hint {
+                candidate: candidate.clone(),
+                problem,
+            }),
+        }
+    }
+
+    const GO119: GoVersion = GoVersion::new(19, 8);
+
+    #[test]
+    fn the_detail_carries_crypto_tls_prefix_only_from_go1_20() {
+        let d = |go| diag(VerifyErrorKind::UnhandledCritical, go, &[]).detail;
+        assert_eq!(
+            d(GO119),
+            "Get \"https://r.test/v2/\": x509: unhandled critical extension"
+        );
+        assert_eq!(
+            d(GoVersion::new(20, 0)),
+            "Get \"https://r.test/v2/\": tls: failed to verify certificate: x509: unhandled critical extension"
+        );
+    }
+
+    #[test]
+    fn ca_key_mismatch_only_when_a_trusted_cas_key_fails_the_signature() {
+        let (leaf, ca) = (cert("leaf"), cert("CA"));
+        let wrong_key = || CandidateProblem::Signature(SigError::RsaVerification);
+        let d = diag(
+            hinted(&leaf, &ca, wrong_key()),
+            GO119,
+            std::slice::from_ref(&ca),
+        );
+        assert_eq!(d.reason, Reason::CaKeyMismatch);
+        assert!(d.key_mismatch.is_some());
+        // The same failure by an intermediate the registry sent: not a replaced CA.
+        let d = diag(hinted(&leaf, &ca, wrong_key()), GO119, &[]);
+        assert_eq!(d.reason, Reason::UnknownAuthority);
+        assert!(
+            d.next_step.contains("intermediate \"CA\""),
+            "{}",
+            d.next_step
+        );
+        // A SHA-1 signature by the right, trusted CA: the motivating defect.
+        let sha1 = CandidateProblem::Signature(SigError::Insecure {
+            alg: "SHA1-RSA",
+            x509sha1_hint: true,
+        });
+        let d = diag(hinted(&leaf, &ca, sha1), GO119, std::slice::from_ref(&ca));
+        assert_eq!(d.reason, Reason::InsecureSignature);
+        assert!(d.key_mismatch.is_none());
+        assert!(d.next_step.contains("SHA1-RSA"), "{}", d.next_step);
+        let small = CandidateProblem::Signature(SigError::RsaTooSmall(512));
+        let d = diag(
+            hinted(&leaf, &ca, small),
+            GoVersion::new(24, 0),
+            std::slice::from_ref(&ca),
+        );
+        assert_eq!(d.reason, Reason::InsecureSignature);
+        assert!(
+            d.next_step.contains("the CA \"CA\" has a 512-bit RSA key"),
+            "{}",
+            d.next_step
+        );
+    }
+
+    #[test]
+    fn a_ca_that_may_not_sign_is_named_with_what_forbids_it() {
+        let (leaf, ca) = (cert("leaf"), cert("CA"));
+        for (why, words) in [
+            (CannotSign::NotCa, "CA:FALSE"),
+            (CannotSign::NoKeyCertSign, "without keyCertSign"),
+            (CannotSign::NoBasicConstraints, "without basicConstraints"),
+        ] {
+            let kind = hinted(&leaf, &ca, CandidateProblem::CannotSign(why));
+            let d = diag(kind, GO119, std::slice::from_ref(&ca));
+            assert_eq!(d.reason, Reason::UnknownAuthority);
+            assert!(
+                d.next_step.starts_with("the trusted CA \"CA\"") && d.next_step.contains(words),
+                "{}",
+                d.next_step
+            );
+        }
+    }
+
+    #[test]
+    fn a_candidates_own_error_gets_the_candidates_reason() {
+        let ca = cert("CA");
+        let time = |now: i64| CandidateProblem::Time {
+            now,
+            not_before: 100,
+            not_after: 200,
+        };
+        let at = |kind, problem| VerifyErrorKind::Candidate {
+            cert: ca.clone(),
+            kind,
+            problem,
+        };
+        let reason = |k| diag(k, GO119, &[]).reason;
+        assert_eq!(reason(at(Kind::Root, time(300))), Reason::CaExpired);
+        assert_eq!(reason(at(Kind::Root, time(50))), Reason::CaNotYetValid);
+        assert_eq!(reason(at(Kind::Intermediate, time(300))), Reason::Expired);
+        assert_eq!(
+            reason(at(Kind::Intermediate, time(50))),
+            Reason::NotYetValid
+        );
+        let d = diag(
+            at(Kind::Root, CandidateProblem::TooManyIntermediates),
+            GO119,
+            &[],
+        );
+        assert_eq!(d.reason, Reason::InvalidCertificate);
+        assert_eq!(
+            d.detail,
+            "Get \"https://r.test/v2/\": x509: too many intermediates for path length constraint"
+        );
+        assert!(d.next_step.contains("\"CA\""), "{}", d.next_step);
+    }
+}
