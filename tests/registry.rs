@@ -1006,10 +1006,15 @@ fn a_pull_only_mirror_serves_pulls_by_digest_not_by_tag() {
 /// A serving certificate for 127.0.0.1 signed by `ca` with openssl's `-DIGEST` (rcgen signs
 /// only with SHA-256 and up): (certificate PEM, key PEM).
 fn openssl_leaf(ca: &Issued, digest: &str) -> (String, String) {
+    openssl_leaf_by(&ca.pem(), &ca.key.serialize_pem(), digest)
+}
+
+/// [`openssl_leaf`] for a CA given as PEM certificate and key (keys rcgen cannot sign with).
+fn openssl_leaf_by(ca_pem: &str, ca_key_pem: &str, digest: &str) -> (String, String) {
     let dir = tmp();
     let f = |n: &str| dir.path().join(n);
-    write(&f("ca.pem"), ca.pem());
-    write(&f("ca.key"), ca.key.serialize_pem());
+    write(&f("ca.pem"), ca_pem);
+    write(&f("ca.key"), ca_key_pem);
     write(
         &f("san.ext"),
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
@@ -1068,18 +1073,94 @@ fn rsa_ca(cn: &str) -> Issued {
 #[test]
 fn sha1_leaf_from_the_right_ca_is_insecure_signature_not_a_key_mismatch() {
     // The motivating defect: this was ca_key_mismatch, whose runbook says the CA was replaced.
-    let ca = rsa_ca("sha1-ca");
-    let (cert, key) = openssl_leaf(&ca, "sha1");
+    // Go 1.19's words: the x509sha1 GODEBUG hint for SHA-1, none for MD5.
+    let cases = [
+        (
+            rsa_ca("sha1-ca"),
+            "sha1",
+            "SHA1-RSA (temporarily override with GODEBUG=x509sha1=1)",
+        ),
+        (
+            ca("sha1-ca"),
+            "sha1",
+            "ECDSA-SHA1 (temporarily override with GODEBUG=x509sha1=1)",
+        ),
+        (rsa_ca("sha1-ca"), "md5", "MD5-RSA"),
+    ];
+    for (ca, digest, alg) in cases {
+        let (cert, key) = openssl_leaf(&ca, digest);
+        let reg = Registry::start_pem(cert, key);
+        let node = Node::new();
+        node.trust(&reg.addr(), &ca.pem());
+        let run = differential(alg, &reg, &node, "insecure_signature");
+        let detail = run.registry(0)["detail"].as_str().unwrap();
+        let want = format!("\": x509: certificate signed by unknown authority (possibly because of \"x509: cannot verify signature: insecure algorithm {alg}\" while trying to verify candidate authority certificate \"sha1-ca\")");
+        assert!(detail.ends_with(&want), "{detail}");
+        assert!(run.registry(0)["endpoints"][0]["key_mismatch"].is_null());
+        let next = run.registry(0)["next_step"].as_str().unwrap();
+        assert!(next.contains("SHA-256"), "{next}");
+    }
+}
+
+#[test]
+fn a_512_bit_rsa_ca_verifies_in_go_1_19() {
+    // crypto/rsa checks no key size before go1.24: the runtimes pull, so regtrust says ok.
+    let dir = tmp();
+    let f = |n: &str| dir.path().join(n);
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:512", "-nodes", "-days", "5"])
+        .args([
+            "-subj",
+            "/CN=small-ca",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+        ])
+        .args([
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+        ])
+        .arg(f("ca.key"))
+        .arg("-out")
+        .arg(f("ca.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let read = |n: &str| std::fs::read_to_string(f(n)).unwrap();
+    let (cert, key) = openssl_leaf_by(&read("ca.pem"), &read("ca.key"), "sha256");
     let reg = Registry::start_pem(cert, key);
     let node = Node::new();
-    node.trust(&reg.addr(), &ca.pem());
-    let run = differential("sha1 leaf", &reg, &node, "insecure_signature");
+    node.trust(&reg.addr(), &read("ca.pem"));
+    differential("512-bit RSA CA", &reg, &node, "ok");
+}
+
+#[test]
+fn a_trusted_root_not_valid_yet_is_gos_own_error() {
+    let mut p = ca_params("future-ca");
+    p.not_before = days(2);
+    p.not_after = days(30);
+    let key = KeyPair::generate().unwrap();
+    let future = Issued {
+        cert: p.self_signed(&key).unwrap(),
+        key,
+    };
+    let run = simple(
+        "future CA",
+        &leaf(&future),
+        &[],
+        &future.pem(),
+        "ca_not_yet_valid",
+    );
     let detail = run.registry(0)["detail"].as_str().unwrap();
-    // Go 1.19's words, with the GODEBUG hint that Go still has.
-    assert!(detail.ends_with("x509: certificate signed by unknown authority (possibly because of \"x509: cannot verify signature: insecure algorithm SHA1-RSA (temporarily override with GODEBUG=x509sha1=1)\" while trying to verify candidate authority certificate \"sha1-ca\")"), "{detail}");
-    assert!(run.registry(0)["endpoints"][0]["key_mismatch"].is_null());
-    let next = run.registry(0)["next_step"].as_str().unwrap();
-    assert!(next.contains("SHA-256"), "{next}");
+    assert!(
+        detail.contains("\": x509: certificate has expired or is not yet valid: current time ")
+            && detail.contains(" is before "),
+        "{detail}"
+    );
 }
 
 #[test]
