@@ -318,9 +318,28 @@ fn already_in_chain(candidate: &Cert, chain: &[Arc<Cert>]) -> bool {
     let candidate_san = san_extension(candidate);
     chain.iter().any(|c| {
         c.raw_subject == candidate.raw_subject
-            && c.spki_der == candidate.spki_der
+            && same_public_key(c, candidate)
             && san_extension(c) == candidate_san
     })
+}
+
+/// Go's `PublicKey.Equal`: the key's values, not its encoding (an RSA key whose algorithm
+/// parameters are written another way is the same key).
+fn same_public_key(a: &Cert, b: &Cert) -> bool {
+    use crate::cert::PublicKey as K;
+    let int = |v: &[u8]| -> Vec<u8> { v.iter().copied().skip_while(|&x| x == 0).collect() };
+    match (&a.public_key, &b.public_key) {
+        (K::Rsa { n, e }, K::Rsa { n: n2, e: e2 }) => int(n) == int(n2) && int(e) == int(e2),
+        (
+            K::Ec { curve, point },
+            K::Ec {
+                curve: c2,
+                point: p2,
+            },
+        ) => curve == c2 && point == p2,
+        (K::Ed25519(k), K::Ed25519(k2)) => k == k2,
+        _ => a.spki_der == b.spki_der,
+    }
 }
 
 /// The value of the first subjectAltName extension, as Go's `alreadyInChain` compares it.

@@ -560,3 +560,32 @@ fn a_candidate_with_a_key_go_cannot_parse_is_a_hint_until_the_cve_2024_24783_fix
         assert_eq!(err_at(go), want, "{go}");
     }
 }
+
+#[test]
+fn already_in_chain_compares_key_values_not_their_encoding() {
+    // Go's PublicKey.Equal: an RSA modulus written with a leading zero (and so another SPKI
+    // encoding) is the same key; another modulus is not.
+    let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let a = c(&Made {
+        cert: ca_params("R").self_signed(&key).unwrap(),
+        key,
+    });
+    let crate::cert::PublicKey::Rsa { n, e } = a.public_key.clone() else {
+        panic!("not RSA: {:?}", a.public_key);
+    };
+    let mut same = (*a).clone();
+    same.der = Arc::from(vec![0u8; 1]);
+    same.spki_der.push(0);
+    same.public_key = crate::cert::PublicKey::Rsa {
+        n: [vec![0], n.clone()].concat(),
+        e: e.clone(),
+    };
+    assert!(already_in_chain(&same, std::slice::from_ref(&a)));
+    let mut other = same.clone();
+    let mut n2 = n;
+    if let Some(last) = n2.last_mut() {
+        *last ^= 2;
+    }
+    other.public_key = crate::cert::PublicKey::Rsa { n: n2, e };
+    assert!(!already_in_chain(&other, std::slice::from_ref(&a)));
+}
