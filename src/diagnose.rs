@@ -11,7 +11,7 @@ use crate::cert::{hex, Cert};
 use crate::probe::{Failure, ProbeResult};
 use crate::trust::TrustedCa;
 use crate::verify::crypto::SigError;
-use crate::verify::{CandidateProblem, CannotSign, Kind, VerifyError, VerifyErrorKind};
+use crate::verify::{hint_name, CandidateProblem, CannotSign, Kind, VerifyError, VerifyErrorKind};
 
 /// Every outcome regtrust distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -359,7 +359,8 @@ fn diagnose_verify(v: &VerifyError, probe: &ProbeResult, trusted: &[TrustedCa]) 
                 Reason::UnknownAuthority,
                 &format!(
                     "the registry sends an intermediate {:?} that did not sign {:?} (its key does not verify the signature): serve the intermediate that issued the certificate",
-                    h.candidate.short_name, cert.short_name
+                    hint_name(&h.candidate),
+                    cert.short_name
                 ),
             ),
             CandidateProblem::Signature(e) => mk(
@@ -381,7 +382,7 @@ fn diagnose_verify(v: &VerifyError, probe: &ProbeResult, trusted: &[TrustedCa]) 
                     Reason::UnknownAuthority,
                     &format!(
                         "{who} {:?} has the issuer's name but may not sign certificates: it {what}. Reissue that CA with basicConstraints CA:TRUE and keyUsage keyCertSign (and install the reissued CA where the runtime reads it)",
-                        h.candidate.short_name
+                        hint_name(&h.candidate)
                     ),
                 )
             }

@@ -209,7 +209,7 @@ impl std::fmt::Display for VerifyErrorKind {
                 f,
                 "x509: certificate signed by unknown authority (possibly because of {:?} while trying to verify candidate authority certificate {:?})",
                 h.problem.to_string(),
-                h.candidate.short_name
+                hint_name(&h.candidate)
             ),
             VerifyError::IncompatibleUsage => f.write_str("x509: certificate specifies an incompatible key usage"),
             VerifyError::TooManySignatureChecks => {
@@ -218,6 +218,16 @@ impl std::fmt::Display for VerifyErrorKind {
             VerifyError::NameConstraint(e) => write!(f, "{e}"),
             VerifyError::Candidate { problem, .. } => write!(f, "{problem}"),
         }
+    }
+}
+
+/// The name `UnknownAuthorityError` gives a candidate: `Subject.CommonName` (the last CN, as
+/// `pkix.Name` keeps it), else the first organization, else `serial:N` ([`Cert::short_name`]).
+pub fn hint_name(c: &Cert) -> &str {
+    if c.common_name.is_empty() {
+        &c.short_name
+    } else {
+        &c.common_name
     }
 }
 

@@ -589,3 +589,65 @@ fn already_in_chain_compares_key_values_not_their_encoding() {
     other.public_key = crate::cert::PublicKey::Rsa { n: n2, e };
     assert!(!already_in_chain(&other, std::slice::from_ref(&a)));
 }
+
+#[test]
+fn the_hint_names_the_candidate_by_its_last_common_name_as_go_does() {
+    // verify.go UnknownAuthorityError.Error: hintCert.Subject.CommonName, which pkix.Name fills
+    // with the last CN of the subject.
+    use openssl::{asn1::Asn1Time, bn::BigNum, hash::MessageDigest, pkey::PKey, x509};
+    let mut name = x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "first").unwrap();
+    name.append_entry_by_text("CN", "last").unwrap();
+    let name = name.build();
+    let make = |subject: &x509::X509NameRef, issuer: &x509::X509NameRef, ca: bool| {
+        let key = PKey::from_ec_key(
+            openssl::ec::EcKey::generate(
+                &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
+                    .unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let mut b = x509::X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_serial_number(&BigNum::from_u32(7).unwrap().to_asn1_integer().unwrap())
+            .unwrap();
+        b.set_subject_name(subject).unwrap();
+        b.set_issuer_name(issuer).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(5).unwrap())
+            .unwrap();
+        if ca {
+            let bc = x509::extension::BasicConstraints::new()
+                .critical()
+                .ca()
+                .build();
+            b.append_extension(bc.unwrap()).unwrap();
+        }
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        Arc::new(Cert::from_der(&b.build().to_der().unwrap()).unwrap())
+    };
+    let root = make(&name, &name, true);
+    let mut leaf_name = x509::X509NameBuilder::new().unwrap();
+    leaf_name.append_entry_by_text("CN", "leaf").unwrap();
+    // Signed by its own key, not the root's: the root fails the signature check.
+    let leaf = make(&leaf_name.build(), &name, false);
+    let err = verify(
+        &leaf,
+        &VerifyOptions {
+            roots: &[root],
+            intermediates: &[],
+            server_name: "",
+            now: now(),
+            go: GoVersion::OLDEST_MODELLED,
+        },
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("while trying to verify candidate authority certificate \"last\")"),
+        "{err}"
+    );
+}
