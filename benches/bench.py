@@ -10,7 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "30"))
 INTERVAL = 5
-COUNTS = [int(c) for c in os.environ.get("BENCH_COUNTS", "1,50,200").split(",")]
+COUNTS = [int(c) for c in os.environ.get("BENCH_COUNTS", "1,50,200,1000").split(",")]
+# The scale point: registries x endpoints each (one own name, the rest shared mirrors m1..m9.test),
+# probed every SCALE_INTERVAL s; regtrust only (blackbox is stateless: one /probe per target).
+SCALE = tuple(int(c) for c in os.environ.get("BENCH_SCALE", "1000x10").split("x")) if os.environ.get("BENCH_SCALE") != "0" else None
+SCALE_INTERVAL = int(os.environ.get("BENCH_SCALE_INTERVAL", "60"))
+E2E = os.environ.get("BENCH_E2E", "1") == "1"
 TOOLS = os.environ.get("BENCH_TOOLS", "regtrust,blackbox").split(",")
 LAUNCH = ["python3", "-c", "import ctypes,os,sys; ctypes.CDLL(None).prctl(41,1,0,0,0); os.execv(sys.argv[1], sys.argv[1:])"] if os.environ.get("BENCH_NOTHP") == "1" else []
 SMAPS = os.environ.get("BENCH_SMAPS") == "1"  # print where regtrust's resident memory is, per mapping
@@ -115,33 +120,45 @@ def main():
 
         rows = {}
 
-        def regtrust_run(n):
+        def regtrust_run(n, per=1, interval=INTERVAL, idle_window=None):
             d = f"{hostroot}/etc/containerd/certs.d"
             shutil.rmtree(d, ignore_errors=True)
             for i in range(1, n + 1):
                 os.makedirs(f"{d}/r{i}.test:{rport}")
                 shutil.copy("ca.pem", f"{d}/r{i}.test:{rport}/ca.crt")
+                if per > 1:
+                    hosts = "".join(f'[host."https://m{k}.test:{rport}"]\n  capabilities = ["pull", "resolve"]\n  ca = "ca.crt"\n'
+                                    for k in range(1, per))
+                    open(f"{d}/r{i}.test:{rport}/hosts.toml", "w").write(
+                        f'server = "https://r{i}.test:{rport}"\nca = "ca.crt"\n' + hosts)
             port = free_port()
             state = tempfile.mkdtemp(dir=work)
             p = subprocess.Popen(LAUNCH + [REGTRUST, "run", "--host-root", hostroot, "--hosts-dir", "/etc/containerd/certs.d",
-                                  "--interval", f"{INTERVAL}s", "--timeout", "4s", "--listen", f"127.0.0.1:{port}", "--state-dir", state],
+                                  "--interval", f"{interval}s", "--timeout", "4s", "--listen", f"127.0.0.1:{port}", "--state-dir", state],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"PATH": os.environ["PATH"], "REGTRUST_LOG": "error", **({"MALLOC_ARENA_MAX": os.environ["BENCH_ARENAS"]} if os.environ.get("BENCH_ARENAS") else {})})
             procs.append(p); wait_port(port, p, "regtrust")
             time.sleep(1)
             idle = rss_mib(p.pid) if n == 0 else None
+            if idle_window:
+                # The first round is done; no probe is due for `interval`: CPU per second while idle.
+                time.sleep(2)
+                c0 = cpu_s(p.pid); time.sleep(idle_window); c1 = cpu_s(p.pid)
+                p.terminate(); p.wait(10)
+                return dict(idle_cpu=(c1 - c0) / idle_window * 1000)
             c0, t0 = cpu_s(p.pid), time.time()
             m0 = probes(get(f"http://127.0.0.1:{port}/metrics"))
-            time.sleep(SECONDS)
-            text = get(f"http://127.0.0.1:{port}/metrics")
+            time.sleep(SECONDS if interval == INTERVAL else interval + 5)
+            text = get(f"http://127.0.0.1:{port}/metrics", timeout=30)
             c1 = cpu_s(p.pid)
             m1 = probes(text)
             ok = len(re.findall(r'^regtrust_probe_success\{.*\} 1$', text, re.M))
             walls = [float(x) * 1000 for x in re.findall(r'^regtrust_probe_total_duration_seconds\{.*\} (\S+)$', text, re.M)]
+            series = len(re.findall(r'^regtrust_probe_success\{', text, re.M))
             scrape = []
             for _ in range(20):
                 s = time.perf_counter(); get(f"http://127.0.0.1:{port}/metrics"); scrape.append((time.perf_counter() - s) * 1000)
             r = dict(rss=rss_mib(p.pid), anon=rss_mib(p.pid, "RssAnon:"), idle=idle, cpu=(c1 - c0) / max(m1 - m0, 1) * 1000, probes=m1 - m0, ok=ok,
-                     wall=statistics.median(walls) if walls else None, scrape=statistics.median(scrape))
+                     wall=statistics.median(walls) if walls else None, scrape=statistics.median(scrape), series=series)
             if SMAPS:
                 smaps(p.pid, n)
             p.terminate(); p.wait(10)
@@ -187,27 +204,60 @@ def main():
         for tool, fn in (("regtrust", regtrust_run), ("blackbox", blackbox_run)):
             if tool in TOOLS:
                 rows[tool] = {n: fn(n) for n in [0] + COUNTS}
+        extra = {}
+        if "regtrust" in TOOLS:
+            extra["idle"] = regtrust_run(1, interval=600, idle_window=10)["idle_cpu"]
+            if SCALE:
+                extra["scale"] = regtrust_run(SCALE[0], per=SCALE[1], interval=SCALE_INTERVAL)
+            if E2E:
+                import e2e
+                extra["e2e"] = e2e.run(REGTRUST, work, free_port, wait_port, procs)
         if len(rows) < 2:
-            print(json.dumps(rows, indent=1)); return
+            print(json.dumps({"rows": rows, **extra}, indent=1, default=str)); return
 
+        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
         print(f"\nregtrust {sh(REGTRUST, '--version').stdout.decode().strip()} vs prometheus-blackbox-exporter, "
-              f"{SECONDS} s per point, every endpoint probed every {INTERVAL} s, RSA-2048 chain, {os.cpu_count()} cores\n")
-        print("| | regtrust | blackbox_exporter | curl |")
-        print("|---|---|---|---|")
-        fmt = lambda v, u="": "—" if v is None else f"{v:.1f}{u}"
-        print(f"| RSS idle | {fmt(rows['regtrust'][0]['rss'], ' MiB')} | {fmt(rows['blackbox'][0]['rss'], ' MiB')} | |")
+              f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores ({cpu}), {SECONDS} s per point, every endpoint "
+              f"probed every {INTERVAL} s, RSA-2048 chain; ratio = regtrust / blackbox (wall: / curl)\n")
+        R, B = rows["regtrust"], rows["blackbox"]
+        fmt = lambda v, u="", p=1: "—" if v is None else f"{v:.{p}f}{u}"
+        ratio = lambda a, b: "—" if a is None or not b else f"{a / b:.2f}"
+        curl_w = statistics.median(curl_wall)
+        print("| | regtrust | blackbox_exporter | curl | ratio |")
+        print("|---|---|---|---|---|")
+        print(f"| RSS idle | {fmt(R[0]['rss'], ' MiB')} | {fmt(B[0]['rss'], ' MiB')} | | {ratio(R[0]['rss'], B[0]['rss'])} |")
         for n in COUNTS:
-            print(f"| RSS, {n} endpoints | {fmt(rows['regtrust'][n]['rss'], ' MiB')} | {fmt(rows['blackbox'][n]['rss'], ' MiB')} | |")
-        print(f"| private memory (RssAnon) idle | {fmt(rows['regtrust'][0]['anon'], ' MiB')} | {fmt(rows['blackbox'][0]['anon'], ' MiB')} | |")
+            print(f"| RSS, {n} endpoints | {fmt(R[n]['rss'], ' MiB')} | {fmt(B[n]['rss'], ' MiB')} | | {ratio(R[n]['rss'], B[n]['rss'])} |")
         for n in COUNTS:
-            print(f"| private memory (RssAnon), {n} endpoints | {fmt(rows['regtrust'][n]['anon'], ' MiB')} | {fmt(rows['blackbox'][n]['anon'], ' MiB')} | |")
+            print(f"| private memory (RssAnon), {n} endpoints | {fmt(R[n]['anon'], ' MiB')} | {fmt(B[n]['anon'], ' MiB')} | | {ratio(R[n]['anon'], B[n]['anon'])} |")
+        hi = max(COUNTS)
+        if hi > 1 and 1 in COUNTS:
+            per = (R[hi]['anon'] - R[1]['anon']) * 1024 / (hi - 1)
+            print(f"| private memory per registry (1 → {hi}) | {per:.1f} KiB | | | |")
         for n in COUNTS:
-            print(f"| CPU per probe, {n} endpoints | {fmt(rows['regtrust'][n]['cpu'], ' ms')} | {fmt(rows['blackbox'][n]['cpu'], ' ms')} | {fmt(curl_cpu, ' ms')} (whole process) |")
+            print(f"| CPU per probe, {n} endpoints | {fmt(R[n]['cpu'], ' ms', 2)} | {fmt(B[n]['cpu'], ' ms', 2)} | {fmt(curl_cpu, ' ms', 2)} (whole process) | {ratio(R[n]['cpu'], B[n]['cpu'])} |")
+        if "idle" in extra:
+            print(f"| CPU idle (1 endpoint, no probe due) | {extra['idle']:.3f} ms/s | | | |")
         for n in COUNTS:
-            print(f"| wall per probe (median), {n} endpoints | {fmt(rows['regtrust'][n]['wall'], ' ms')} | {fmt(rows['blackbox'][n]['wall'], ' ms')} | {fmt(statistics.median(curl_wall), ' ms')} |")
-        print(f"| /metrics scrape, 200 endpoints (median of 20) | {fmt(rows['regtrust'][200]['scrape'], ' ms')} | (one /probe per target) | |")
-        print(f"| probes done / ok, 200 endpoints | {rows['regtrust'][200]['probes']:.0f} / {rows['regtrust'][200]['ok']} endpoints ok | "
-              f"{rows['blackbox'][200]['probes']} / {rows['blackbox'][200]['ok']} | |")
+            print(f"| wall per probe (median), {n} endpoints | {fmt(R[n]['wall'], ' ms')} | {fmt(B[n]['wall'], ' ms')} | {fmt(curl_w, ' ms')} | {ratio(R[n]['wall'], curl_w)} (vs curl) |")
+        for n in COUNTS:
+            if n >= 200:
+                print(f"| /metrics scrape, {n} endpoints (median of 20) | {fmt(R[n]['scrape'], ' ms')} | (one /probe per target) | | |")
+        for n in COUNTS:
+            if n >= 200:
+                print(f"| probes done / ok, {n} endpoints | {R[n]['probes']:.0f} / {R[n]['ok']} ok | {B[n]['probes']} / {B[n]['ok']} ok | | |")
+        sc = extra.get("scale")
+        if sc:
+            n, per = SCALE
+            print(f"| scale: {n} registries × {per} endpoints, every {SCALE_INTERVAL} s | RSS {sc['rss']:.1f} MiB, RssAnon {sc['anon']:.1f} MiB, "
+                  f"CPU {sc['cpu']:.2f} ms/probe, {sc['probes']:.0f} probes, {sc['series']} series ({sc['ok']} ok), /metrics {sc['scrape']:.0f} ms | | | |")
+        e = extra.get("e2e")
+        if e:
+            t = lambda k: (f"{e[k]['median']:.2f} s (worst {e[k]['worst']:.2f}, {e[k]['runs']} runs"
+                           + (f", {e[k]['misses']} did not finish" if e[k]['misses'] else "") + ")") if e[k]['median'] is not None else "did not finish"
+            print(f"| end to end: trust-file change → metric | {t('file_change')} | | | |")
+            print(f"| end to end: rotation → `regtrust_ca_drift` = 1 (interval {e['interval']} s) | {t('rotation')} | | | |")
+            print(f"| end to end: rotation → first `ctr` pull, staging on (interval {e['interval']} s) | {t('staged')} | | | |")
     finally:
         for p in procs:
             if p.poll() is None:

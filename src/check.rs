@@ -137,7 +137,7 @@ fn falls_back(ep: &trust::Endpoint, res: &probe::ProbeResult) -> bool {
         return false;
     };
     match &res.result {
-        Err(Failure::NotTls(_)) => true,
+        Err(Failure::HttpAnswer) => true,
         Err(Failure::Timeout(Phase::Tls)) => fb.on_handshake_timeout,
         Err(Failure::Refused(_) | Failure::Timeout(Phase::Connect)) => fb.on_port_error,
         _ => false,
@@ -188,7 +188,7 @@ mod tests {
     #[test]
     fn falls_back_exactly_when_containerd_does() {
         let mut ep = Endpoint::default_for("https", "r.test", "t");
-        let not_tls = || result(Err(Failure::NotTls("HTTP/1.1".into())));
+        let not_tls = || result(Err(Failure::HttpAnswer));
         assert!(!falls_back(&ep, &not_tls()), "a declared https:// host");
         ep.http_fallback = Some(HttpFallback::default());
         assert!(falls_back(&ep, &not_tls()));

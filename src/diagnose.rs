@@ -275,6 +275,7 @@ pub fn diagnose(probe: &ProbeResult, trusted: &[TrustedCa]) -> Diagnosis {
         ),
         Failure::Proxy(e) => d(Reason::ProxyError, e.clone(), Reason::ProxyError.next_step()),
         Failure::NotTls(e) => d(Reason::NotTls, e.clone(), Reason::NotTls.next_step()),
+        Failure::HttpAnswer => d(Reason::NotTls, crate::probe::first_record::HTTP_ANSWER.into(), Reason::NotTls.next_step()),
         Failure::Handshake(e) => d(Reason::HandshakeFailed, e.clone(), Reason::HandshakeFailed.next_step()),
         Failure::Http(e) => d(Reason::HttpError, e.clone(), Reason::HttpError.next_step()),
         Failure::HttpStatus { code, location: Some(loc) } if (300..400).contains(code) => d(

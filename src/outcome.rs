@@ -143,6 +143,24 @@ pub struct RegistryOutcome {
     pub findings: Vec<Finding>,
 }
 
+impl RegistryOutcome {
+    /// One endpoint per URL, in the runtime's order: the same URL can be configured twice (a
+    /// `[host]` table and `server`, with different trust), and the runtime, trying both, reaches
+    /// it if either works — so the first that is ok stands for the URL, else the first. Series,
+    /// drift and history are per URL: they follow this one, not whichever was probed last.
+    pub fn by_url(&self) -> Vec<&EndpointOutcome> {
+        let mut out: Vec<&EndpointOutcome> = Vec::new();
+        for e in &self.endpoints {
+            match out.iter_mut().find(|o| o.url() == e.url()) {
+                Some(o) if !o.ok() && e.ok() => *o = e,
+                Some(_) => {}
+                None => out.push(e),
+            }
+        }
+        out
+    }
+}
+
 /// Words for a registry whose runtime configuration is broken.
 pub const CONFIG_ERROR_NEXT_STEP: &str =
     "the runtime fails before dialling: fix the file named in the detail";
@@ -303,6 +321,28 @@ mod tests {
         assert!(o.findings[0]
             .message
             .starts_with("https://m:1/v2/ fails (timeout"));
+    }
+
+    #[test]
+    fn one_endpoint_per_url_the_working_one_if_any() {
+        let o = RegistryOutcome::decide(
+            trust("r:5000"),
+            vec![
+                ep("r:5000", Reason::UnknownAuthority),
+                ep("m:1", Reason::Timeout),
+                ep("r:5000", Reason::Ok),
+                ep("m:1", Reason::UnknownAuthority),
+            ],
+        );
+        let by_url: Vec<(String, Reason)> =
+            o.by_url().iter().map(|e| (e.url(), e.reason())).collect();
+        assert_eq!(
+            by_url,
+            [
+                ("https://r:5000/v2/".to_string(), Reason::Ok),
+                ("https://m:1/v2/".to_string(), Reason::Timeout),
+            ]
+        );
     }
 
     #[test]

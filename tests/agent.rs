@@ -1006,3 +1006,50 @@ fn a_fifo_in_a_host_dir_does_not_freeze_the_agent_or_staging() {
     let st = agent.terminate().expect("the agent stops on SIGTERM");
     assert!(st.success(), "{st:?}");
 }
+
+/// The same URL twice in one hosts.toml (a `[host]` table with the CA, and `server` without):
+/// containerd tries both and pulls through the first. Its series stay 1 round after round and no
+/// drift is logged; before, whichever of the two was probed last set them, so they flapped.
+#[test]
+fn the_same_url_configured_twice_is_one_steady_series() {
+    let ca_a = ca("registry.test");
+    let la = leaf(&ca_a);
+    let reg = Registry::start(&[&la.cert], Some(&la.key));
+    let name = reg.addr();
+    let node = Node::new();
+    let dir = node.hosts_dir().join(&name);
+    write(&dir.join("ca.crt"), ca_a.pem());
+    write(
+        &dir.join("hosts.toml"),
+        format!("server = \"https://{name}\"\n[host.\"https://{name}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"ca.crt\"\n"),
+    );
+    let cfg = agent_cfg(&node, "interval = \"2s\"\n");
+    let mut agent = AgentProc::start(node.root.path(), &cfg);
+    let probes = |a: &AgentProc| {
+        metric(
+            &a.metrics(),
+            "regtrust_probes_total",
+            &[("registry", &name), ("reason", "ok")],
+        )
+    };
+    // Several rounds in a row (the server's endpoint, probed too, fails each time).
+    agent.wait_until("three rounds", Duration::from_secs(30), |a| {
+        probes(a).is_some_and(|n| n >= 3.0)
+    });
+    for _ in 0..10 {
+        let m = agent.metrics();
+        assert_eq!(success(&m, &name), Some(1.0), "{m}");
+        assert_eq!(
+            metric(
+                &m,
+                "regtrust_ca_drift",
+                &[("registry", &name), ("kind", "presented_untrusted")]
+            ),
+            Some(0.0),
+            "{m}"
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let log = agent.log_text();
+    assert!(!log.contains("CA drift started"), "{log}");
+}

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
@@ -1278,4 +1278,62 @@ fn a_wrong_intermediate_from_the_registry_is_not_a_ca_key_mismatch() {
         next.contains("intermediate \"chain-intermediate\""),
         "{next}"
     );
+}
+
+/// What the runtime says when the port does not speak TLS, by the peer's first bytes (Go's
+/// `tls.RecordHeaderError`): an `HTTP/` answer is net/http's "server gave HTTP response to HTTPS
+/// client", anything else "tls: first record does not look like a TLS handshake". ctr and skopeo
+/// print the same words as regtrust's detail.
+#[test]
+fn not_tls_in_go_words() {
+    let plain = Registry::start_plain();
+    // A peer that answers the hello with an SSH banner, for at most a few connections.
+    let banner = TcpListener::bind("127.0.0.1:0").unwrap();
+    let banner_addr = banner.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut s in banner.incoming().take(8).flatten() {
+            let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n");
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut b = [0u8; 512];
+            let _ = s.read(&mut b);
+        }
+    });
+    let ctd = Containerd::start();
+    for (addr, words) in [
+        (
+            plain.addr(),
+            "http: server gave HTTP response to HTTPS client",
+        ),
+        (
+            banner_addr,
+            "tls: first record does not look like a TLS handshake",
+        ),
+    ] {
+        let node = Node::new();
+        node.trust(&addr, &ca("x").pem());
+        let ctd_rules = [
+            "--go-version",
+            &oracle_go(),
+            "--runtime-version",
+            &oracle_containerd_version(),
+        ]
+        .map(String::from);
+        let crio_rules = ["--runtime", "crio", "--go-version", &oracle_go()].map(String::from);
+        for rules in [&ctd_rules[..], &crio_rules[..]] {
+            let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+            let run = check_json(node.root.path(), &rules, &addr);
+            assert_eq!(run.reason(), "not_tls", "{addr} {rules:?}: {}", run.stdout);
+            let ours = run.registry(0)["detail"].as_str().unwrap_or_default();
+            assert!(
+                ours.ends_with(words),
+                "{addr} {rules:?}: regtrust said {ours:?}"
+            );
+        }
+        let sk = skopeo_inspect(&node.containers_dir(&addr), node.root.path(), &addr);
+        let sk_err = String::from_utf8_lossy(&sk.stderr);
+        assert!(sk_err.contains(words), "{addr}: skopeo said {sk_err}");
+        let f = ctd.fetch(&node.hosts_dir(), node.root.path(), &addr);
+        let f_err = String::from_utf8_lossy(&f.stderr);
+        assert!(f_err.contains(words), "{addr}: ctr said {f_err}");
+    }
 }

@@ -183,13 +183,9 @@ pub(crate) fn fold(mut mem: Memory, round: &Round<'_>) -> (Vec<Event>, Memory) {
         events.push(Event::ExpectedUnreadable { error: err });
     }
     let mut endpoints = BTreeMap::new();
-    for e in &round.outcome.endpoints {
+    for e in round.outcome.by_url() {
         let url = e.url();
-        // The same URL can be configured twice (a `[host]` table and `server`): one memory.
-        let prev = endpoints
-            .remove(&url)
-            .or_else(|| mem.endpoints.remove(&url))
-            .unwrap_or_default();
+        let prev = mem.endpoints.remove(&url).unwrap_or_default();
         let exp = expected_untrusted
             .iter()
             .find(|(u, _)| *u == url)

@@ -96,13 +96,9 @@ impl Status {
         };
         let urls: Vec<String> = round.outcome.endpoints.iter().map(|e| e.url()).collect();
         history.retain(|url, _| urls.contains(url));
-        for e in &round.outcome.endpoints {
+        for e in round.outcome.by_url() {
             let url = e.url();
             let points = history.entry(url.clone()).or_default();
-            // The same URL configured twice is one endpoint to the runtime: one point per round.
-            if points.back().is_some_and(|p| p.at_unix == round.now_unix) {
-                continue;
-            }
             let ca_changed = round
                 .events
                 .iter()

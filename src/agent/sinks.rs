@@ -21,7 +21,7 @@ pub(crate) fn metrics(
     now_unix: i64,
 ) {
     let name = o.name();
-    for e in &o.endpoints {
+    for e in o.by_url() {
         endpoint_series(m, name, e, mem, now_unix);
     }
     let urls: Vec<String> = o.endpoints.iter().map(|e| e.url()).collect();
@@ -180,7 +180,7 @@ fn verdict_log(
     reason: crate::diagnose::Reason,
     previous: Option<crate::diagnose::Reason>,
 ) {
-    let Some(e) = o.endpoints.iter().find(|e| e.url() == url) else {
+    let Some(e) = o.by_url().into_iter().find(|e| e.url() == url) else {
         return;
     };
     let name = o.name();

@@ -18,6 +18,7 @@
 pub(crate) mod danger;
 pub(crate) mod dial;
 pub(crate) mod dns;
+pub mod first_record;
 pub mod follow;
 pub mod go_tls;
 pub mod http;
@@ -77,8 +78,11 @@ pub enum Failure {
     Connect(String),
     Timeout(Phase),
     Proxy(String),
-    /// The peer does not speak TLS (e.g. plain HTTP on the port).
+    /// The peer does not speak TLS (garbage, another protocol): Go's `tls.RecordHeaderError`.
     NotTls(String),
+    /// The peer answered the TLS hello with HTTP (its first record header is `HTTP/`): Go's
+    /// `http: server gave HTTP response to HTTPS client`, and containerd's fallback signal.
+    HttpAnswer,
     /// The TLS handshake failed for a reason other than certificate verification.
     Handshake(String),
     /// Certificate verification failed (Go's verdict).
@@ -273,6 +277,7 @@ async fn run(
         conn = match res {
             Handshake::Timeout => return Err(Failure::Timeout(Phase::Tls)),
             Handshake::Untrusted(v) => return Err(Failure::Verify(v)),
+            Handshake::NotTls(header) => return Err(first_record::failure(&header)),
             Handshake::Failed(e) if second_stack_may_complete(&e, &go.offer) => {
                 second(ep, roots, proxy, go, deadline, out).await?
             }
@@ -442,6 +447,12 @@ async fn tunnel(
                         "proxyconnect tcp: TLS to proxy {name}: {e}"
                     )))
                 }
+                Handshake::NotTls(header) => {
+                    return Err(Failure::Proxy(format!(
+                        "proxyconnect tcp: {} (the proxy {name})",
+                        first_record::failure_of(&header).1
+                    )))
+                }
             };
         }
         ProxyScheme::Http => {}
@@ -507,7 +518,14 @@ async fn tls_connect(
     let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
         .map_err(|e| Failure::Handshake(format!("invalid server name {server_name:?}: {e}")))?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let res = handshake(connector.connect(name, conn), &recorder, verdict, deadline).await;
+    let (conn, seen) = first_record::Recording::new(conn);
+    let conn: Box<dyn Conn> = Box::new(conn);
+    let res = match handshake(connector.connect(name, conn), &recorder, verdict, deadline).await {
+        Handshake::Failed(e) if first_record::is_record_error(&e) => {
+            Handshake::NotTls(seen.header())
+        }
+        res => res,
+    };
     let rec = record.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok((res, rec))
 }
@@ -597,6 +615,8 @@ enum Handshake {
     /// The chain does not verify (as soon as that is known, as Go aborts its handshake).
     Untrusted(VerifyError),
     Failed(std::io::Error),
+    /// The peer's first record is not TLS: its header ([`first_record`]).
+    NotTls(Vec<u8>),
     /// Verified (or not to be verified); the verified leaf issuer's SHA-256 when known.
     Done(Box<dyn Conn>, Option<String>, TlsSession),
 }
@@ -661,10 +681,6 @@ fn classify_tls_error(e: &std::io::Error) -> Failure {
     let text = e.to_string();
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         return match inner {
-            // Record-layer nonsense: the peer does not speak TLS at all (HTTP, garbage).
-            rustls::Error::InvalidMessage(M::InvalidContentType | M::UnknownProtocolVersion | M::MessageTooLarge) => {
-                Failure::NotTls(format!("tls: first record does not look like a TLS handshake ({inner})"))
-            }
             rustls::Error::InvalidMessage(M::HandshakePayloadTooLarge) => Failure::Handshake(format!(
                 "tls: the registry's handshake message is larger than a TLS client accepts (64 KiB): too many or too large certificates in its chain ({inner})"
             )),
@@ -672,11 +688,6 @@ fn classify_tls_error(e: &std::io::Error) -> Failure {
             rustls::Error::AlertReceived(a) => Failure::Handshake(go_tls::remote_alert(u8::from(*a))),
             other => Failure::Handshake(format!("tls: {other}")),
         };
-    }
-    if text.contains("InvalidContentType") {
-        return Failure::NotTls(format!(
-            "tls: first record does not look like a TLS handshake ({text})"
-        ));
     }
     Failure::Handshake(format!("tls handshake: {text}"))
 }
