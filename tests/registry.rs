@@ -1337,3 +1337,74 @@ fn not_tls_in_go_words() {
         assert!(f_err.contains(words), "{addr}: ctr said {f_err}");
     }
 }
+
+#[test]
+fn a_sha1_intermediate_is_insecure_signature_at_its_own_level() {
+    // The leaf is fine; the intermediate the registry sends is signed with SHA-1 by the trusted
+    // root. Go's recursion returns the intermediate's UnknownAuthorityError (hint: the insecure
+    // algorithm, candidate: the root) as the error itself.
+    let root = rsa_ca("sha1-root");
+    let dir = tmp();
+    let f = |n: &str| dir.path().join(n);
+    write(&f("root.pem"), root.pem());
+    write(&f("root.key"), root.key.serialize_pem());
+    write(
+        &f("ca.ext"),
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    );
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=sha1-intermediate",
+        "-keyout",
+        "i.key",
+        "-out",
+        "i.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-sha1",
+        "-days",
+        "5",
+        "-in",
+        "i.csr",
+        "-CA",
+        "root.pem",
+        "-CAkey",
+        "root.key",
+        "-CAcreateserial",
+        "-extfile",
+        "ca.ext",
+        "-out",
+        "i.pem",
+    ]);
+    let read = |n: &str| std::fs::read_to_string(f(n)).unwrap();
+    let (leaf, key) = openssl_leaf_by(&read("i.pem"), &read("i.key"), "sha256");
+    let reg = Registry::start_pem(format!("{leaf}{}", read("i.pem")), key);
+    let node = Node::new();
+    node.trust(&reg.addr(), &root.pem());
+    let run = differential("sha1 intermediate", &reg, &node, "insecure_signature");
+    let detail = run.registry(0)["detail"].as_str().unwrap();
+    assert!(detail.ends_with("(possibly because of \"x509: cannot verify signature: insecure algorithm SHA1-RSA (temporarily override with GODEBUG=x509sha1=1)\" while trying to verify candidate authority certificate \"sha1-root\")"), "{detail}");
+    let next = run.registry(0)["next_step"].as_str().unwrap();
+    assert!(
+        next.starts_with("\"sha1-intermediate\" is signed with SHA1-RSA"),
+        "{next}"
+    );
+}
