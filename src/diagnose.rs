@@ -10,7 +10,8 @@ use serde::Serialize;
 use crate::cert::{hex, Cert};
 use crate::probe::{Failure, ProbeResult};
 use crate::trust::TrustedCa;
-use crate::verify::{CandidateProblem, VerifyError};
+use crate::verify::crypto::SigError;
+use crate::verify::{hint_name, CandidateProblem, CannotSign, Kind, VerifyError, VerifyErrorKind};
 
 /// Every outcome regtrust distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -37,6 +38,7 @@ pub enum Reason {
     HttpStatus,
     ConfigError,
     TokenRealmFailed,
+    InsecureSignature,
 }
 
 impl Reason {
@@ -62,6 +64,7 @@ impl Reason {
         Reason::HttpStatus,
         Reason::ConfigError,
         Reason::TokenRealmFailed,
+        Reason::InsecureSignature,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +90,7 @@ impl Reason {
             Reason::HttpStatus => "http_status",
             Reason::ConfigError => "config_error",
             Reason::TokenRealmFailed => "token_realm_failed",
+            Reason::InsecureSignature => "insecure_signature",
         }
     }
 }
@@ -100,10 +104,10 @@ impl Reason {
         match self {
             Reason::Ok => "`/v2/` answered 200 or 401 over verified TLS",
             Reason::UnknownAuthority => "no trusted CA issued the chain (also: missing intermediate)",
-            Reason::CaKeyMismatch => "a trusted CA has the issuer's name but not its key: the CA was rotated with the same subject",
+            Reason::CaKeyMismatch => "a trusted CA has the issuer's name but its key does not verify the signature: the CA was rotated with the same subject",
             Reason::Expired => "the serving certificate has expired",
             Reason::NotYetValid => "the serving certificate is not valid yet",
-            Reason::CaExpired => "the trusted CA itself has expired",
+            Reason::CaExpired => "the trusted CA itself has expired (Go returns the CA's expiry error, not unknown authority)",
             Reason::CaNotYetValid => "the trusted CA itself is not valid yet",
             Reason::NameMismatch => "the certificate does not name the dialled host",
             Reason::UntrustedSelfSigned => "the registry serves a self-signed certificate the node does not trust",
@@ -119,6 +123,7 @@ impl Reason {
             Reason::HttpStatus => "`/v2/` answered neither 200 nor 401",
             Reason::ConfigError => "the runtime fails before dialling (a `ca` file missing or without a certificate, a `.cert` without `.key`)",
             Reason::TokenRealmFailed => "the registry answers 401 with a token service (`Bearer realm`) on another host or port, and the runtime cannot reach it with the registry's trust",
+            Reason::InsecureSignature => "a certificate of the chain is signed with an algorithm or key the runtime's Go refuses (SHA-1, MD5, an unimplemented algorithm, RSA under 1024 bits from go1.24)",
         }
     }
 
@@ -126,19 +131,30 @@ impl Reason {
     pub fn runtime_words(self) -> &'static [&'static str] {
         match self {
             Reason::Ok => &[],
-            Reason::UnknownAuthority | Reason::UntrustedSelfSigned => &["x509: certificate signed by unknown authority"],
+            Reason::UnknownAuthority => &[
+                "x509: certificate signed by unknown authority",
+                "x509: certificate signed by unknown authority (possibly because of \"x509: invalid signature: parent certificate cannot sign this kind of certificate\" while trying to verify candidate authority certificate \"NAME\")",
+            ],
+            Reason::UntrustedSelfSigned => &["x509: certificate signed by unknown authority"],
             Reason::CaKeyMismatch => &[
                 "x509: certificate signed by unknown authority (possibly because of \"crypto/rsa: verification error\" while trying to verify candidate authority certificate \"NAME\")",
                 "x509: certificate signed by unknown authority (possibly because of \"x509: ECDSA verification failure\" while trying to verify candidate authority certificate \"NAME\")",
+                "x509: certificate signed by unknown authority (possibly because of \"x509: signature algorithm specifies an ECDSA public key, but have public key of type *rsa.PublicKey\" while trying to verify candidate authority certificate \"NAME\")",
             ],
             Reason::Expired => &["x509: certificate has expired or is not yet valid: current time T is after T'"],
             Reason::NotYetValid => &["x509: certificate has expired or is not yet valid: current time T is before T'"],
-            Reason::CaExpired | Reason::CaNotYetValid => &["x509: certificate signed by unknown authority (possibly because of \"x509: certificate has expired or is not yet valid: …\" while trying to verify candidate authority certificate \"NAME\")"],
+            Reason::CaExpired => &["x509: certificate has expired or is not yet valid: current time T is after T'"],
+            Reason::CaNotYetValid => &["x509: certificate has expired or is not yet valid: current time T is before T'"],
             Reason::NameMismatch => &[
                 "x509: certificate is valid for A, B, not HOST",
                 "x509: cannot validate certificate for IP because it doesn't contain any IP SANs",
             ],
-            Reason::InvalidCertificate => &["x509: certificate specifies an incompatible key usage", "x509: unhandled critical extension"],
+            Reason::InvalidCertificate => &[
+                "x509: certificate specifies an incompatible key usage",
+                "x509: unhandled critical extension",
+                "x509: too many intermediates for path length constraint",
+                "x509: certificate is not authorized to sign other certificates",
+            ],
             Reason::HandshakeFailed => &["remote error: tls: …"],
             Reason::NotTls => &["http: server gave HTTP response to HTTPS client", "tls: first record does not look like a TLS handshake"],
             Reason::ConnectionRefused => &["dial tcp IP:PORT: connect: connection refused"],
@@ -152,6 +168,11 @@ impl Reason {
             Reason::TokenRealmFailed => &[
                 "failed to authorize: failed to fetch anonymous token: Get \"REALM?scope=…\": x509: …",
                 "Get \"REALM?scope=…&service=…\": x509: …",
+            ],
+            Reason::InsecureSignature => &[
+                "x509: certificate signed by unknown authority (possibly because of \"x509: cannot verify signature: insecure algorithm SHA1-RSA (temporarily override with GODEBUG=x509sha1=1)\" while trying to verify candidate authority certificate \"NAME\")",
+                "x509: certificate signed by unknown authority (possibly because of \"x509: cannot verify signature: algorithm unimplemented\" while trying to verify candidate authority certificate \"NAME\")",
+                "x509: certificate signed by unknown authority (possibly because of \"crypto/rsa: 512-bit keys are insecure (see https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size)\" while trying to verify candidate authority certificate \"NAME\")",
             ],
         }
     }
@@ -180,6 +201,7 @@ impl Reason {
             Reason::HttpStatus => "the endpoint is not a registry API root (wrong path, override_path, or a proxy page)",
             Reason::ConfigError => crate::outcome::CONFIG_ERROR_NEXT_STEP,
             Reason::TokenRealmFailed => "every pull asks the registry's token service first, with the registry's trust: install the CA of the realm's certificate where the runtime reads this registry's CAs, or fix the realm's certificate or address in the registry's auth configuration",
+            Reason::InsecureSignature => "reissue the certificate named in the detail with a SHA-256 (or stronger) signature, by a CA with an RSA key of at least 2048 bits or an ECDSA key; installing another CA does not help",
         }
     }
 }
@@ -307,45 +329,68 @@ fn plural(n: usize, what: &str) -> String {
     }
 }
 
-fn tls_prefix(probe: &ProbeResult) -> String {
-    format!("Get \"{}\": tls: failed to verify certificate: ", probe.url)
-}
-
 fn diagnose_verify(v: &VerifyError, probe: &ProbeResult, trusted: &[TrustedCa]) -> Diagnosis {
-    let detail = format!("{}{v}", tls_prefix(probe));
-    let mk = |reason, next: &str| Diagnosis {
+    // net/http's `Get "URL": ` and crypto/tls's words for the runtime's Go.
+    let detail = format!("Get \"{}\": {}", probe.url, v.tls_text());
+    let mk = |reason: Reason, next: &str| Diagnosis {
         reason,
         detail: detail.clone(),
         next_step: next.into(),
         key_mismatch: None,
     };
-    match v {
-        VerifyError::LeafTime { now, not_after, .. } if now > not_after => {
+    let is_trusted = |c: &Cert| trusted.iter().any(|ca| ca.cert.der == c.der);
+    match &v.kind {
+        VerifyErrorKind::LeafTime { now, not_after, .. } if now > not_after => {
             mk(Reason::Expired, Reason::Expired.next_step())
         }
-        VerifyError::LeafTime { .. } => mk(Reason::NotYetValid, Reason::NotYetValid.next_step()),
-        VerifyError::Hostname(_) => mk(Reason::NameMismatch, Reason::NameMismatch.next_step()),
-        VerifyError::UnknownAuthority {
+        VerifyErrorKind::LeafTime { .. } => {
+            mk(Reason::NotYetValid, Reason::NotYetValid.next_step())
+        }
+        VerifyErrorKind::Hostname(_) => mk(Reason::NameMismatch, Reason::NameMismatch.next_step()),
+        VerifyErrorKind::UnknownAuthority {
             cert,
             hint: Some(h),
         } => match &h.problem {
-            CandidateProblem::Signature(_) => {
+            CandidateProblem::Signature(e) if e.is_wrong_key() && is_trusted(&h.candidate) => {
                 let mut diag = mk(Reason::CaKeyMismatch, Reason::CaKeyMismatch.next_step());
                 diag.key_mismatch = Some(key_mismatch(cert, probe, trusted));
                 diag
             }
-            CandidateProblem::Time { now, not_after, .. } if now > not_after => {
-                mk(Reason::CaExpired, Reason::CaExpired.next_step())
-            }
-            CandidateProblem::Time { .. } => {
-                mk(Reason::CaNotYetValid, Reason::CaNotYetValid.next_step())
-            }
-            _ => mk(
+            CandidateProblem::Signature(e) if e.is_wrong_key() => mk(
                 Reason::UnknownAuthority,
-                "a trusted CA has the issuer's name but cannot sign this certificate (see detail)",
+                &format!(
+                    "the registry sends an intermediate {:?} that did not sign {:?} (its key does not verify the signature): serve the intermediate that issued the certificate",
+                    hint_name(&h.candidate),
+                    cert.short_name
+                ),
             ),
+            CandidateProblem::Signature(e) => mk(
+                Reason::InsecureSignature,
+                &insecure_next_step(e, cert, &h.candidate),
+            ),
+            CandidateProblem::CannotSign(why) => {
+                let who = if is_trusted(&h.candidate) {
+                    "the trusted CA"
+                } else {
+                    "the intermediate the registry sends,"
+                };
+                let what = match why {
+                    CannotSign::NoBasicConstraints => "is a v3 certificate without basicConstraints",
+                    CannotSign::NotCa => "has basicConstraints CA:FALSE",
+                    CannotSign::NoKeyCertSign => "has a keyUsage without keyCertSign",
+                };
+                mk(
+                    Reason::UnknownAuthority,
+                    &format!(
+                        "{who} {:?} has the issuer's name but may not sign certificates: it {what}. Reissue that CA with basicConstraints CA:TRUE and keyUsage keyCertSign (and install the reissued CA where the runtime reads it)",
+                        hint_name(&h.candidate)
+                    ),
+                )
+            }
+            // Not produced (isValid errors are returned as themselves), kept for completeness.
+            _ => mk(Reason::UnknownAuthority, Reason::UnknownAuthority.next_step()),
         },
-        VerifyError::UnknownAuthority { cert, hint: None } => {
+        VerifyErrorKind::UnknownAuthority { cert, hint: None } => {
             if cert.is_self_issued() && probe.presented.first().is_some_and(|l| l.der == cert.der) {
                 mk(
                     Reason::UntrustedSelfSigned,
@@ -371,13 +416,76 @@ fn diagnose_verify(v: &VerifyError, probe: &ProbeResult, trusted: &[TrustedCa]) 
                 )
             }
         }
-        VerifyError::NameConstraint(_) => mk(
+        VerifyErrorKind::Candidate {
+            cert,
+            kind,
+            problem,
+        } => diagnose_candidate(cert, *kind, problem, mk),
+        VerifyErrorKind::NameConstraint(_) => mk(
             Reason::InvalidCertificate,
             "a trusted root or intermediate has name constraints that do not allow a name of the registry's certificate (see detail): reissue the certificate with names the CA may sign, or have the CA's constraints widened",
         ),
-        VerifyError::IncompatibleUsage
-        | VerifyError::UnhandledCritical
-        | VerifyError::TooManySignatureChecks => mk(
+        VerifyErrorKind::IncompatibleUsage
+        | VerifyErrorKind::UnhandledCritical
+        | VerifyErrorKind::TooManySignatureChecks => mk(
+            Reason::InvalidCertificate,
+            Reason::InvalidCertificate.next_step(),
+        ),
+    }
+}
+
+/// The next step for a signature Go refuses: what to reissue depends on whose fault it is.
+fn insecure_next_step(e: &SigError, child: &Cert, parent: &Cert) -> String {
+    match e {
+        SigError::Insecure { alg, .. } => format!(
+            "{:?} is signed with {alg}, which the runtime's Go refuses whatever CA is trusted: reissue it with a SHA-256 (or stronger) signature",
+            child.short_name
+        ),
+        SigError::RsaTooSmall(bits) => format!(
+            "the CA {:?} has a {bits}-bit RSA key, which the runtime's Go (1.24 and later) refuses: reissue that CA with an RSA key of at least 2048 bits or an ECDSA key, and the certificates it issued",
+            parent.short_name
+        ),
+        _ => format!(
+            "{:?} is signed with an algorithm, or by a CA {:?} with a key type, the runtime's Go does not implement: reissue them with RSA (2048 bits or more), ECDSA or Ed25519, and SHA-256 or stronger",
+            child.short_name, parent.short_name
+        ),
+    }
+}
+
+/// A parent candidate that passed the signature check and failed Go's `isValid`.
+fn diagnose_candidate(
+    cert: &Cert,
+    kind: Kind,
+    problem: &CandidateProblem,
+    mk: impl Fn(Reason, &str) -> Diagnosis,
+) -> Diagnosis {
+    let name = &cert.short_name;
+    match (kind, problem) {
+        (Kind::Root, CandidateProblem::Time { now, not_after, .. }) if now > not_after => mk(
+            Reason::CaExpired,
+            &format!("the trusted CA {name:?} has expired: distribute the renewed CA (same key, new validity) where the runtime reads it"),
+        ),
+        (Kind::Root, CandidateProblem::Time { .. }) => mk(
+            Reason::CaNotYetValid,
+            &format!("the trusted CA {name:?} is not valid yet: check the node's clock and the CA's notBefore"),
+        ),
+        (Kind::Intermediate, CandidateProblem::Time { now, not_after, .. }) if now > not_after => mk(
+            Reason::Expired,
+            &format!("the intermediate {name:?} the registry sends has expired: renew it and serve the new chain"),
+        ),
+        (Kind::Intermediate, CandidateProblem::Time { .. }) => mk(
+            Reason::NotYetValid,
+            &format!("the intermediate {name:?} the registry sends is not valid yet: check the node's clock and its notBefore"),
+        ),
+        (_, CandidateProblem::TooManyIntermediates) => mk(
+            Reason::InvalidCertificate,
+            &format!("the CA {name:?} has a path length constraint (pathlen) that allows fewer intermediates below it than the chain has: reissue that CA with a larger pathlen, or issue the registry's certificate closer to it"),
+        ),
+        (_, CandidateProblem::NotAuthorizedToSign) => mk(
+            Reason::InvalidCertificate,
+            &format!("the intermediate {name:?} the registry sends is not a CA (no basicConstraints CA:TRUE): serve a chain whose intermediates are CA certificates"),
+        ),
+        _ => mk(
             Reason::InvalidCertificate,
             Reason::InvalidCertificate.next_step(),
         ),
@@ -403,5 +511,158 @@ fn key_mismatch(cert: &Arc<Cert>, probe: &ProbeResult, trusted: &[TrustedCa]) ->
                 source: ca.source.clone(),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::crypto::SigError;
+    use crate::verify::{GoVersion, Hint};
+
+    fn cert(cn: &str) -> Arc<Cert> {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().unwrap();
+        Arc::new(Cert::from_der(p.self_signed(&key).unwrap().der()).unwrap())
+    }
+
+    fn diag(kind: VerifyErrorKind, go: GoVersion, trusted: &[Arc<Cert>]) -> Diagnosis {
+        let probe = ProbeResult::new(
+            "https://r.test/v2/".into(),
+            Err(Failure::Verify(VerifyError { kind, go })),
+        );
+        let trusted: Vec<TrustedCa> = trusted
+            .iter()
+            .map(|c| TrustedCa {
+                cert: c.clone(),
+                source: "/etc/containerd/certs.d/r.test/ca.crt".into(),
+            })
+            .collect();
+        diagnose(&probe, &trusted)
+    }
+
+    fn hinted(
+        leaf: &Arc<Cert>,
+        candidate: &Arc<Cert>,
+        problem: CandidateProblem,
+    ) -> VerifyErrorKind {
+        VerifyErrorKind::UnknownAuthority {
+            cert: leaf.clone(),
+            hint: Some(Hint {
+                candidate: candidate.clone(),
+                problem,
+            }),
+        }
+    }
+
+    const GO119: GoVersion = GoVersion::new(19, 8);
+
+    #[test]
+    fn the_detail_carries_crypto_tls_prefix_only_from_go1_20() {
+        let d = |go| diag(VerifyErrorKind::UnhandledCritical, go, &[]).detail;
+        assert_eq!(
+            d(GO119),
+            "Get \"https://r.test/v2/\": x509: unhandled critical extension"
+        );
+        assert_eq!(
+            d(GoVersion::new(20, 0)),
+            "Get \"https://r.test/v2/\": tls: failed to verify certificate: x509: unhandled critical extension"
+        );
+    }
+
+    #[test]
+    fn ca_key_mismatch_only_when_a_trusted_cas_key_fails_the_signature() {
+        let (leaf, ca) = (cert("leaf"), cert("CA"));
+        let wrong_key = || CandidateProblem::Signature(SigError::RsaVerification);
+        let d = diag(
+            hinted(&leaf, &ca, wrong_key()),
+            GO119,
+            std::slice::from_ref(&ca),
+        );
+        assert_eq!(d.reason, Reason::CaKeyMismatch);
+        assert!(d.key_mismatch.is_some());
+        // The same failure by an intermediate the registry sent: not a replaced CA.
+        let d = diag(hinted(&leaf, &ca, wrong_key()), GO119, &[]);
+        assert_eq!(d.reason, Reason::UnknownAuthority);
+        assert!(
+            d.next_step.contains("intermediate \"CA\""),
+            "{}",
+            d.next_step
+        );
+        // A SHA-1 signature by the right, trusted CA: the motivating defect.
+        let sha1 = CandidateProblem::Signature(SigError::Insecure {
+            alg: "SHA1-RSA",
+            x509sha1_hint: true,
+        });
+        let d = diag(hinted(&leaf, &ca, sha1), GO119, std::slice::from_ref(&ca));
+        assert_eq!(d.reason, Reason::InsecureSignature);
+        assert!(d.key_mismatch.is_none());
+        assert!(d.next_step.contains("SHA1-RSA"), "{}", d.next_step);
+        let small = CandidateProblem::Signature(SigError::RsaTooSmall(512));
+        let d = diag(
+            hinted(&leaf, &ca, small),
+            GoVersion::new(24, 0),
+            std::slice::from_ref(&ca),
+        );
+        assert_eq!(d.reason, Reason::InsecureSignature);
+        assert!(
+            d.next_step.contains("the CA \"CA\" has a 512-bit RSA key"),
+            "{}",
+            d.next_step
+        );
+    }
+
+    #[test]
+    fn a_ca_that_may_not_sign_is_named_with_what_forbids_it() {
+        let (leaf, ca) = (cert("leaf"), cert("CA"));
+        for (why, words) in [
+            (CannotSign::NotCa, "CA:FALSE"),
+            (CannotSign::NoKeyCertSign, "without keyCertSign"),
+            (CannotSign::NoBasicConstraints, "without basicConstraints"),
+        ] {
+            let kind = hinted(&leaf, &ca, CandidateProblem::CannotSign(why));
+            let d = diag(kind, GO119, std::slice::from_ref(&ca));
+            assert_eq!(d.reason, Reason::UnknownAuthority);
+            assert!(
+                d.next_step.starts_with("the trusted CA \"CA\"") && d.next_step.contains(words),
+                "{}",
+                d.next_step
+            );
+        }
+    }
+
+    #[test]
+    fn a_candidates_own_error_gets_the_candidates_reason() {
+        let ca = cert("CA");
+        let time = |now: i64| CandidateProblem::Time {
+            now,
+            not_before: 100,
+            not_after: 200,
+        };
+        let at = |kind, problem| VerifyErrorKind::Candidate {
+            cert: ca.clone(),
+            kind,
+            problem,
+        };
+        let reason = |k| diag(k, GO119, &[]).reason;
+        assert_eq!(reason(at(Kind::Root, time(300))), Reason::CaExpired);
+        assert_eq!(reason(at(Kind::Root, time(50))), Reason::CaNotYetValid);
+        assert_eq!(reason(at(Kind::Intermediate, time(300))), Reason::Expired);
+        assert_eq!(
+            reason(at(Kind::Intermediate, time(50))),
+            Reason::NotYetValid
+        );
+        let d = diag(
+            at(Kind::Root, CandidateProblem::TooManyIntermediates),
+            GO119,
+            &[],
+        );
+        assert_eq!(d.reason, Reason::InvalidCertificate);
+        assert_eq!(
+            d.detail,
+            "Get \"https://r.test/v2/\": x509: too many intermediates for path length constraint"
+        );
+        assert!(d.next_step.contains("\"CA\""), "{}", d.next_step);
     }
 }

@@ -263,6 +263,7 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
         .collect();
     for alert in [
         "RegtrustCAKeyMismatch",
+        "RegtrustInsecureSignature",
         "RegtrustRegistryUnreachable",
         "RegtrustExpectedCANotTrusted",
         "RegtrustExpectedCAUnreadable",

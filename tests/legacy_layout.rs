@@ -146,6 +146,24 @@ fn legacy_crt_files_without_hosts_toml() {
     let v = verdicts(&ns, &node, &name);
     agree("broken .crt beside a good one", &v, "config_error", "ok");
     assert!(finding_kinds(&v.containerd).contains(&"ca_no_cert".to_string()));
+    let go = ctr_words(&v, &node, "unable to load CA cert");
+    let ours = v.containerd["registries"][0]["detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(ours.ends_with(&go), "ctr said {go:?}, regtrust {ours:?}");
+}
+
+/// ctr's last line from `start` on, with the test's root taken out of its paths (ctr read the
+/// hosts directory under it; regtrust names node paths).
+fn ctr_words(v: &Verdicts, node: &Node, start: &str) -> String {
+    let ctr_err = String::from_utf8_lossy(&v.ctr.stderr);
+    let root = node.root.path().display().to_string();
+    ctr_err
+        .trim_end()
+        .lines()
+        .last()
+        .and_then(|l| l.find(start).map(|i| l[i..].replace(&root, "")))
+        .unwrap_or_else(|| panic!("ctr: {ctr_err}"))
 }
 
 #[test]
@@ -195,6 +213,13 @@ fn missing_ca_in_hosts_toml_fails_even_with_good_crt_beside() {
     write(&p.join("ca.crt"), ca.pem());
     let v = verdicts(&ns, &node, &name);
     agree("missing ca", &v, "config_error", "ok");
+    // containerd's own words (hosts.go around Go's *PathError), path for path: ctr read the hosts
+    // directory under the test's root, regtrust names the node path.
+    let go = ctr_words(&v, &node, "unable to read CA cert");
+    let ours = v.containerd["registries"][0]["detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(ours.ends_with(&go), "ctr said {go:?}, regtrust {ours:?}");
     let kinds = finding_kinds(&v.containerd);
     assert!(
         kinds.contains(&"ca_missing".to_string()) && kinds.contains(&"ca_file_unused".to_string()),

@@ -75,17 +75,46 @@ fn differential(name: &str, reg: &Registry, node: &Node, reason: &str) -> Run {
         ctd_view.ok()
     );
 
-    // Where Go explains an x509 failure, regtrust must say the same sentence.
-    if let Some(i) = sk_err.find("x509: ") {
-        let go = sk_err[i..].trim_end().trim_end_matches('"');
-        let go = go.split(": current time").next().unwrap_or(go); // times differ by the run
-        let ours = crio_view.registry(0)["detail"].as_str().unwrap_or_default();
-        assert!(
-            ours.contains(go),
-            "{name}: skopeo said {go:?}, regtrust said {ours:?}"
+    // Where Go explains a TLS failure, regtrust's detail is the same sentence, word for word from
+    // `Get "URL": ` on (the `tls: failed to verify certificate:` prefix only where that Go has
+    // it): skopeo's `pinging container registry …: Get "…": <error>`.
+    let ours = crio_view.registry(0)["detail"].as_str().unwrap_or_default();
+    if let Some(i) = sk_err
+        .find("Get \"https://")
+        .filter(|_| tls_words(&sk_err).is_some())
+    {
+        let line = sk_err[i..].lines().next().unwrap_or_default();
+        // logrus closes its quoted msg with one `"`.
+        let go = without_times(line.strip_suffix('"').unwrap_or(line));
+        assert_eq!(
+            without_times(ours),
+            go,
+            "{name}: skopeo and regtrust(crio) differ"
+        );
+    }
+    // ctr's last line: `ctr: failed to resolve reference …: failed to do request: Head
+    // "…/manifests/v1": <error>`: the error after the URL.
+    let ours_ctd = ctd_view.registry(0)["detail"].as_str().unwrap_or_default();
+    let ctr_last = f_err.trim_end().lines().last().unwrap_or_default();
+    if let (Some(go), Some(us)) = (tls_words(ctr_last), tls_words(ours_ctd)) {
+        assert_eq!(
+            without_times(us),
+            without_times(go),
+            "{name}: ctr and regtrust(containerd) differ"
         );
     }
     ctd_view
+}
+
+/// The error after `"URL": ` in a Go request error, when it is crypto/tls's or crypto/x509's.
+fn tls_words(s: &str) -> Option<&str> {
+    let i = s.find("\": tls: ").or_else(|| s.find("\": x509: "))?;
+    Some(s[i + 3..].trim_end())
+}
+
+/// `s` up to Go's validity times, which differ by the second between runs.
+fn without_times(s: &str) -> &str {
+    s.split(": current time").next().unwrap_or(s)
 }
 
 /// The Go version of the installed containerd and skopeo (the same Debian toolchain).
@@ -833,8 +862,9 @@ fn name_constraints_excluding_a_san_fail_in_all_three() {
     assert_eq!(run.json["runtime"]["go_version"], oracle_go().as_str());
     assert_eq!(run.json["runtime"]["source"], "config");
     let detail = run.registry(0)["detail"].as_str().unwrap();
+    // Go 1.19 (the oracles' Go) returns x509's error without crypto/tls's prefix (go1.20+).
     assert!(
-        detail.ends_with("tls: failed to verify certificate: x509: a root or intermediate certificate is not authorized to sign for this name: DNS name \"registry.test\" is excluded by constraint \"registry.test\""),
+        detail.ends_with("\": x509: a root or intermediate certificate is not authorized to sign for this name: DNS name \"registry.test\" is excluded by constraint \"registry.test\""),
         "{detail}"
     );
     let ip = constrained_ca(
@@ -971,6 +1001,285 @@ fn a_pull_only_mirror_serves_pulls_by_digest_not_by_tag() {
     assert_eq!(run.json["pull"], "digest");
 }
 
+// === which candidate error Go returns, and the reason it gets (issue 10 items 4 and 5) ===
+
+/// A serving certificate for 127.0.0.1 signed by `ca` with openssl's `-DIGEST` (rcgen signs
+/// only with SHA-256 and up): (certificate PEM, key PEM).
+fn openssl_leaf(ca: &Issued, digest: &str) -> (String, String) {
+    openssl_leaf_by(&ca.pem(), &ca.key.serialize_pem(), digest)
+}
+
+/// [`openssl_leaf`] for a CA given as PEM certificate and key (keys rcgen cannot sign with).
+fn openssl_leaf_by(ca_pem: &str, ca_key_pem: &str, digest: &str) -> (String, String) {
+    let dir = tmp();
+    let f = |n: &str| dir.path().join(n);
+    write(&f("ca.pem"), ca_pem);
+    write(&f("ca.key"), ca_key_pem);
+    write(
+        &f("san.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    );
+    let req = Command::new("openssl")
+        .args([
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(f("l.key"))
+        .arg("-out")
+        .arg(f("l.csr"))
+        .output()
+        .unwrap();
+    assert!(
+        req.status.success(),
+        "{}",
+        String::from_utf8_lossy(&req.stderr)
+    );
+    let signed = Command::new("openssl")
+        .args(["x509", "-req", "-days", "5", &format!("-{digest}"), "-in"])
+        .arg(f("l.csr"))
+        .arg("-CA")
+        .arg(f("ca.pem"))
+        .arg("-CAkey")
+        .arg(f("ca.key"))
+        .arg("-CAcreateserial")
+        .arg("-extfile")
+        .arg(f("san.ext"))
+        .arg("-out")
+        .arg(f("l.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    let read = |n: &str| std::fs::read_to_string(f(n)).unwrap();
+    (read("l.pem"), read("l.key"))
+}
+
+fn rsa_ca(cn: &str) -> Issued {
+    let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    Issued {
+        cert: ca_params(cn).self_signed(&key).unwrap(),
+        key,
+    }
+}
+
+#[test]
+fn sha1_leaf_from_the_right_ca_is_insecure_signature_not_a_key_mismatch() {
+    // The motivating defect: this was ca_key_mismatch, whose runbook says the CA was replaced.
+    // Go 1.19's words: the x509sha1 GODEBUG hint for SHA-1, none for MD5.
+    let cases = [
+        (
+            rsa_ca("sha1-ca"),
+            "sha1",
+            "SHA1-RSA (temporarily override with GODEBUG=x509sha1=1)",
+        ),
+        (
+            ca("sha1-ca"),
+            "sha1",
+            "ECDSA-SHA1 (temporarily override with GODEBUG=x509sha1=1)",
+        ),
+        (rsa_ca("sha1-ca"), "md5", "MD5-RSA"),
+    ];
+    for (ca, digest, alg) in cases {
+        let (cert, key) = openssl_leaf(&ca, digest);
+        let reg = Registry::start_pem(cert, key);
+        let node = Node::new();
+        node.trust(&reg.addr(), &ca.pem());
+        let run = differential(alg, &reg, &node, "insecure_signature");
+        let detail = run.registry(0)["detail"].as_str().unwrap();
+        let want = format!("\": x509: certificate signed by unknown authority (possibly because of \"x509: cannot verify signature: insecure algorithm {alg}\" while trying to verify candidate authority certificate \"sha1-ca\")");
+        assert!(detail.ends_with(&want), "{detail}");
+        assert!(run.registry(0)["endpoints"][0]["key_mismatch"].is_null());
+        let next = run.registry(0)["next_step"].as_str().unwrap();
+        assert!(next.contains("SHA-256"), "{next}");
+    }
+}
+
+#[test]
+fn a_512_bit_rsa_ca_verifies_in_go_1_19() {
+    // crypto/rsa checks no key size before go1.24: the runtimes pull, so regtrust says ok.
+    let dir = tmp();
+    let f = |n: &str| dir.path().join(n);
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:512", "-nodes", "-days", "5"])
+        .args([
+            "-subj",
+            "/CN=small-ca",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+        ])
+        .args([
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+        ])
+        .arg(f("ca.key"))
+        .arg("-out")
+        .arg(f("ca.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let read = |n: &str| std::fs::read_to_string(f(n)).unwrap();
+    let (cert, key) = openssl_leaf_by(&read("ca.pem"), &read("ca.key"), "sha256");
+    let reg = Registry::start_pem(cert, key);
+    let node = Node::new();
+    node.trust(&reg.addr(), &read("ca.pem"));
+    differential("512-bit RSA CA", &reg, &node, "ok");
+}
+
+#[test]
+fn a_trusted_root_not_valid_yet_is_gos_own_error() {
+    let mut p = ca_params("future-ca");
+    p.not_before = days(2);
+    p.not_after = days(30);
+    let key = KeyPair::generate().unwrap();
+    let future = Issued {
+        cert: p.self_signed(&key).unwrap(),
+        key,
+    };
+    let run = simple(
+        "future CA",
+        &leaf(&future),
+        &[],
+        &future.pem(),
+        "ca_not_yet_valid",
+    );
+    let detail = run.registry(0)["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("\": x509: certificate has expired or is not yet valid: current time ")
+            && detail.contains(" is before "),
+        "{detail}"
+    );
+}
+
+#[test]
+fn a_trusted_ca_that_may_not_sign_is_named_in_the_next_step() {
+    type Tweak = fn(&mut CertificateParams);
+    let cases: [(&str, Tweak, &str); 2] = [
+        ("CA:FALSE", |p| p.is_ca = IsCa::ExplicitNoCa, "CA:FALSE"),
+        (
+            "no keyCertSign",
+            |p| p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature],
+            "keyUsage without keyCertSign",
+        ),
+    ];
+    for (name, tweak, words) in cases {
+        let mut p = ca_params("cannot-sign-ca");
+        tweak(&mut p);
+        let key = KeyPair::generate().unwrap();
+        let ca = Issued {
+            cert: p.self_signed(&key).unwrap(),
+            key,
+        };
+        let run = simple(name, &leaf(&ca), &[], &ca.pem(), "unknown_authority");
+        let detail = run.registry(0)["detail"].as_str().unwrap();
+        assert!(detail.ends_with("(possibly because of \"x509: invalid signature: parent certificate cannot sign this kind of certificate\" while trying to verify candidate authority certificate \"cannot-sign-ca\")"), "{name}: {detail}");
+        let next = run.registry(0)["next_step"].as_str().unwrap();
+        assert!(
+            next.contains("trusted CA \"cannot-sign-ca\"") && next.contains(words),
+            "{name}: {next}"
+        );
+    }
+}
+
+#[test]
+fn a_path_length_violation_is_gos_own_error() {
+    let mut rp = ca_params("pathlen-root");
+    rp.is_ca = IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    let key = KeyPair::generate().unwrap();
+    let root = Issued {
+        cert: rp.self_signed(&key).unwrap(),
+        key,
+    };
+    let mut ip = ca_params("pathlen-intermediate");
+    ip.use_authority_key_identifier_extension = true;
+    let inter = sign(ip, &root);
+    let run = simple(
+        "path length",
+        &leaf(&inter),
+        &[&inter.cert],
+        &root.pem(),
+        "invalid_certificate",
+    );
+    let detail = run.registry(0)["detail"].as_str().unwrap();
+    assert!(
+        detail.ends_with("\": x509: too many intermediates for path length constraint"),
+        "{detail}"
+    );
+    let next = run.registry(0)["next_step"].as_str().unwrap();
+    assert!(
+        next.contains("\"pathlen-root\"") && next.contains("pathlen"),
+        "{next}"
+    );
+}
+
+#[test]
+fn an_expired_root_beside_another_key_of_its_name_is_still_the_expiry() {
+    // Go's buildChains: the other key's signature failure is only a hint, the expired root's
+    // isValid error is `err`, and `err` wins over UnknownAuthorityError.
+    let mut p = ca_params("rotating-ca");
+    p.not_before = days(-30);
+    p.not_after = days(-1);
+    let key = KeyPair::generate().unwrap();
+    let old = Issued {
+        cert: p.self_signed(&key).unwrap(),
+        key,
+    };
+    let other = ca("rotating-ca");
+    let bundle = format!("{}{}", other.pem(), old.pem());
+    let run = simple(
+        "expired + other key",
+        &leaf(&old),
+        &[],
+        &bundle,
+        "ca_expired",
+    );
+    let detail = run.registry(0)["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("\": x509: certificate has expired or is not yet valid: current time ")
+            && !detail.contains("unknown authority"),
+        "{detail}"
+    );
+    let next = run.registry(0)["next_step"].as_str().unwrap();
+    assert!(next.contains("\"rotating-ca\""), "{next}");
+}
+
+#[test]
+fn a_wrong_intermediate_from_the_registry_is_not_a_ca_key_mismatch() {
+    // The registry sends an intermediate with the right name and another key: Go's hint is the
+    // signature failure, but no trusted CA was replaced.
+    let root = ca("chain-root");
+    let mut ip = ca_params("chain-intermediate");
+    ip.use_authority_key_identifier_extension = true;
+    let inter = sign(ip.clone(), &root);
+    let wrong = sign(ip, &root);
+    let run = simple(
+        "wrong intermediate",
+        &leaf(&inter),
+        &[&wrong.cert],
+        &root.pem(),
+        "unknown_authority",
+    );
+    let detail = run.registry(0)["detail"].as_str().unwrap();
+    assert!(detail.ends_with("(possibly because of \"x509: ECDSA verification failure\" while trying to verify candidate authority certificate \"chain-intermediate\")"), "{detail}");
+    let next = run.registry(0)["next_step"].as_str().unwrap();
+    assert!(
+        next.contains("intermediate \"chain-intermediate\""),
+        "{next}"
+    );
+}
+
 /// What the runtime says when the port does not speak TLS, by the peer's first bytes (Go's
 /// `tls.RecordHeaderError`): an `HTTP/` answer is net/http's "server gave HTTP response to HTTPS
 /// client", anything else "tls: first record does not look like a TLS handshake". ctr and skopeo
@@ -1027,4 +1336,75 @@ fn not_tls_in_go_words() {
         let f_err = String::from_utf8_lossy(&f.stderr);
         assert!(f_err.contains(words), "{addr}: ctr said {f_err}");
     }
+}
+
+#[test]
+fn a_sha1_intermediate_is_insecure_signature_at_its_own_level() {
+    // The leaf is fine; the intermediate the registry sends is signed with SHA-1 by the trusted
+    // root. Go's recursion returns the intermediate's UnknownAuthorityError (hint: the insecure
+    // algorithm, candidate: the root) as the error itself.
+    let root = rsa_ca("sha1-root");
+    let dir = tmp();
+    let f = |n: &str| dir.path().join(n);
+    write(&f("root.pem"), root.pem());
+    write(&f("root.key"), root.key.serialize_pem());
+    write(
+        &f("ca.ext"),
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    );
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=sha1-intermediate",
+        "-keyout",
+        "i.key",
+        "-out",
+        "i.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-sha1",
+        "-days",
+        "5",
+        "-in",
+        "i.csr",
+        "-CA",
+        "root.pem",
+        "-CAkey",
+        "root.key",
+        "-CAcreateserial",
+        "-extfile",
+        "ca.ext",
+        "-out",
+        "i.pem",
+    ]);
+    let read = |n: &str| std::fs::read_to_string(f(n)).unwrap();
+    let (leaf, key) = openssl_leaf_by(&read("i.pem"), &read("i.key"), "sha256");
+    let reg = Registry::start_pem(format!("{leaf}{}", read("i.pem")), key);
+    let node = Node::new();
+    node.trust(&reg.addr(), &root.pem());
+    let run = differential("sha1 intermediate", &reg, &node, "insecure_signature");
+    let detail = run.registry(0)["detail"].as_str().unwrap();
+    assert!(detail.ends_with("(possibly because of \"x509: cannot verify signature: insecure algorithm SHA1-RSA (temporarily override with GODEBUG=x509sha1=1)\" while trying to verify candidate authority certificate \"sha1-root\")"), "{detail}");
+    let next = run.registry(0)["next_step"].as_str().unwrap();
+    assert!(
+        next.starts_with("\"sha1-intermediate\" is signed with SHA1-RSA"),
+        "{next}"
+    );
 }

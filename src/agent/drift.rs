@@ -159,6 +159,7 @@ pub(crate) fn is_verification_failure(r: Reason) -> bool {
             | Reason::NameMismatch
             | Reason::UntrustedSelfSigned
             | Reason::InvalidCertificate
+            | Reason::InsecureSignature
     )
 }
 

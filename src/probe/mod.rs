@@ -438,8 +438,9 @@ async fn tunnel(
                 Handshake::Timeout => return Err(Failure::Timeout(Phase::Proxy)),
                 Handshake::Untrusted(v) => {
                     return Err(Failure::Proxy(format!(
-                    "proxyconnect tcp: tls: failed to verify certificate: {v} (the proxy {name})"
-                )))
+                        "proxyconnect tcp: {} (the proxy {name})",
+                        v.tls_text()
+                    )))
                 }
                 Handshake::Failed(e) => {
                     return Err(Failure::Proxy(format!(

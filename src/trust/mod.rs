@@ -322,6 +322,32 @@ pub(crate) enum CaRead {
     Failed(ReadError),
 }
 
+/// How Go's `os.ReadFile(path)` words `err`: a `*PathError` such as `open /etc/x/ca.pem: no such
+/// file or directory` (Go's errno texts are glibc's, lower-cased: `syscall` `errors` table), or
+/// `read PATH: is a directory`. regtrust's own limits (size, file type) keep their words.
+pub(crate) fn go_read_error(path: &Path, err: &ReadError) -> String {
+    let path = path.display();
+    match err {
+        ReadError::Io(e) => match e.raw_os_error() {
+            Some(code) => {
+                let text = std::io::Error::from_raw_os_error(code).to_string();
+                let text = text
+                    .strip_suffix(&format!(" (os error {code})"))
+                    .unwrap_or(&text);
+                let mut chars = text.chars();
+                let lower: String = match chars.next() {
+                    Some(first) => first.to_lowercase().chain(chars).collect(),
+                    None => String::new(),
+                };
+                format!("open {path}: {lower}")
+            }
+            None => format!("open {path}: {e}"),
+        },
+        ReadError::IsDir => format!("read {path}: is a directory"),
+        other => format!("{path}: {other}"),
+    }
+}
+
 /// Reads a CA file the way the runtimes do (Go `AppendCertsFromPEM`), adding a finding for blocks
 /// that are skipped.
 pub(crate) fn read_ca_file(hr: &HostRoot, node_path: &Path, findings: &mut Vec<Finding>) -> CaRead {

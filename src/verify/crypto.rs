@@ -1,28 +1,39 @@
 //! Signature checks with Go's acceptance rules, not webpki's.
 //!
-//! Go accepts RSA keys from 1024 bits (webpki: 2048), P-521 (webpki with ring: no), PKCS#1 v1.5 and
-//! PSS with SHA-256/384/512, ECDSA with any of those hashes on P-256/384/521, and Ed25519; it
-//! rejects SHA-1 and MD5 signatures on everything but the (unchecked) self-signature of a root.
-//! RSA goes through the `rsa` crate (any size from 1024 up to 8192 bits); EC and Ed25519 through
-//! aws-lc-rs. The error texts copy Go's, because operators search for them.
+//! Go accepts RSA keys of any size before go1.24 and from 1024 bits since (webpki: 2048), P-521
+//! (webpki with ring: no), PKCS#1 v1.5 and PSS with SHA-256/384/512, ECDSA with any of those hashes
+//! on P-256/384/521, and Ed25519; it rejects SHA-1 and MD5 signatures on everything but the
+//! (unchecked) self-signature of a root. RSA goes through the `rsa` crate (up to 8192 bits); EC
+//! and Ed25519 through aws-lc-rs. The error texts are Go's, for the runtime's Go version, because
+//! operators search for them (`crypto/x509/x509.go`: `checkSignature`, `InsecureAlgorithmError`,
+//! `ErrUnsupportedAlgorithm`, `signaturePublicKeyAlgoMismatchError`; `crypto/rsa`: `checkKeySize`).
 //!
 //! Never does: I/O.
 
+use super::GoVersion;
 use crate::cert::{Hash, PublicKey, SigAlg};
 use aws_lc_rs::signature as ring_sig;
 use rsa::signature::Verifier;
 
-/// Smallest RSA modulus Go accepts (crypto/rsa since Go 1.24; older Go accepted smaller).
+/// Smallest RSA modulus Go accepts from go1.24 (`crypto/rsa`, `checkKeySize`, without
+/// `GODEBUG=rsa1024min=0`); older Go accepted any size ([`GoVersion::rejects_small_rsa_keys`]).
 pub const MIN_RSA_BITS: usize = 1024;
 /// Largest RSA modulus checked (Go's TLS client limit).
 pub const MAX_RSA_BITS: usize = 8192;
 
-/// Why a signature check failed, worded as Go words it.
+/// Why a signature check failed, worded as the runtime's Go words it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigError {
-    #[error("x509: cannot verify signature: insecure algorithm {0}")]
-    Insecure(&'static str),
-    #[error("x509: cannot verify signature: algorithm unimplemented ({0})")]
+    /// Go's `InsecureAlgorithmError` (MD5, SHA-1). `x509sha1_hint`: that Go still has the
+    /// `x509sha1` GODEBUG and names it in the text of a SHA-1 algorithm.
+    #[error("x509: cannot verify signature: insecure algorithm {alg}{}", sha1_hint(alg, *x509sha1_hint))]
+    Insecure {
+        alg: &'static str,
+        x509sha1_hint: bool,
+    },
+    /// Go's `ErrUnsupportedAlgorithm`; the field says what (for regtrust's own notes, not in
+    /// Go's text).
+    #[error("x509: cannot verify signature: algorithm unimplemented")]
     Unsupported(String),
     #[error("crypto/rsa: verification error")]
     RsaVerification,
@@ -30,22 +41,66 @@ pub enum SigError {
     EcdsaVerification,
     #[error("x509: Ed25519 verification failure")]
     Ed25519Verification,
-    #[error("crypto/rsa: {0}-bit RSA keys are below the 1024-bit minimum")]
+    /// go1.24+: `crypto/rsa`'s `checkKeySize`.
+    #[error("crypto/rsa: {0}-bit keys are insecure (see https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size)")]
     RsaTooSmall(usize),
-    #[error("x509: signature algorithm does not match the public key type ({0})")]
-    KeyMismatch(String),
+    /// Go's `signaturePublicKeyAlgoMismatchError`: the algorithm's key type, and the Go type of
+    /// the key the parent has.
+    #[error("x509: signature algorithm specifies an {expected} public key, but have public key of type {have}")]
+    KeyMismatch {
+        expected: &'static str,
+        have: &'static str,
+    },
 }
 
-/// Verifies `sig` over `msg` with `key` under `alg`.
+impl SigError {
+    /// The parent's key is not the one that signed: the check a CA with another key (or another
+    /// key type) fails, as opposed to an algorithm or key size Go refuses.
+    pub fn is_wrong_key(&self) -> bool {
+        matches!(
+            self,
+            SigError::RsaVerification
+                | SigError::EcdsaVerification
+                | SigError::Ed25519Verification
+                | SigError::KeyMismatch { .. }
+        )
+    }
+}
+
+fn sha1_hint(alg: &str, hint: bool) -> &'static str {
+    if hint && (alg == "SHA1-RSA" || alg == "ECDSA-SHA1") {
+        " (temporarily override with GODEBUG=x509sha1=1)"
+    } else {
+        ""
+    }
+}
+
+/// Verifies `sig` over `msg` with `key` under `alg`, with the newest modelled Go's rules (the
+/// handshake's own signature).
 pub fn verify(alg: &SigAlg, key: &PublicKey, msg: &[u8], sig: &[u8]) -> Result<(), SigError> {
+    verify_as(alg, key, msg, sig, GoVersion::NEWEST)
+}
+
+/// Verifies `sig` over `msg` with `key` under `alg`, as `go` does (`checkSignature`: the
+/// algorithm's hash first, then the key's type, then the signature).
+pub fn verify_as(
+    alg: &SigAlg,
+    key: &PublicKey,
+    msg: &[u8],
+    sig: &[u8],
+    go: GoVersion,
+) -> Result<(), SigError> {
     match (alg, key) {
-        (SigAlg::Insecure(name), _) => Err(SigError::Insecure(name)),
+        (SigAlg::Insecure(name), _) => Err(SigError::Insecure {
+            alg: name,
+            x509sha1_hint: go.has_x509sha1_godebug(),
+        }),
         (SigAlg::Unknown(what), _) => Err(SigError::Unsupported(what.clone())),
         (_, PublicKey::Unsupported(what)) => {
             Err(SigError::Unsupported(format!("public key {what}")))
         }
-        (SigAlg::RsaPkcs1(h), PublicKey::Rsa { n, e }) => verify_rsa(n, e, *h, false, msg, sig),
-        (SigAlg::RsaPss(h), PublicKey::Rsa { n, e }) => verify_rsa(n, e, *h, true, msg, sig),
+        (SigAlg::RsaPkcs1(h), PublicKey::Rsa { n, e }) => verify_rsa(n, e, *h, false, msg, sig, go),
+        (SigAlg::RsaPss(h), PublicKey::Rsa { n, e }) => verify_rsa(n, e, *h, true, msg, sig, go),
         (SigAlg::Ecdsa(h), PublicKey::Ec { curve, point }) => {
             verify_ecdsa(curve, *h, point, msg, sig)
         }
@@ -54,7 +109,18 @@ pub fn verify(alg: &SigAlg, key: &PublicKey, msg: &[u8], sig: &[u8]) -> Result<(
                 .verify(msg, sig)
                 .map_err(|_| SigError::Ed25519Verification)
         }
-        (alg, _) => Err(SigError::KeyMismatch(format!("{alg:?}"))),
+        (alg, key) => Err(SigError::KeyMismatch {
+            expected: match alg {
+                SigAlg::RsaPkcs1(_) | SigAlg::RsaPss(_) => "RSA",
+                SigAlg::Ecdsa(_) => "ECDSA",
+                _ => "Ed25519",
+            },
+            have: match key {
+                PublicKey::Rsa { .. } => "*rsa.PublicKey",
+                PublicKey::Ec { .. } => "*ecdsa.PublicKey",
+                _ => "ed25519.PublicKey",
+            },
+        }),
     }
 }
 
@@ -65,11 +131,12 @@ fn verify_rsa(
     pss: bool,
     msg: &[u8],
     sig: &[u8],
+    go: GoVersion,
 ) -> Result<(), SigError> {
     use rsa::BigUint;
     let n = BigUint::from_bytes_be(n);
     let bits = n.bits();
-    if bits < MIN_RSA_BITS {
+    if go.rejects_small_rsa_keys() && bits < MIN_RSA_BITS {
         return Err(SigError::RsaTooSmall(bits));
     }
     let key = rsa::RsaPublicKey::new_with_max_size(n, BigUint::from_bytes_be(e), MAX_RSA_BITS)
@@ -137,5 +204,105 @@ pub fn sig_alg_of_scheme(s: rustls::SignatureScheme) -> SigAlg {
         S::RSA_PKCS1_SHA384 => SigAlg::RsaPkcs1(Hash::Sha384),
         S::RSA_PKCS1_SHA512 => SigAlg::RsaPkcs1(Hash::Sha512),
         other => SigAlg::Unknown(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rsa_key_and_signature(bits: u32, msg: &[u8]) -> (PublicKey, Vec<u8>) {
+        let rsa = openssl::rsa::Rsa::generate(bits).unwrap();
+        let pkey = openssl::pkey::PKey::from_rsa(rsa.clone()).unwrap();
+        let mut signer =
+            openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &pkey).unwrap();
+        signer.update(msg).unwrap();
+        let key = PublicKey::Rsa {
+            n: rsa.n().to_vec(),
+            e: rsa.e().to_vec(),
+        };
+        (key, signer.sign_to_vec().unwrap())
+    }
+
+    #[test]
+    fn small_rsa_keys_verify_until_go1_24_and_then_fail_with_crypto_rsas_words() {
+        // crypto/rsa checkKeySize (go1.24): "N-bit keys are insecure"; go1.19–1.23 verify any size.
+        let msg = b"tbs";
+        let (key, sig) = rsa_key_and_signature(512, msg);
+        let alg = SigAlg::RsaPkcs1(Hash::Sha256);
+        for minor in 19..=23 {
+            assert_eq!(
+                verify_as(&alg, &key, msg, &sig, GoVersion::new(minor, 0)),
+                Ok(()),
+                "go1.{minor}"
+            );
+        }
+        for minor in [24, 25] {
+            let err = verify_as(&alg, &key, msg, &sig, GoVersion::new(minor, 0)).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "crypto/rsa: 512-bit keys are insecure (see https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size)"
+            );
+            assert!(!err.is_wrong_key());
+        }
+        assert_eq!(
+            verify_as(&alg, &key, b"other", &sig, GoVersion::new(19, 8)),
+            Err(SigError::RsaVerification)
+        );
+    }
+
+    #[test]
+    fn sha1_text_names_the_x509sha1_godebug_only_while_go_has_it() {
+        // crypto/x509 x509.go InsecureAlgorithmError.Error: the hint until go1.23 (x509sha1
+        // removed in go1.24); MD5 never has it.
+        let key = PublicKey::Ed25519(vec![0; 32]);
+        let words = |alg: &'static str, minor| {
+            verify_as(
+                &SigAlg::Insecure(alg),
+                &key,
+                b"",
+                b"",
+                GoVersion::new(minor, 0),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        for minor in 19..=23 {
+            assert_eq!(
+                words("SHA1-RSA", minor),
+                "x509: cannot verify signature: insecure algorithm SHA1-RSA (temporarily override with GODEBUG=x509sha1=1)"
+            );
+            assert_eq!(
+                words("MD5-RSA", minor),
+                "x509: cannot verify signature: insecure algorithm MD5-RSA"
+            );
+        }
+        for minor in [24, 25] {
+            assert_eq!(
+                words("ECDSA-SHA1", minor),
+                "x509: cannot verify signature: insecure algorithm ECDSA-SHA1"
+            );
+        }
+    }
+
+    #[test]
+    fn unimplemented_algorithms_and_key_type_mismatches_in_gos_words() {
+        // x509.go: ErrUnsupportedAlgorithm, signaturePublicKeyAlgoMismatchError.
+        let rsa = PublicKey::Rsa {
+            n: vec![0xff; 256],
+            e: vec![1, 0, 1],
+        };
+        let go = GoVersion::new(19, 8);
+        let err = verify_as(&SigAlg::Unknown("1.2.3".into()), &rsa, b"", b"", go).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x509: cannot verify signature: algorithm unimplemented"
+        );
+        let err = verify_as(&SigAlg::Ecdsa(Hash::Sha256), &rsa, b"", b"", go).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x509: signature algorithm specifies an ECDSA public key, but have public key of type *rsa.PublicKey"
+        );
+        assert!(err.is_wrong_key(), "a CA rotated to another key type");
     }
 }

@@ -90,6 +90,38 @@ impl GoVersion {
         self.at_least(21, 0)
     }
 
+    /// crypto/tls wraps a verification error as `tls: failed to verify certificate: …` —
+    /// `CertificateVerificationError` in `handshake_client.go` `verifyServerCertificate`, from
+    /// go1.20. go1.19 (read in Debian's go1.19.8 source) sends the alert and returns
+    /// `Certificate.Verify`'s error unwrapped: `x509: …`.
+    pub fn wraps_tls_verify_error(self) -> bool {
+        self.at_least(20, 0)
+    }
+
+    /// `InsecureAlgorithmError` names the `x509sha1` GODEBUG for SHA-1 ("(temporarily override
+    /// with GODEBUG=x509sha1=1)", `crypto/x509/x509.go`, read at go1.19.8) while the setting
+    /// exists: until go1.23. go1.24 removed it (proposal golang/go#62048, Go 1.24 release notes;
+    /// inferred from those, not read at the tag).
+    pub fn has_x509sha1_godebug(self) -> bool {
+        !self.at_least(24, 0)
+    }
+
+    /// RSA keys under 1024 bits fail every signature check (`crypto/rsa` `checkKeySize`, "N-bit
+    /// keys are insecure", golang/go#68762, from go1.24 unless `GODEBUG=rsa1024min=0`). Before,
+    /// `rsa.VerifyPKCS1v15`/`VerifyPSS` took any size.
+    pub fn rejects_small_rsa_keys(self) -> bool {
+        self.at_least(24, 0)
+    }
+
+    /// A candidate parent whose key Go could not parse (`PublicKey == nil`: an algorithm
+    /// crypto/x509 does not know) is skipped before its signature is checked — the fix for
+    /// CVE-2024-24783 (`considerCandidate`, go1.21.8 and go1.22.1; inferred from the advisory, not
+    /// read at the tags). Before, `CheckSignatureFrom` failed it with `ErrUnsupportedAlgorithm`,
+    /// which became the hint ("algorithm unimplemented").
+    pub fn skips_keyless_candidates(self) -> bool {
+        self.has_fix(&[(21, 8), (22, 1)])
+    }
+
     /// An excluded DNS constraint also excludes a wildcard SAN one label above it
     /// (`dnsConstraints.parentConstraints`, CVE-2025-61727; go1.24.11, go1.25.5).
     pub fn excludes_wildcard_parents(self) -> bool {
@@ -149,5 +181,33 @@ mod tests {
         assert!(!v(25, 4).excludes_wildcard_parents());
         assert!(v(25, 5).excludes_wildcard_parents());
         assert!(GoVersion::NEWEST.is_modelled() && !v(18, 0).is_modelled());
+    }
+
+    #[test]
+    fn version_table_of_words_and_key_sizes() {
+        let v = GoVersion::new;
+        // crypto/tls handshake_client.go verifyServerCertificate: CertificateVerificationError
+        // from go1.20; go1.19 returns the x509 error itself.
+        assert!(!v(19, 8).wraps_tls_verify_error());
+        for minor in 20..=25 {
+            assert!(v(minor, 0).wraps_tls_verify_error(), "1.{minor}");
+        }
+        // crypto/x509 x509.go InsecureAlgorithmError.Error: the x509sha1 hint until go1.23.
+        for minor in 19..=23 {
+            assert!(v(minor, 9).has_x509sha1_godebug(), "1.{minor}");
+        }
+        assert!(!v(24, 0).has_x509sha1_godebug());
+        assert!(!v(25, 5).has_x509sha1_godebug());
+        // verify.go considerCandidate: keyless candidates skipped (CVE-2024-24783).
+        assert!(!v(19, 8).skips_keyless_candidates());
+        assert!(!v(21, 7).skips_keyless_candidates());
+        assert!(v(21, 8).skips_keyless_candidates());
+        assert!(!v(22, 0).skips_keyless_candidates());
+        assert!(v(22, 1).skips_keyless_candidates());
+        assert!(v(23, 0).skips_keyless_candidates());
+        // crypto/rsa checkKeySize: 1024-bit minimum from go1.24.
+        assert!(!v(23, 12).rejects_small_rsa_keys());
+        assert!(v(24, 0).rejects_small_rsa_keys());
+        assert!(v(25, 0).rejects_small_rsa_keys());
     }
 }

@@ -3,10 +3,14 @@
 //! The order of checks, the candidate-parent search and the errors follow Go's `Certificate.Verify`
 //! and `buildChains`: leaf validity, then the host name, then "is the leaf itself a root" (a trusted
 //! self-signed registry certificate passes), then chains built through parents whose subject equals
-//! the child's issuer (AKID-matching candidates first). The first candidate that fails becomes the
-//! hint of `UnknownAuthority` — exactly how Go produces "x509: certificate signed by unknown
+//! the child's issuer (AKID-matching candidates first). A candidate whose `CheckSignatureFrom`
+//! fails (wrong key, insecure algorithm, a parent that may not sign) becomes, if it is the first,
+//! the hint of `UnknownAuthority` — exactly how Go produces "x509: certificate signed by unknown
 //! authority (possibly because of "crypto/rsa: verification error" while trying to verify candidate
-//! authority certificate "X")", the incident's error.
+//! authority certificate "X")", the incident's error. A candidate that passes the signature check
+//! and fails `isValid` (expired, path length, not a CA, name constraints) is no hint: Go's
+//! `buildChains` assigns that error to its result, and returns it as the error itself when no
+//! chain is found ([`VerifyErrorKind::Candidate`]) — the last such assignment wins, as in Go.
 //!
 //! Where webpki differs, Go wins (see runtime-trust.md):
 //! - an expired or not-yet-valid root fails here (webpki ignores anchor validity);
@@ -39,12 +43,14 @@ pub use names::NameError;
 /// Go's `maxChainSignatureChecks`: bounds the work a hostile chain can cause.
 pub const MAX_SIGNATURE_CHECKS: usize = 100;
 
-/// Why a candidate parent was not accepted (becomes the hint of `UnknownAuthority`).
+/// Why a candidate parent was not accepted. The first two are `CheckSignatureFrom`'s errors
+/// (which become the hint of `UnknownAuthority`); the others are `isValid`'s (which Go returns
+/// as the error itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CandidateProblem {
     Signature(SigError),
     /// Go's `ConstraintViolationError`: the parent is not a CA or its key usage forbids signing.
-    CannotSign,
+    CannotSign(CannotSign),
     /// Not valid at `now`.
     Time {
         now: i64,
@@ -58,11 +64,33 @@ pub enum CandidateProblem {
     Names(NameError),
 }
 
+/// Why a parent may not sign (all are Go's one `ConstraintViolationError`; regtrust tells them
+/// apart for the next step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CannotSign {
+    /// A v3 certificate without basic constraints.
+    NoBasicConstraints,
+    /// Basic constraints with `CA:FALSE`.
+    NotCa,
+    /// A key usage extension without `keyCertSign`.
+    NoKeyCertSign,
+}
+
+impl CandidateProblem {
+    /// Whether this is a `CheckSignatureFrom` error (Go's hint), not an `isValid` one.
+    pub fn is_signature_check(&self) -> bool {
+        matches!(
+            self,
+            CandidateProblem::Signature(_) | CandidateProblem::CannotSign(_)
+        )
+    }
+}
+
 impl std::fmt::Display for CandidateProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CandidateProblem::Signature(e) => write!(f, "{e}"),
-            CandidateProblem::CannotSign => f.write_str(
+            CandidateProblem::CannotSign(_) => f.write_str(
                 "x509: invalid signature: parent certificate cannot sign this kind of certificate",
             ),
             CandidateProblem::Time {
@@ -91,9 +119,24 @@ pub struct Hint {
     pub problem: CandidateProblem,
 }
 
+/// Go's verification error, as the runtime's Go words it.
+#[derive(Debug, Clone)]
+pub struct VerifyError {
+    pub kind: VerifyErrorKind,
+    /// The Go whose words these are.
+    pub go: GoVersion,
+}
+
+/// Whether a rejected candidate was a trusted root or a presented intermediate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Intermediate,
+    Root,
+}
+
 /// Go's verification errors.
 #[derive(Debug, Clone)]
-pub enum VerifyError {
+pub enum VerifyErrorKind {
     /// The leaf itself is outside its validity window.
     LeafTime {
         now: i64,
@@ -111,6 +154,13 @@ pub enum VerifyError {
     TooManySignatureChecks,
     /// A root or intermediate whose name constraints do not allow a name below it.
     NameConstraint(NameError),
+    /// A parent candidate that passed the signature check and failed `isValid` (expired, not a
+    /// CA, path length, unhandled critical extension): Go returns that error itself.
+    Candidate {
+        cert: Arc<Cert>,
+        kind: Kind,
+        problem: CandidateProblem,
+    },
 }
 
 fn time_error(now: i64, not_before: i64, not_after: i64) -> String {
@@ -129,8 +179,27 @@ fn time_error(now: i64, not_before: i64, not_after: i64) -> String {
     }
 }
 
+impl VerifyError {
+    /// What crypto/tls returns for this error under the runtime's Go (see
+    /// [`GoVersion::wraps_tls_verify_error`]).
+    pub fn tls_text(&self) -> String {
+        if self.go.wraps_tls_verify_error() {
+            format!("tls: failed to verify certificate: {self}")
+        } else {
+            self.to_string()
+        }
+    }
+}
+
 impl std::fmt::Display for VerifyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.kind)
+    }
+}
+
+impl std::fmt::Display for VerifyErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use VerifyErrorKind as VerifyError;
         match self {
             VerifyError::LeafTime { now, not_before, not_after } => f.write_str(&time_error(*now, *not_before, *not_after)),
             VerifyError::UnhandledCritical => f.write_str("x509: unhandled critical extension"),
@@ -140,14 +209,25 @@ impl std::fmt::Display for VerifyError {
                 f,
                 "x509: certificate signed by unknown authority (possibly because of {:?} while trying to verify candidate authority certificate {:?})",
                 h.problem.to_string(),
-                h.candidate.short_name
+                hint_name(&h.candidate)
             ),
             VerifyError::IncompatibleUsage => f.write_str("x509: certificate specifies an incompatible key usage"),
             VerifyError::TooManySignatureChecks => {
                 f.write_str("x509: signature check attempts limit reached while verifying certificate chain")
             }
             VerifyError::NameConstraint(e) => write!(f, "{e}"),
+            VerifyError::Candidate { problem, .. } => write!(f, "{problem}"),
         }
+    }
+}
+
+/// The name `UnknownAuthorityError` gives a candidate: `Subject.CommonName` (the last CN, as
+/// `pkix.Name` keeps it), else the first organization, else `serial:N` ([`Cert::short_name`]).
+pub fn hint_name(c: &Cert) -> &str {
+    if c.common_name.is_empty() {
+        &c.short_name
+    } else {
+        &c.common_name
     }
 }
 
@@ -168,14 +248,13 @@ pub struct VerifyOptions<'a> {
 /// A verified chain, leaf first, root last.
 pub type Chain = Vec<Arc<Cert>>;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Intermediate,
-    Root,
-}
-
 /// Verifies `leaf` as Go's `x509.Certificate.Verify` would for a TLS client.
 pub fn verify(leaf: &Arc<Cert>, opts: &VerifyOptions<'_>) -> Result<Vec<Chain>, VerifyError> {
+    verify_kind(leaf, opts).map_err(|kind| VerifyError { kind, go: opts.go })
+}
+
+fn verify_kind(leaf: &Arc<Cert>, opts: &VerifyOptions<'_>) -> Result<Vec<Chain>, VerifyErrorKind> {
+    use VerifyErrorKind as VerifyError;
     if !leaf.unhandled_critical.is_empty() {
         return Err(VerifyError::UnhandledCritical);
     }
@@ -241,25 +320,87 @@ fn potential_parents<'a>(pool: &'a [Arc<Cert>], child: &Cert) -> Vec<&'a Arc<Cer
         .collect()
 }
 
+/// Go's `alreadyInChain`: a certificate of the chain with the candidate's subject and public key,
+/// and the same SAN extension (both without one, or equal bytes) — so a cross-signed copy of a
+/// certificate already in the chain is not tried again, while a same-key certificate with other
+/// names is.
 fn already_in_chain(candidate: &Cert, chain: &[Arc<Cert>]) -> bool {
+    let candidate_san = san_extension(candidate);
     chain.iter().any(|c| {
-        c.der == candidate.der
-            || (c.raw_subject == candidate.raw_subject && c.spki_der == candidate.spki_der)
+        c.raw_subject == candidate.raw_subject
+            && same_public_key(c, candidate)
+            && san_extension(c) == candidate_san
     })
 }
 
-/// Go's `CheckSignatureFrom`.
-fn check_signature_from(child: &Cert, parent: &Cert) -> Result<(), CandidateProblem> {
-    let v3_without_bc = parent.version == 3 && parent.basic_constraints.is_none();
-    let bc_not_ca = matches!(parent.basic_constraints, Some((false, _)));
-    if v3_without_bc || bc_not_ca || parent.key_usage_cert_sign == Some(false) {
-        return Err(CandidateProblem::CannotSign);
+/// Go's `PublicKey.Equal`: the key's values, not its encoding (an RSA key whose algorithm
+/// parameters are written another way is the same key).
+fn same_public_key(a: &Cert, b: &Cert) -> bool {
+    use crate::cert::PublicKey as K;
+    let int = |v: &[u8]| -> Vec<u8> { v.iter().copied().skip_while(|&x| x == 0).collect() };
+    match (&a.public_key, &b.public_key) {
+        (K::Rsa { n, e }, K::Rsa { n: n2, e: e2 }) => int(n) == int(n2) && int(e) == int(e2),
+        (
+            K::Ec { curve, point },
+            K::Ec {
+                curve: c2,
+                point: p2,
+            },
+        ) => curve == c2 && point == p2,
+        (K::Ed25519(k), K::Ed25519(k2)) => k == k2,
+        _ => a.spki_der == b.spki_der,
     }
-    crypto::verify(
+}
+
+/// The value of the first subjectAltName extension, as Go's `alreadyInChain` compares it.
+fn san_extension(c: &Cert) -> Option<Vec<u8>> {
+    if !c.has_san_ext {
+        return None;
+    }
+    let (_, parsed) = x509_parser::parse_x509_certificate(&c.der).ok()?;
+    parsed
+        .extensions()
+        .iter()
+        .find(|e| e.oid == x509_parser::oid_registry::OID_X509_EXT_SUBJECT_ALT_NAME)
+        .map(|e| e.value.to_vec())
+}
+
+/// Whether Go's parser leaves `c.PublicKey` nil: a key algorithm crypto/x509 does not know
+/// (`parsePublicKey` knows RSA, ECDSA, Ed25519, DSA, and X25519 from go1.20; a malformed key of
+/// those fails the whole certificate instead).
+fn has_no_go_key(c: &Cert, go: GoVersion) -> bool {
+    const DSA: &str = "1.2.840.10040.4.1";
+    const X25519: &str = "1.3.101.110";
+    match &c.public_key {
+        crate::cert::PublicKey::Unsupported(oid) => {
+            !(oid == DSA || oid == "malformed RSA key" || (oid == X25519 && go.minor >= 20))
+        }
+        _ => false,
+    }
+}
+
+/// Go's `CheckSignatureFrom`.
+fn check_signature_from(
+    child: &Cert,
+    parent: &Cert,
+    go: GoVersion,
+) -> Result<(), CandidateProblem> {
+    let cannot = |why| Err(CandidateProblem::CannotSign(why));
+    if parent.version == 3 && parent.basic_constraints.is_none() {
+        return cannot(CannotSign::NoBasicConstraints);
+    }
+    if matches!(parent.basic_constraints, Some((false, _))) {
+        return cannot(CannotSign::NotCa);
+    }
+    if parent.key_usage_cert_sign == Some(false) {
+        return cannot(CannotSign::NoKeyCertSign);
+    }
+    crypto::verify_as(
         &child.sig_alg,
         &parent.public_key,
         &child.tbs,
         &child.signature,
+        go,
     )
     .map_err(CandidateProblem::Signature)
 }
@@ -295,17 +436,21 @@ fn candidate_valid(
     Ok(())
 }
 
+/// Go's `buildChains`. Its `err` is assigned by every candidate that passes the signature check
+/// (`isValid`'s error, nil, or the error of the chains built through an intermediate) and by the
+/// signature-check limit; it is the result when no chain is found, and only when it is nil does
+/// Go answer `UnknownAuthorityError` with the first signature failure as its hint.
 fn build_chains(
     chain: Chain,
     sig_checks: &mut usize,
     opts: &VerifyOptions<'_>,
-) -> Result<Vec<Chain>, VerifyError> {
+) -> Result<Vec<Chain>, VerifyErrorKind> {
     let Some(current) = chain.last().cloned() else {
         return Ok(Vec::new());
     };
     let mut hint: Option<Hint> = None;
     let mut chains = Vec::new();
-    let mut err: Option<VerifyError> = None;
+    let mut err: Option<VerifyErrorKind> = None;
     let roots = potential_parents(opts.roots, &current)
         .into_iter()
         .map(|c| (Kind::Root, c));
@@ -313,35 +458,43 @@ fn build_chains(
         .into_iter()
         .map(|c| (Kind::Intermediate, c));
     for (kind, cand) in roots.chain(inters).collect::<Vec<_>>() {
-        if already_in_chain(cand, &chain) {
+        if (opts.go.skips_keyless_candidates() && has_no_go_key(cand, opts.go))
+            || already_in_chain(cand, &chain)
+        {
             continue;
         }
         *sig_checks += 1;
         if *sig_checks > MAX_SIGNATURE_CHECKS {
-            return Err(VerifyError::TooManySignatureChecks);
-        }
-        let problem = check_signature_from(&current, cand)
-            .and_then(|()| candidate_valid(cand, kind, &chain, opts.now, opts.go));
-        if let Err(CandidateProblem::Names(e)) = problem {
-            // Go's buildChains keeps an isValid error as its own error, not as a hint.
-            err = Some(VerifyError::NameConstraint(e));
+            // Go keeps looking (every later candidate hits the limit too): chains already
+            // found still win.
+            err = Some(VerifyErrorKind::TooManySignatureChecks);
             continue;
         }
-        if let Err(problem) = problem {
+        if let Err(problem) = check_signature_from(&current, cand, opts.go) {
             hint.get_or_insert(Hint {
                 candidate: cand.clone(),
                 problem,
             });
             continue;
         }
+        if let Err(problem) = candidate_valid(cand, kind, &chain, opts.now, opts.go) {
+            err = Some(match problem {
+                CandidateProblem::Names(e) => VerifyErrorKind::NameConstraint(e),
+                problem => VerifyErrorKind::Candidate {
+                    cert: cand.clone(),
+                    kind,
+                    problem,
+                },
+            });
+            continue;
+        }
         let mut next = chain.clone();
         next.push(cand.clone());
+        err = None;
         match kind {
             Kind::Root => chains.push(next),
             Kind::Intermediate => match build_chains(next, sig_checks, opts) {
                 Ok(found) => chains.extend(found),
-                Err(e @ VerifyError::TooManySignatureChecks) => return Err(e),
-                // Go keeps the deepest error when nothing else works.
                 Err(e) => err = Some(e),
             },
         }
@@ -349,7 +502,7 @@ fn build_chains(
     if !chains.is_empty() {
         return Ok(chains);
     }
-    Err(err.unwrap_or(VerifyError::UnknownAuthority {
+    Err(err.unwrap_or(VerifyErrorKind::UnknownAuthority {
         cert: current,
         hint,
     }))

@@ -32,8 +32,9 @@ use version::Upgrade;
 pub use version::{Release, Rules};
 
 use super::{
-    check_host_dir_name, read_ca_file, split_host_port, CaRead, Discovery, Endpoint, Finding,
-    FindingKind, HttpFallback, PullKind, RegistryTrust, Runtime, MAX_ENDPOINTS_PER_REGISTRY,
+    check_host_dir_name, go_read_error, read_ca_file, split_host_port, CaRead, Discovery, Endpoint,
+    Finding, FindingKind, HttpFallback, PullKind, RegistryTrust, Runtime,
+    MAX_ENDPOINTS_PER_REGISTRY,
 };
 use crate::hostroot::HostRoot;
 
@@ -296,17 +297,16 @@ fn add_ca(
                 FindingKind::CaUnreadable
             };
             let msg = format!(
-                "get TLSConfig for registry {:?}: failed to load CA file: {e}",
-                legacy.unwrap_or_default()
+                "get TLSConfig for registry {:?}: failed to load CA file: {}",
+                legacy.unwrap_or_default(),
+                go_read_error(ca, &e)
             );
             rt.findings.push(Finding::new(kind, Some(ca), msg.clone()));
             rt.config_error.get_or_insert(msg);
         }
         CaRead::Empty => {
-            let msg = format!(
-                "unable to load CA cert {:?}: the file holds no PEM certificate",
-                ca.display().to_string()
-            );
+            // hosts.go: `unable to load CA cert %q` when AppendCertsFromPEM adds nothing.
+            let msg = format!("unable to load CA cert {:?}", ca.display().to_string());
             rt.findings
                 .push(Finding::new(FindingKind::CaNoCert, Some(ca), msg.clone()));
             rt.config_error.get_or_insert(msg);
@@ -317,7 +317,12 @@ fn add_ca(
             } else {
                 FindingKind::CaUnreadable
             };
-            let msg = format!("unable to read CA cert {:?}: {e}", ca.display().to_string());
+            // hosts.go: `unable to read CA cert %q: %w` around os.ReadFile's *PathError.
+            let msg = format!(
+                "unable to read CA cert {:?}: {}",
+                ca.display().to_string(),
+                go_read_error(ca, &e)
+            );
             rt.findings.push(Finding::new(kind, Some(ca), msg.clone()));
             rt.config_error.get_or_insert(msg);
         }
