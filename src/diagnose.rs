@@ -107,7 +107,7 @@ impl Reason {
             Reason::CaNotYetValid => "the trusted CA itself is not valid yet",
             Reason::NameMismatch => "the certificate does not name the dialled host",
             Reason::UntrustedSelfSigned => "the registry serves a self-signed certificate the node does not trust",
-            Reason::InvalidCertificate => "EKU without serverAuth, unhandled critical extension, pathological chain",
+            Reason::InvalidCertificate => "EKU without serverAuth, unhandled critical extension, pathological chain, a presented certificate the runtime's Go cannot parse",
             Reason::HandshakeFailed => "TLS could not be negotiated (versions, ciphers, client certificate demanded)",
             Reason::NotTls => "the port does not speak TLS",
             Reason::ConnectionRefused => "nothing listens there",
@@ -138,7 +138,11 @@ impl Reason {
                 "x509: certificate is valid for A, B, not HOST",
                 "x509: cannot validate certificate for IP because it doesn't contain any IP SANs",
             ],
-            Reason::InvalidCertificate => &["x509: certificate specifies an incompatible key usage", "x509: unhandled critical extension"],
+            Reason::InvalidCertificate => &[
+                "x509: certificate specifies an incompatible key usage",
+                "x509: unhandled critical extension",
+                "tls: failed to parse certificate from server: x509: …",
+            ],
             Reason::HandshakeFailed => &["remote error: tls: …"],
             Reason::NotTls => &["http: server gave HTTP response to HTTPS client", "tls: first record does not look like a TLS handshake"],
             Reason::ConnectionRefused => &["dial tcp IP:PORT: connect: connection refused"],
@@ -254,6 +258,11 @@ pub fn diagnose(probe: &ProbeResult, trusted: &[TrustedCa]) -> Diagnosis {
         Failure::Proxy(e) => d(Reason::ProxyError, e.clone(), Reason::ProxyError.next_step()),
         Failure::NotTls(e) => d(Reason::NotTls, e.clone(), Reason::NotTls.next_step()),
         Failure::Handshake(e) => d(Reason::HandshakeFailed, e.clone(), Reason::HandshakeFailed.next_step()),
+        Failure::BadCertificate(e) => d(
+            Reason::InvalidCertificate,
+            format!("Get \"{}\": {e}", probe.url),
+            "the runtime's Go cannot use a certificate the registry sends, even with skip_verify (see detail): reissue it (the detail names what Go refuses)",
+        ),
         Failure::Http(e) => d(Reason::HttpError, e.clone(), Reason::HttpError.next_step()),
         Failure::HttpStatus { code, location: Some(loc) } if (300..400).contains(code) => d(
             Reason::HttpStatus,

@@ -8,6 +8,12 @@
 //! drops the connection as soon as the verdict is a failure (as Go aborts its handshake). Only an
 //! endpoint the runtime itself does not verify (`skip_verify`) is given no [`Judge`].
 //!
+//! Before anything else, the presented certificates are parsed as the runtime's Go parses them
+//! ([`record`]): one Go cannot parse fails the handshake with Go's "tls: failed to parse
+//! certificate from server: …", and so does an RSA key above Go's TLS limit — even for a
+//! `skip_verify` endpoint, because Go's `verifyServerCertificate` parses (and size-checks)
+//! before it looks at `InsecureSkipVerify`.
+//!
 //! Handshake signatures are checked here, with the same Go-compatible algorithms (RSA from 1024
 //! bits, P-521), because a registry with such a key completes its handshake with Go; the schemes
 //! offered are the runtime's Go's ([`super::go_tls::Offer::schemes`]), SHA-1 in TLS 1.2 included
@@ -19,8 +25,27 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
 
+use super::go_tls::GoDebug;
 use crate::cert::{Cert, PublicKey};
 use crate::verify::{self, crypto, GoVersion, VerifyError, VerifyOptions};
+
+/// The runtime's Go as parsing a presented chain needs it: its version and GODEBUG settings.
+#[derive(Debug, Clone)]
+pub(crate) struct GoParse {
+    pub go: GoVersion,
+    pub godebug: GoDebug,
+}
+
+impl Default for GoParse {
+    /// The newest modelled Go with its own defaults: what a verdict assumes when the runtime's
+    /// Go is not known.
+    fn default() -> Self {
+        GoParse {
+            go: GoVersion::NEWEST,
+            godebug: GoDebug::default(),
+        }
+    }
+}
 
 /// What the handshake showed.
 #[derive(Debug, Default, Clone)]
@@ -28,6 +53,9 @@ pub(crate) struct Recorded {
     /// Leaf first, in the order sent; certificates that did not parse are counted, not kept.
     pub presented: Vec<Arc<Cert>>,
     pub unparsed: Vec<String>,
+    /// Go's error for the first certificate its TLS client refuses before any verification
+    /// (`tls: failed to parse certificate from server: …`): the handshake fails with it.
+    pub rejected: Option<String>,
     /// The handshake's time, for verification.
     pub now: i64,
 }
@@ -40,8 +68,6 @@ pub(crate) type Verdict = Result<Option<String>, VerifyError>;
 pub(crate) struct Judge {
     pub roots: Arc<Vec<Arc<Cert>>>,
     pub server_name: String,
-    /// The runtime's Go, whose rules the verdict follows.
-    pub go: GoVersion,
     pub tx: tokio::sync::oneshot::Sender<Verdict>,
 }
 
@@ -53,16 +79,23 @@ pub(crate) struct AcceptAndRecord {
     judge: Mutex<Option<Judge>>,
     /// The handshake signature schemes offered (the runtime's Go's).
     schemes: Vec<SignatureScheme>,
+    /// The runtime's Go, whose parsing and verification rules apply.
+    go: GoParse,
 }
 
 impl AcceptAndRecord {
-    /// A verifier that judges the chain with `judge` (none: the runtime skips verification) and
-    /// offers `schemes` for the server's handshake signature.
-    pub(crate) fn new(judge: Option<Judge>, schemes: Vec<SignatureScheme>) -> AcceptAndRecord {
+    /// A verifier that parses the chain as `go` does, judges it with `judge` (none: the runtime
+    /// skips verification) and offers `schemes` for the server's handshake signature.
+    pub(crate) fn new(
+        judge: Option<Judge>,
+        schemes: Vec<SignatureScheme>,
+        go: GoParse,
+    ) -> AcceptAndRecord {
         AcceptAndRecord {
             record: Default::default(),
             judge: Mutex::new(judge),
             schemes,
+            go,
         }
     }
 
@@ -76,8 +109,9 @@ impl AcceptAndRecord {
     fn start_judging(&self, rec: Recorded) {
         let judge = self.judge.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(j) = judge else { return };
+        let go = self.go.clone();
         let work = move || {
-            let v = verify_recorded(&rec, &j.roots, &j.server_name, j.go);
+            let v = verify_recorded(&rec, &j.roots, &j.server_name, &go);
             let _ = j.tx.send(v);
         };
         match tokio::runtime::Handle::try_current() {
@@ -94,19 +128,62 @@ impl AcceptAndRecord {
 }
 
 /// What a handshake recorded from the certificates the server sent (leaf first, DER), at `now`:
-/// at most [`super::MAX_CHAIN_CERTS`], those that do not parse counted in `unparsed`.
-pub(crate) fn record<'a>(ders: impl Iterator<Item = &'a [u8]>, now: i64) -> Recorded {
+/// at most [`super::MAX_CHAIN_CERTS`], those that do not parse counted in `unparsed`, and the
+/// first that `go`'s TLS client refuses before verification in `rejected` — Go's
+/// `verifyServerCertificate` parses each in order, failing on a parse error
+/// ("tls: failed to parse certificate from server: …") or, from go1.19.12/go1.20.7/go1.21, on an
+/// RSA key above its limit ("tls: server sent certificate containing RSA key larger than 8192
+/// bits").
+pub(crate) fn record<'a>(ders: impl Iterator<Item = &'a [u8]>, now: i64, go: &GoParse) -> Recorded {
     let mut rec = Recorded {
         now,
         ..Recorded::default()
     };
+    let max_rsa = go.go.tls_max_rsa_bits(go.godebug.get("tlsmaxrsasize"));
     for der in ders.take(super::MAX_CHAIN_CERTS) {
-        match Cert::from_der(der) {
-            Ok(c) => rec.presented.push(Arc::new(c)),
-            Err(e) => rec.unparsed.push(e),
+        let refused = match Cert::from_der_go(der) {
+            Ok(c) => {
+                let refused = c
+                    .go_parse_error(go.go, go.godebug.get("x509negativeserial"))
+                    .map(|e| format!("tls: failed to parse certificate from server: {e}"))
+                    .or_else(|| {
+                        let max = max_rsa?;
+                        let bits = rsa_bits(&c.public_key)?;
+                        (bits > max).then(|| {
+                            format!(
+                            "tls: server sent certificate containing RSA key larger than {max} bits"
+                        )
+                        })
+                    });
+                rec.presented.push(Arc::new(c));
+                refused
+            }
+            Err(e) => {
+                let text = e.text(go.go);
+                rec.unparsed.push(text.clone());
+                Some(format!(
+                    "tls: failed to parse certificate from server: {text}"
+                ))
+            }
+        };
+        if rec.rejected.is_none() {
+            rec.rejected = refused;
         }
     }
     rec
+}
+
+/// An RSA key's modulus length in bits.
+fn rsa_bits(key: &PublicKey) -> Option<usize> {
+    let PublicKey::Rsa { n, .. } = key else {
+        return None;
+    };
+    let n: &[u8] = {
+        let zeros = n.iter().take_while(|&&b| b == 0).count();
+        &n[zeros..]
+    };
+    let first = n.first()?;
+    Some(n.len() * 8 - first.leading_zeros() as usize)
 }
 
 /// Go's verdict on a recorded chain, and the SHA-256 of the certificate that issued the leaf in the
@@ -115,18 +192,25 @@ pub(crate) fn verify_recorded(
     rec: &Recorded,
     roots: &[Arc<Cert>],
     server_name: &str,
-    go: GoVersion,
+    go: &GoParse,
 ) -> Verdict {
     let Some(leaf) = rec.presented.first() else {
         return Ok(None);
     };
     let inters: Vec<Arc<Cert>> = rec.presented[1..].to_vec();
+    // AppendCertsFromPEM skipped the CAs this Go cannot parse: they are not in its pool.
+    let negative_serial = go.godebug.get("x509negativeserial");
+    let roots: Vec<Arc<Cert>> = roots
+        .iter()
+        .filter(|r| r.go_parse_error(go.go, negative_serial).is_none())
+        .cloned()
+        .collect();
     let opts = VerifyOptions {
-        roots,
+        roots: &roots,
         intermediates: &inters,
         server_name,
         now: rec.now,
-        go,
+        go: go.go,
     };
     let chains = verify::verify(leaf, &opts)?;
     Ok(chains
@@ -147,10 +231,10 @@ impl ServerCertVerifier for AcceptAndRecord {
         let ders = std::iter::once(end_entity)
             .chain(intermediates)
             .map(|d| d.as_ref());
-        let rec = record(ders, now.as_secs() as i64);
-        let leaf_ok = Cert::from_der(end_entity).is_ok();
+        let rec = record(ders, now.as_secs() as i64, &self.go);
         self.store(|r| *r = rec.clone());
-        if !leaf_ok {
+        if rec.rejected.is_some() {
+            // Go aborts here, skip_verify or not; the probe reports `rejected`.
             return Err(Error::InvalidCertificate(CertificateError::BadEncoding));
         }
         self.start_judging(rec);

@@ -143,6 +143,7 @@ async fn request(
         &super::Go {
             version: settings.go,
             offer: settings.offer(),
+            godebug: settings.godebug.clone(),
         },
         deadline,
         out,

@@ -176,7 +176,7 @@ enum Kind {
 
 /// Verifies `leaf` as Go's `x509.Certificate.Verify` would for a TLS client.
 pub fn verify(leaf: &Arc<Cert>, opts: &VerifyOptions<'_>) -> Result<Vec<Chain>, VerifyError> {
-    if !leaf.unhandled_critical.is_empty() {
+    if leaf.has_unhandled_critical(opts.go) {
         return Err(VerifyError::UnhandledCritical);
     }
     if opts.now < leaf.not_before || opts.now > leaf.not_after {
@@ -272,7 +272,7 @@ fn candidate_valid(
     now: i64,
     go: GoVersion,
 ) -> Result<(), CandidateProblem> {
-    if !c.unhandled_critical.is_empty() {
+    if c.has_unhandled_critical(go) {
         return Err(CandidateProblem::UnhandledCritical);
     }
     if now < c.not_before || now > c.not_after {
