@@ -15,6 +15,8 @@ use x509_parser::prelude::*;
 use x509_parser::signature_algorithm::SignatureAlgorithm;
 
 pub mod go_parse;
+#[cfg(test)]
+pub(crate) mod testcert;
 
 pub use go_parse::ParseError;
 

@@ -344,3 +344,6 @@ fn uri_san(data: &[u8]) -> Result<(), ParseError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

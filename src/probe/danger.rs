@@ -332,7 +332,79 @@ fn sha1_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cert::testcert::{der, tlv, Spec};
     use openssl::{ec, hash::MessageDigest, nid::Nid, pkey::PKey, rsa::Rsa, sign::Signer};
+
+    fn go(minor: u32, patch: u32, godebug: &str) -> GoParse {
+        GoParse {
+            go: GoVersion::new(minor, patch),
+            godebug: GoDebug::parse(godebug),
+        }
+    }
+
+    #[test]
+    fn a_presented_certificate_go_cannot_parse_is_rejected_in_gos_words() {
+        // crypto/tls handshake_client.go, verifyServerCertificate: ParseCertificate of each.
+        let ku = tlv(0x03, &[0x07, 0x80]);
+        let dup = der(&Spec {
+            exts: vec![("2.5.29.15", true, ku.clone()), ("2.5.29.15", true, ku)],
+            ..Spec::default()
+        });
+        let good = der(&Spec::default());
+        let rec = record(
+            [good.as_slice(), dup.as_slice()].into_iter(),
+            0,
+            &go(19, 8, ""),
+        );
+        assert_eq!(
+            rec.rejected.as_deref(),
+            Some("tls: failed to parse certificate from server: x509: certificate contains duplicate extensions")
+        );
+        assert_eq!(rec.presented.len(), 1);
+        assert_eq!(rec.unparsed.len(), 1);
+        let rec = record([good.as_slice()].into_iter(), 0, &go(19, 8, ""));
+        assert_eq!(rec.rejected, None);
+    }
+
+    #[test]
+    fn negative_serials_fail_the_handshake_and_leave_the_pool_from_go1_23() {
+        let neg = der(&Spec {
+            serial: "-7",
+            ..Spec::default()
+        });
+        let rejected = |g: &GoParse| record([neg.as_slice()].into_iter(), 0, g).rejected;
+        assert_eq!(rejected(&go(19, 8, "")), None);
+        assert_eq!(
+            rejected(&go(23, 0, "")).as_deref(),
+            Some("tls: failed to parse certificate from server: x509: negative serial number")
+        );
+        assert_eq!(rejected(&go(24, 0, "x509negativeserial=1")), None);
+        // As a CA: AppendCertsFromPEM skips it, so a leaf it would anchor is not trusted.
+        let cert = Arc::new(Cert::from_der(&neg).unwrap());
+        let rec = Recorded {
+            presented: vec![cert.clone()],
+            now: cert.not_before + 1,
+            ..Recorded::default()
+        };
+        let roots = [cert];
+        assert!(verify_recorded(&rec, &roots, "", &go(19, 8, "")).is_ok());
+        assert!(matches!(
+            verify_recorded(&rec, &roots, "", &go(23, 0, "")),
+            Err(VerifyError::UnknownAuthority { .. })
+        ));
+    }
+
+    #[test]
+    fn rsa_modulus_length_in_bits() {
+        let key = |n: Vec<u8>| PublicKey::Rsa {
+            n,
+            e: vec![1, 0, 1],
+        };
+        assert_eq!(rsa_bits(&key(vec![0x00, 0x80, 0x00])), Some(16));
+        assert_eq!(rsa_bits(&key(vec![0x01, 0x00])), Some(9));
+        assert_eq!(rsa_bits(&key(vec![0; 3])), None);
+        assert_eq!(rsa_bits(&PublicKey::Ed25519(vec![])), None);
+    }
 
     fn sign(key: &PKey<openssl::pkey::Private>, msg: &[u8]) -> Vec<u8> {
         let mut s = Signer::new(MessageDigest::sha1(), key).unwrap();
