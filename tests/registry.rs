@@ -1206,3 +1206,26 @@ fn ca_files_are_read_as_go_reads_pem() {
         );
     }
 }
+
+#[test]
+fn a_ca_with_a_512_bit_rsa_key_verifies_in_go1_19_and_fails_from_go1_24() {
+    // crypto/rsa/rsa.go: go1.19 has no minimum key size; go1.24's checkPublicKeySize refuses
+    // keys under 1024 bits unless rsa1024min=0.
+    let ca512 = openssl_rsa_ca("small-ca", 512);
+    let (cert, key) = crafted_leaf_by(&ca512, "5", None, &[]);
+    let reg = Registry::start_pem(cert, key);
+    let node = Node::new();
+    node.trust(&reg.addr(), &ca512.0);
+    differential("512-bit CA", &reg, &node, "ok");
+    let newer = check_json(
+        node.root.path(),
+        &["--runtime", "crio", "--go-version", "1.24.0"],
+        &reg.addr(),
+    );
+    assert!(!newer.ok(), "{}", newer.stdout);
+    let detail = newer.registry(0)["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("possibly because of \"crypto/rsa: 512-bit keys are insecure (see https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size)\" while trying to verify candidate authority certificate \"small-ca\""),
+        "{detail}"
+    );
+}

@@ -211,6 +211,7 @@ pub(crate) fn verify_recorded(
         server_name,
         now: rec.now,
         go: go.go,
+        rsa_min_bits: go.go.rsa_min_bits(go.godebug.get("rsa1024min")),
     };
     let chains = verify::verify(leaf, &opts)?;
     Ok(chains
@@ -247,7 +248,7 @@ impl ServerCertVerifier for AcceptAndRecord {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        check_handshake_signature(message, cert, dss)
+        check_handshake_signature(message, cert, dss, self.rsa_min_bits())
     }
 
     fn verify_tls13_signature(
@@ -256,7 +257,7 @@ impl ServerCertVerifier for AcceptAndRecord {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        check_handshake_signature(message, cert, dss)
+        check_handshake_signature(message, cert, dss, self.rsa_min_bits())
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -264,10 +265,17 @@ impl ServerCertVerifier for AcceptAndRecord {
     }
 }
 
+impl AcceptAndRecord {
+    fn rsa_min_bits(&self) -> usize {
+        self.go.go.rsa_min_bits(self.go.godebug.get("rsa1024min"))
+    }
+}
+
 fn check_handshake_signature(
     message: &[u8],
     cert: &CertificateDer<'_>,
     dss: &DigitallySignedStruct,
+    min_rsa_bits: usize,
 ) -> Result<HandshakeSignatureValid, Error> {
     let leaf = Cert::from_der(cert)
         .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
@@ -277,7 +285,14 @@ fn check_handshake_signature(
         }
         scheme => {
             let alg = crypto::sig_alg_of_scheme(scheme);
-            crypto::verify(&alg, &leaf.public_key, message, dss.signature()).is_ok()
+            crypto::verify_min(
+                &alg,
+                &leaf.public_key,
+                message,
+                dss.signature(),
+                min_rsa_bits,
+            )
+            .is_ok()
         }
     };
     ok.then(HandshakeSignatureValid::assertion)

@@ -12,7 +12,8 @@ use crate::cert::{Hash, PublicKey, SigAlg};
 use aws_lc_rs::signature as ring_sig;
 use rsa::signature::Verifier;
 
-/// Smallest RSA modulus Go accepts (crypto/rsa since Go 1.24; older Go accepted smaller).
+/// Smallest RSA modulus go1.24 and later accept by default (`rsa1024min`); older Go accepts any
+/// size ([`crate::verify::GoVersion::rsa_min_bits`]).
 pub const MIN_RSA_BITS: usize = 1024;
 /// Largest RSA modulus checked (Go's TLS client limit).
 pub const MAX_RSA_BITS: usize = 8192;
@@ -30,22 +31,39 @@ pub enum SigError {
     EcdsaVerification,
     #[error("x509: Ed25519 verification failure")]
     Ed25519Verification,
-    #[error("crypto/rsa: {0}-bit RSA keys are below the 1024-bit minimum")]
+    /// go1.24's `checkKeySize` (`crypto/rsa/rsa.go`).
+    #[error("crypto/rsa: {0}-bit keys are insecure (see https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size)")]
     RsaTooSmall(usize),
     #[error("x509: signature algorithm does not match the public key type ({0})")]
     KeyMismatch(String),
 }
 
-/// Verifies `sig` over `msg` with `key` under `alg`.
+/// Verifies `sig` over `msg` with `key` under `alg`, refusing RSA keys under 1024 bits as go1.24
+/// does by default.
 pub fn verify(alg: &SigAlg, key: &PublicKey, msg: &[u8], sig: &[u8]) -> Result<(), SigError> {
+    verify_min(alg, key, msg, sig, MIN_RSA_BITS)
+}
+
+/// [`verify`] with the runtime's Go's smallest RSA modulus (0: any size, as before go1.24).
+pub fn verify_min(
+    alg: &SigAlg,
+    key: &PublicKey,
+    msg: &[u8],
+    sig: &[u8],
+    min_rsa_bits: usize,
+) -> Result<(), SigError> {
     match (alg, key) {
         (SigAlg::Insecure(name), _) => Err(SigError::Insecure(name)),
         (SigAlg::Unknown(what), _) => Err(SigError::Unsupported(what.clone())),
         (_, PublicKey::Unsupported(what)) => {
             Err(SigError::Unsupported(format!("public key {what}")))
         }
-        (SigAlg::RsaPkcs1(h), PublicKey::Rsa { n, e }) => verify_rsa(n, e, *h, false, msg, sig),
-        (SigAlg::RsaPss(h), PublicKey::Rsa { n, e }) => verify_rsa(n, e, *h, true, msg, sig),
+        (SigAlg::RsaPkcs1(h), PublicKey::Rsa { n, e }) => {
+            verify_rsa(n, e, (*h, false), min_rsa_bits, msg, sig)
+        }
+        (SigAlg::RsaPss(h), PublicKey::Rsa { n, e }) => {
+            verify_rsa(n, e, (*h, true), min_rsa_bits, msg, sig)
+        }
         (SigAlg::Ecdsa(h), PublicKey::Ec { curve, point }) => {
             verify_ecdsa(curve, *h, point, msg, sig)
         }
@@ -61,15 +79,15 @@ pub fn verify(alg: &SigAlg, key: &PublicKey, msg: &[u8], sig: &[u8]) -> Result<(
 fn verify_rsa(
     n: &[u8],
     e: &[u8],
-    h: Hash,
-    pss: bool,
+    (h, pss): (Hash, bool),
+    min_bits: usize,
     msg: &[u8],
     sig: &[u8],
 ) -> Result<(), SigError> {
     use rsa::BigUint;
     let n = BigUint::from_bytes_be(n);
     let bits = n.bits();
-    if bits < MIN_RSA_BITS {
+    if bits < min_bits {
         return Err(SigError::RsaTooSmall(bits));
     }
     let key = rsa::RsaPublicKey::new_with_max_size(n, BigUint::from_bytes_be(e), MAX_RSA_BITS)
@@ -137,5 +155,35 @@ pub fn sig_alg_of_scheme(s: rustls::SignatureScheme) -> SigAlg {
         S::RSA_PKCS1_SHA384 => SigAlg::RsaPkcs1(Hash::Sha384),
         S::RSA_PKCS1_SHA512 => SigAlg::RsaPkcs1(Hash::Sha512),
         other => SigAlg::Unknown(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cert::testcert::{der, Spec};
+    use crate::cert::Cert;
+    use crate::verify::GoVersion;
+
+    #[test]
+    fn small_rsa_keys_verify_before_go1_24_and_fail_after_in_gos_words() {
+        // crypto/rsa/rsa.go (go1.24), checkPublicKeySize; go1.19 has no minimum.
+        let c = Cert::from_der(&der(&Spec {
+            rsa_bits: Some(512),
+            ..Spec::default()
+        }))
+        .unwrap();
+        let check = |min| verify_min(&c.sig_alg, &c.public_key, &c.tbs, &c.signature, min);
+        assert_eq!(check(GoVersion::new(19, 8).rsa_min_bits(None)), Ok(()));
+        assert_eq!(check(GoVersion::new(24, 0).rsa_min_bits(Some("0"))), Ok(()));
+        let err = check(GoVersion::new(24, 0).rsa_min_bits(None)).unwrap_err();
+        assert_eq!(err, SigError::RsaTooSmall(512));
+        assert_eq!(
+            err.to_string(),
+            "crypto/rsa: 512-bit keys are insecure (see https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size)"
+        );
+        // A wrong signature is still wrong at any size.
+        let bad = verify_min(&c.sig_alg, &c.public_key, b"other", &c.signature, 0);
+        assert_eq!(bad, Err(SigError::RsaVerification));
     }
 }

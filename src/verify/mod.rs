@@ -163,6 +163,9 @@ pub struct VerifyOptions<'a> {
     pub now: i64,
     /// The runtime's Go: the rules that changed between releases follow it.
     pub go: GoVersion,
+    /// The smallest RSA key a signature check accepts: [`GoVersion::rsa_min_bits`] with the
+    /// runtime's `rsa1024min`.
+    pub rsa_min_bits: usize,
 }
 
 /// A verified chain, leaf first, root last.
@@ -249,17 +252,22 @@ fn already_in_chain(candidate: &Cert, chain: &[Arc<Cert>]) -> bool {
 }
 
 /// Go's `CheckSignatureFrom`.
-fn check_signature_from(child: &Cert, parent: &Cert) -> Result<(), CandidateProblem> {
+fn check_signature_from(
+    child: &Cert,
+    parent: &Cert,
+    min_rsa_bits: usize,
+) -> Result<(), CandidateProblem> {
     let v3_without_bc = parent.version == 3 && parent.basic_constraints.is_none();
     let bc_not_ca = matches!(parent.basic_constraints, Some((false, _)));
     if v3_without_bc || bc_not_ca || parent.key_usage_cert_sign == Some(false) {
         return Err(CandidateProblem::CannotSign);
     }
-    crypto::verify(
+    crypto::verify_min(
         &child.sig_alg,
         &parent.public_key,
         &child.tbs,
         &child.signature,
+        min_rsa_bits,
     )
     .map_err(CandidateProblem::Signature)
 }
@@ -320,7 +328,7 @@ fn build_chains(
         if *sig_checks > MAX_SIGNATURE_CHECKS {
             return Err(VerifyError::TooManySignatureChecks);
         }
-        let problem = check_signature_from(&current, cand)
+        let problem = check_signature_from(&current, cand, opts.rsa_min_bits)
             .and_then(|()| candidate_valid(cand, kind, &chain, opts.now, opts.go));
         if let Err(CandidateProblem::Names(e)) = problem {
             // Go's buildChains keeps an isValid error as its own error, not as a hint.

@@ -78,6 +78,7 @@ fn run(
             server_name: name,
             now: now(),
             go: GoVersion::OLDEST_MODELLED,
+            rsa_min_bits: GoVersion::OLDEST_MODELLED.rsa_min_bits(None),
         },
     )
 }
@@ -311,6 +312,7 @@ fn per_chain_era_checks_built_chains_and_a_good_root_still_wins() {
             server_name: "registry.test",
             now: now(),
             go,
+            rsa_min_bits: go.rsa_min_bits(None),
         };
         assert!(verify(&c(&l), &opts).is_ok(), "{go}");
         let only_bad = [roots[0].clone()];

@@ -95,11 +95,22 @@ pub fn crafted_leaf(
     san: Option<&[u8]>,
     exts: &[(&str, bool, Vec<u8>)],
 ) -> (String, String) {
+    let issuer = (issuer.pem(), issuer.key.serialize_pem());
+    crafted_leaf_by(&issuer, serial, san, exts)
+}
+
+/// [`crafted_leaf`] issued by a CA given as (certificate PEM, key PEM), for keys rcgen cannot
+/// load (RSA-512).
+pub fn crafted_leaf_by(
+    issuer: &(String, String),
+    serial: &str,
+    san: Option<&[u8]>,
+    exts: &[(&str, bool, Vec<u8>)],
+) -> (String, String) {
     use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
     use openssl::x509::{X509Builder, X509Extension, X509NameBuilder, X509};
-    let ca_key =
-        openssl::pkey::PKey::private_key_from_pem(issuer.key.serialize_pem().as_bytes()).unwrap();
-    let ca = X509::from_pem(issuer.pem().as_bytes()).unwrap();
+    let ca_key = openssl::pkey::PKey::private_key_from_pem(issuer.1.as_bytes()).unwrap();
+    let ca = X509::from_pem(issuer.0.as_bytes()).unwrap();
     let key = openssl::pkey::PKey::from_ec_key(
         openssl::ec::EcKey::generate(
             &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
@@ -147,6 +158,42 @@ pub fn crafted_leaf(
     (
         String::from_utf8(cert).unwrap(),
         String::from_utf8(key).unwrap(),
+    )
+}
+
+/// A self-signed RSA CA of `bits` bits made by OpenSSL: (certificate PEM, key PEM).
+pub fn openssl_rsa_ca(cn: &str, bits: u32) -> (String, String) {
+    use openssl::x509::{X509Builder, X509Extension, X509NameBuilder};
+    let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(bits).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
+    let name = name.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    let serial = openssl::bn::BigNum::from_u32(7).unwrap();
+    b.set_serial_number(&serial.to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(20).unwrap())
+        .unwrap();
+    b.set_pubkey(&key).unwrap();
+    #[allow(deprecated)]
+    let bc = X509Extension::new_nid(
+        None,
+        None,
+        openssl::nid::Nid::BASIC_CONSTRAINTS,
+        "critical,CA:TRUE",
+    )
+    .unwrap();
+    b.append_extension(bc).unwrap();
+    b.sign(&key, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    (
+        String::from_utf8(b.build().to_pem().unwrap()).unwrap(),
+        String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap(),
     )
 }
 
