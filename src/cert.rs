@@ -1,7 +1,12 @@
-//! One parsed X.509 certificate: every field verification and reporting need, owned, parsed once.
+//! One parsed X.509 certificate: every field verification and reporting need, owned, parsed once,
+//! and only when Go's `x509.ParseCertificate` would parse it too ([`go_parse`]); what Go refuses
+//! in some releases only (a negative serial number, critical policy extensions) is kept as a fact
+//! and judged per [`crate::verify::GoVersion`] ([`Cert::go_parse_error`],
+//! [`Cert::has_unhandled_critical`]).
 //!
 //! Also owns the types verification needs from a certificate: [`PublicKey`], [`SigAlg`] and its
-//! [`Hash`] (`verify::crypto` checks signatures with them; this module imports nothing from `verify`).
+//! [`Hash`] (`verify::crypto` checks signatures with them; this module imports nothing from `verify`
+//! but the pure `GoVersion`).
 //!
 //! Never does: I/O, or any trust decision (that is `verify`).
 

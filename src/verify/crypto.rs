@@ -1,9 +1,10 @@
 //! Signature checks with Go's acceptance rules, not webpki's.
 //!
-//! Go accepts RSA keys from 1024 bits (webpki: 2048), P-521 (webpki with ring: no), PKCS#1 v1.5 and
+//! Go accepts RSA keys of any size before go1.24 and from 1024 bits after (webpki: 2048; see
+//! [`verify_min`]), P-521 (webpki with ring: no), PKCS#1 v1.5 and
 //! PSS with SHA-256/384/512, ECDSA with any of those hashes on P-256/384/521, and Ed25519; it
 //! rejects SHA-1 and MD5 signatures on everything but the (unchecked) self-signature of a root.
-//! RSA goes through the `rsa` crate (any size from 1024 up to 8192 bits); EC and Ed25519 through
+//! RSA goes through the `rsa` crate (up to 8192 bits); EC and Ed25519 through
 //! aws-lc-rs. The error texts copy Go's, because operators search for them.
 //!
 //! Never does: I/O.
