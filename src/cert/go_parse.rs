@@ -172,10 +172,13 @@ pub fn walk(der: &[u8]) -> Result<Walked, ParseError> {
     let mut tbs = Input(tbs_body);
     let mut version = 0u8;
     if tbs.peek(0xa0) {
+        // ReadOptionalASN1Integer into an int: well formed, fits, not negative; then
+        // `Version++ > 3` is "invalid".
         let v = tbs.read(0xa0).and_then(|(_, b)| Input(b).read(0x02));
-        match v.map(|(_, b)| b) {
-            Some([v]) if *v <= 2 => version = *v,
-            Some([v]) if *v <= 3 => return err("x509: invalid version"),
+        let body = v.map(|(_, b)| b).filter(|b| b.len() <= 8);
+        match body.map(|b| (integer(b), b)) {
+            Some((Some(false), [v])) if *v <= 2 => version = *v,
+            Some((Some(false), _)) => return err("x509: invalid version"),
             _ => return err("x509: malformed version"),
         }
     }

@@ -116,7 +116,8 @@ impl GoVersion {
     /// Policy mappings (2.5.29.33), policy constraints (2.5.29.36) and inhibitAnyPolicy
     /// (2.5.29.54) are parsed, so marking them critical is no longer fatal — from go1.24, with
     /// policy validation (`crypto/x509/parser.go`, `processExtensions`, `case 33/36/54`; go1.19
-    /// read at the tag sends them to `default: unhandled = true`; go1.24 from its release notes).
+    /// read at the tag and go1.22.2 read in a godoc copy send them to `default: unhandled =
+    /// true`; go1.24 from its release notes, not read at the tag).
     pub fn handles_policy_extensions(self) -> bool {
         self.at_least(24, 0)
     }

@@ -199,6 +199,25 @@ fn a_malformed_extension_go_handles_is_refused_critical_or_not() {
 }
 
 #[test]
+fn the_version_is_checked_as_go1_19_checks_it() {
+    // parseCertificate: `Version < 0` is malformed, `Version++ > 3` invalid.
+    let d = der(&Spec::default());
+    let at = d
+        .windows(5)
+        .position(|w| w == [0xa0, 0x03, 0x02, 0x01, 0x02])
+        .unwrap();
+    let with = |v: u8| {
+        let mut m = d.clone();
+        m[at + 4] = v;
+        Cert::from_der(&m).err()
+    };
+    assert_eq!(with(3).as_deref(), Some("x509: invalid version"));
+    assert_eq!(with(0x7f).as_deref(), Some("x509: invalid version"));
+    assert_eq!(with(0xff).as_deref(), Some("x509: malformed version"));
+    assert_eq!(with(0x02), None);
+}
+
+#[test]
 fn the_der_reader_is_as_strict_as_cryptobyte() {
     // A long-form length that fits the short form, and a leading zero length octet.
     assert!(Input(&[0x30, 0x81, 0x01, 0x00]).any().is_none());
