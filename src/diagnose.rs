@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::cert::{hex, Cert};
 use crate::probe::{Failure, ProbeResult};
 use crate::trust::TrustedCa;
+use crate::verify::crypto::SigError;
 use crate::verify::{CandidateProblem, VerifyError};
 
 /// Every outcome regtrust distinguishes.
@@ -337,6 +338,11 @@ fn diagnose_verify(v: &VerifyError, probe: &ProbeResult, trusted: &[TrustedCa]) 
             cert,
             hint: Some(h),
         } => match &h.problem {
+            // Not a rotated CA: its key is too small for this Go (go1.24's rsa1024min).
+            CandidateProblem::Signature(SigError::RsaTooSmall(_)) => mk(
+                Reason::InvalidCertificate,
+                "the trusted CA's RSA key is under 1024 bits, which the runtime's Go (1.24 and later) refuses unless GODEBUG=rsa1024min=0: reissue the CA with a key of 2048 bits or more",
+            ),
             CandidateProblem::Signature(_) => {
                 let mut diag = mk(Reason::CaKeyMismatch, Reason::CaKeyMismatch.next_step());
                 diag.key_mismatch = Some(key_mismatch(cert, probe, trusted));

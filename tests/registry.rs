@@ -1222,7 +1222,7 @@ fn a_ca_with_a_512_bit_rsa_key_verifies_in_go1_19_and_fails_from_go1_24() {
         &["--runtime", "crio", "--go-version", "1.24.0"],
         &reg.addr(),
     );
-    assert!(!newer.ok(), "{}", newer.stdout);
+    assert_eq!(newer.reason(), "invalid_certificate", "{}", newer.stdout);
     let detail = newer.registry(0)["detail"].as_str().unwrap();
     assert!(
         detail.contains("possibly because of \"crypto/rsa: 512-bit keys are insecure (see https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size)\" while trying to verify candidate authority certificate \"small-ca\""),
