@@ -1,7 +1,12 @@
-//! One parsed X.509 certificate: every field verification and reporting need, owned, parsed once.
+//! One parsed X.509 certificate: every field verification and reporting need, owned, parsed once,
+//! and only when Go's `x509.ParseCertificate` would parse it too ([`go_parse`]); what Go refuses
+//! in some releases only (a negative serial number, critical policy extensions) is kept as a fact
+//! and judged per [`crate::verify::GoVersion`] ([`Cert::go_parse_error`],
+//! [`Cert::has_unhandled_critical`]).
 //!
 //! Also owns the types verification needs from a certificate: [`PublicKey`], [`SigAlg`] and its
-//! [`Hash`] (`verify::crypto` checks signatures with them; this module imports nothing from `verify`).
+//! [`Hash`] (`verify::crypto` checks signatures with them; this module imports nothing from `verify`
+//! but the pure `GoVersion`).
 //!
 //! Never does: I/O, or any trust decision (that is `verify`).
 
@@ -14,23 +19,37 @@ use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::*;
 use x509_parser::signature_algorithm::SignatureAlgorithm;
 
-/// Critical extensions Go's crypto/x509 understands; any other critical extension makes Go
-/// reject the certificate (`UnhandledCriticalExtension`).
-const GO_HANDLED_CRITICAL: &[&str] = &[
-    "2.5.29.14",         // subject key id
-    "2.5.29.15",         // key usage
-    "2.5.29.17",         // subject alt name
-    "2.5.29.19",         // basic constraints
-    "2.5.29.30",         // name constraints
-    "2.5.29.31",         // CRL distribution points
-    "2.5.29.32",         // certificate policies
-    "2.5.29.33",         // policy mappings
-    "2.5.29.35",         // authority key id
-    "2.5.29.36",         // policy constraints
-    "2.5.29.37",         // extended key usage
-    "2.5.29.54",         // inhibit any policy
-    "1.3.6.1.5.5.7.1.1", // authority info access
-];
+pub mod go_parse;
+#[cfg(test)]
+pub(crate) mod testcert;
+
+pub use go_parse::ParseError;
+
+/// What Go's `x509.ParseCertificate` says of `der` in every modelled Go: `None` when it parses
+/// (a certificate only some versions refuse, such as one with a negative serial number, parses
+/// here; [`Cert::go_parse_error`] judges it per version). The text is the newest modelled Go's.
+pub fn go_parse_error(der: &[u8]) -> Option<String> {
+    Cert::from_der_go(der)
+        .err()
+        .map(|e| e.text(crate::verify::GoVersion::NEWEST))
+}
+
+/// Go's error for a handled extension it cannot parse (`processExtensions` and the
+/// `parse…Extension` functions of `crypto/x509/parser.go`), for those whose contents are left
+/// to x509-parser.
+fn go_extension_error(oid: &str) -> Option<&'static str> {
+    Some(match oid {
+        "2.5.29.14" => "x509: invalid subject key identifier",
+        "2.5.29.15" => "x509: invalid key usage",
+        "2.5.29.19" => "x509: invalid basic constraints",
+        "2.5.29.31" => "x509: invalid CRL distribution points",
+        "2.5.29.32" => "x509: invalid certificate policies",
+        "2.5.29.35" => "x509: invalid authority key identifier",
+        "2.5.29.37" => "x509: invalid extended key usages",
+        "1.3.6.1.5.5.7.1.1" => "x509: invalid authority info access",
+        _ => return None,
+    })
+}
 
 /// The subject public key, as far as signature checks need it.
 #[derive(Debug, Clone)]
@@ -313,7 +332,13 @@ pub struct Cert {
     /// Whether a SAN extension is present at all (Go's `hasSANExtension`).
     pub has_san_ext: bool,
     pub name_constraints: Option<NameConstraints>,
+    /// Critical extensions go1.19 leaves unhandled (Go's `UnhandledCriticalExtensions`), the
+    /// policy extensions apart: see [`Cert::has_unhandled_critical`].
     pub unhandled_critical: Vec<String>,
+    /// Critical policy extensions, unhandled before go1.24.
+    pub critical_policy: Vec<String>,
+    /// A negative serial number, which go1.23 and later refuse to parse.
+    pub negative_serial: bool,
     pub tbs: Vec<u8>,
     pub sig_alg: SigAlg,
     pub signature: Vec<u8>,
@@ -352,10 +377,17 @@ pub fn rfc3339(ts: i64) -> String {
 }
 
 impl Cert {
-    /// Parses DER; the error names what is wrong, for a finding.
+    /// Parses DER as every modelled Go does; the error is Go's, in the newest modelled Go's
+    /// words, for a finding.
     pub fn from_der(der: &[u8]) -> Result<Cert, String> {
-        let (_, x) =
-            X509Certificate::from_der(der).map_err(|e| format!("not an X.509 certificate: {e}"))?;
+        Cert::from_der_go(der).map_err(|e| e.text(crate::verify::GoVersion::NEWEST))
+    }
+
+    /// Parses DER; the error is what every modelled Go's `x509.ParseCertificate` refuses.
+    pub fn from_der_go(der: &[u8]) -> Result<Cert, ParseError> {
+        let walked = go_parse::walk(der)?;
+        let (_, x) = X509Certificate::from_der(der)
+            .map_err(|e| ParseError::Other(format!("x509: malformed certificate ({e})")))?;
         let mut c = Cert {
             der: Arc::from(der),
             sha256: sha256_hex(der),
@@ -384,7 +416,9 @@ impl Cert {
             sans: Vec::new(),
             has_san_ext: false,
             name_constraints: None,
-            unhandled_critical: Vec::new(),
+            unhandled_critical: walked.unhandled_critical,
+            critical_policy: walked.critical_policy,
+            negative_serial: walked.negative_serial,
             tbs: x.tbs_certificate.as_ref().to_vec(),
             sig_alg: sig_alg_of(&x.signature_algorithm),
             signature: x.signature_value.data.to_vec(),
@@ -394,15 +428,12 @@ impl Cert {
         for ext in x.extensions() {
             let oid = ext.oid.to_id_string();
             if oid == "2.5.29.30" {
-                let nc = NameConstraints::parse(ext.value)?;
+                let nc = NameConstraints::parse(ext.value).map_err(ParseError::Other)?;
                 if nc.unhandled && ext.critical {
                     c.unhandled_critical.push(oid.clone());
                 }
                 c.name_constraints = Some(nc);
                 continue;
-            }
-            if ext.critical && !GO_HANDLED_CRITICAL.contains(&oid.as_str()) {
-                c.unhandled_critical.push(oid.clone());
             }
             match ext.parsed_extension() {
                 ParsedExtension::BasicConstraints(bc) => {
@@ -435,12 +466,11 @@ impl Cert {
                     }
                 }
 
-                ParsedExtension::UnsupportedExtension { .. }
-                | ParsedExtension::ParseError { .. }
-                    if ext.critical && GO_HANDLED_CRITICAL.contains(&oid.as_str()) =>
-                {
-                    // Go would fail to parse a malformed critical extension it handles.
-                    c.unhandled_critical.push(oid);
+                ParsedExtension::ParseError { .. } => {
+                    // Go fails to parse a malformed extension it handles, critical or not.
+                    if let Some(e) = go_extension_error(&oid) {
+                        return Err(ParseError::Other(e.into()));
+                    }
                 }
                 _ => {}
             }
@@ -462,6 +492,25 @@ impl Cert {
     /// Self-issued: subject equals issuer (a root, or a self-signed leaf).
     pub fn is_self_issued(&self) -> bool {
         self.raw_subject == self.raw_issuer
+    }
+
+    /// Whether `go` leaves a critical extension of this certificate unhandled, which fails its
+    /// verification ("x509: unhandled critical extension").
+    pub fn has_unhandled_critical(&self, go: crate::verify::GoVersion) -> bool {
+        !self.unhandled_critical.is_empty()
+            || (!go.handles_policy_extensions() && !self.critical_policy.is_empty())
+    }
+
+    /// Go's `x509.ParseCertificate` error for this certificate in `go` with the runtime's
+    /// `x509negativeserial` setting, for the refusals that depend on the version (the others
+    /// kept it from being parsed at all).
+    pub fn go_parse_error(
+        &self,
+        go: crate::verify::GoVersion,
+        x509negativeserial: Option<&str>,
+    ) -> Option<String> {
+        (self.negative_serial && go.rejects_negative_serial(x509negativeserial))
+            .then(|| "x509: negative serial number".to_string())
     }
 
     pub fn is_ca(&self) -> bool {

@@ -11,7 +11,9 @@ use crate::cert::{hex, Cert};
 use crate::probe::{Failure, ProbeResult};
 use crate::trust::TrustedCa;
 use crate::verify::crypto::SigError;
-use crate::verify::{hint_name, CandidateProblem, CannotSign, Kind, VerifyError, VerifyErrorKind};
+use crate::verify::{
+    hint_name, CandidateProblem, CannotSign, Hint, Kind, VerifyError, VerifyErrorKind,
+};
 
 /// Every outcome regtrust distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -111,7 +113,7 @@ impl Reason {
             Reason::CaNotYetValid => "the trusted CA itself is not valid yet",
             Reason::NameMismatch => "the certificate does not name the dialled host",
             Reason::UntrustedSelfSigned => "the registry serves a self-signed certificate the node does not trust",
-            Reason::InvalidCertificate => "EKU without serverAuth, unhandled critical extension, pathological chain",
+            Reason::InvalidCertificate => "EKU without serverAuth, unhandled critical extension, pathological chain, a presented certificate the runtime's Go cannot parse",
             Reason::HandshakeFailed => "TLS could not be negotiated (versions, ciphers, client certificate demanded)",
             Reason::NotTls => "the port does not speak TLS",
             Reason::ConnectionRefused => "nothing listens there",
@@ -154,6 +156,7 @@ impl Reason {
                 "x509: unhandled critical extension",
                 "x509: too many intermediates for path length constraint",
                 "x509: certificate is not authorized to sign other certificates",
+                "tls: failed to parse certificate from server: x509: …",
             ],
             Reason::HandshakeFailed => &["remote error: tls: …"],
             Reason::NotTls => &["http: server gave HTTP response to HTTPS client", "tls: first record does not look like a TLS handshake"],
@@ -277,6 +280,11 @@ pub fn diagnose(probe: &ProbeResult, trusted: &[TrustedCa]) -> Diagnosis {
         Failure::NotTls(e) => d(Reason::NotTls, e.clone(), Reason::NotTls.next_step()),
         Failure::HttpAnswer => d(Reason::NotTls, crate::probe::first_record::HTTP_ANSWER.into(), Reason::NotTls.next_step()),
         Failure::Handshake(e) => d(Reason::HandshakeFailed, e.clone(), Reason::HandshakeFailed.next_step()),
+        Failure::BadCertificate(e) => d(
+            Reason::InvalidCertificate,
+            format!("Get \"{}\": {e}", probe.url),
+            "the runtime's Go cannot use a certificate the registry sends, even with skip_verify (see detail): reissue it (the detail names what Go refuses)",
+        ),
         Failure::Http(e) => d(Reason::HttpError, e.clone(), Reason::HttpError.next_step()),
         Failure::HttpStatus { code, location: Some(loc) } if (300..400).contains(code) => d(
             Reason::HttpStatus,
@@ -338,7 +346,6 @@ fn diagnose_verify(v: &VerifyError, probe: &ProbeResult, trusted: &[TrustedCa]) 
         next_step: next.into(),
         key_mismatch: None,
     };
-    let is_trusted = |c: &Cert| trusted.iter().any(|ca| ca.cert.der == c.der);
     match &v.kind {
         VerifyErrorKind::LeafTime { now, not_after, .. } if now > not_after => {
             mk(Reason::Expired, Reason::Expired.next_step())
@@ -350,46 +357,7 @@ fn diagnose_verify(v: &VerifyError, probe: &ProbeResult, trusted: &[TrustedCa]) 
         VerifyErrorKind::UnknownAuthority {
             cert,
             hint: Some(h),
-        } => match &h.problem {
-            CandidateProblem::Signature(e) if e.is_wrong_key() && is_trusted(&h.candidate) => {
-                let mut diag = mk(Reason::CaKeyMismatch, Reason::CaKeyMismatch.next_step());
-                diag.key_mismatch = Some(key_mismatch(cert, probe, trusted));
-                diag
-            }
-            CandidateProblem::Signature(e) if e.is_wrong_key() => mk(
-                Reason::UnknownAuthority,
-                &format!(
-                    "the registry sends an intermediate {:?} that did not sign {:?} (its key does not verify the signature): serve the intermediate that issued the certificate",
-                    hint_name(&h.candidate),
-                    cert.short_name
-                ),
-            ),
-            CandidateProblem::Signature(e) => mk(
-                Reason::InsecureSignature,
-                &insecure_next_step(e, cert, &h.candidate),
-            ),
-            CandidateProblem::CannotSign(why) => {
-                let who = if is_trusted(&h.candidate) {
-                    "the trusted CA"
-                } else {
-                    "the intermediate the registry sends,"
-                };
-                let what = match why {
-                    CannotSign::NoBasicConstraints => "is a v3 certificate without basicConstraints",
-                    CannotSign::NotCa => "has basicConstraints CA:FALSE",
-                    CannotSign::NoKeyCertSign => "has a keyUsage without keyCertSign",
-                };
-                mk(
-                    Reason::UnknownAuthority,
-                    &format!(
-                        "{who} {:?} has the issuer's name but may not sign certificates: it {what}. Reissue that CA with basicConstraints CA:TRUE and keyUsage keyCertSign (and install the reissued CA where the runtime reads it)",
-                        hint_name(&h.candidate)
-                    ),
-                )
-            }
-            // Not produced (isValid errors are returned as themselves), kept for completeness.
-            _ => mk(Reason::UnknownAuthority, Reason::UnknownAuthority.next_step()),
-        },
+        } => diagnose_hint(cert, h, probe, trusted, mk),
         VerifyErrorKind::UnknownAuthority { cert, hint: None } => {
             if cert.is_self_issued() && probe.presented.first().is_some_and(|l| l.der == cert.der) {
                 mk(
@@ -431,6 +399,58 @@ fn diagnose_verify(v: &VerifyError, probe: &ProbeResult, trusted: &[TrustedCa]) 
             Reason::InvalidCertificate,
             Reason::InvalidCertificate.next_step(),
         ),
+    }
+}
+
+/// Unknown authority with Go's hint: the candidate's signature check failed, and why decides
+/// the reason (a trusted CA's wrong key is the incident; an algorithm Go refuses is not).
+fn diagnose_hint(
+    cert: &Arc<Cert>,
+    h: &Hint,
+    probe: &ProbeResult,
+    trusted: &[TrustedCa],
+    mk: impl Fn(Reason, &str) -> Diagnosis,
+) -> Diagnosis {
+    let is_trusted = |c: &Cert| trusted.iter().any(|ca| ca.cert.der == c.der);
+    match &h.problem {
+        CandidateProblem::Signature(e) if e.is_wrong_key() && is_trusted(&h.candidate) => {
+            let mut diag = mk(Reason::CaKeyMismatch, Reason::CaKeyMismatch.next_step());
+            diag.key_mismatch = Some(key_mismatch(cert, probe, trusted));
+            diag
+        }
+        CandidateProblem::Signature(e) if e.is_wrong_key() => mk(
+            Reason::UnknownAuthority,
+            &format!(
+                "the registry sends an intermediate {:?} that did not sign {:?} (its key does not verify the signature): serve the intermediate that issued the certificate",
+                hint_name(&h.candidate),
+                cert.short_name
+            ),
+        ),
+        CandidateProblem::Signature(e) => mk(
+            Reason::InsecureSignature,
+            &insecure_next_step(e, cert, &h.candidate),
+        ),
+        CandidateProblem::CannotSign(why) => {
+            let who = if is_trusted(&h.candidate) {
+                "the trusted CA"
+            } else {
+                "the intermediate the registry sends,"
+            };
+            let what = match why {
+                CannotSign::NoBasicConstraints => "is a v3 certificate without basicConstraints",
+                CannotSign::NotCa => "has basicConstraints CA:FALSE",
+                CannotSign::NoKeyCertSign => "has a keyUsage without keyCertSign",
+            };
+            mk(
+                Reason::UnknownAuthority,
+                &format!(
+                    "{who} {:?} has the issuer's name but may not sign certificates: it {what}. Reissue that CA with basicConstraints CA:TRUE and keyUsage keyCertSign (and install the reissued CA where the runtime reads it)",
+                    hint_name(&h.candidate)
+                ),
+            )
+        }
+        // Not produced (isValid errors are returned as themselves), kept for completeness.
+        _ => mk(Reason::UnknownAuthority, Reason::UnknownAuthority.next_step()),
     }
 }
 

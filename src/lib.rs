@@ -3,7 +3,8 @@
 //! # Layout (the data flow, top to bottom; ARCHITECTURE.md draws it)
 //! - [`hostroot`]: the one place node paths are re-rooted under the mounted host root; regular
 //!   files only, bounded.
-//! - [`pem`], [`cert`], [`gonames`]: PEM with Go's rules; one parsed certificate; Go's name syntax.
+//! - [`pem`], [`cert`], [`gonames`]: PEM as Go's `pem.Decode` + `AppendCertsFromPEM` read it; one
+//!   certificate parsed as Go's `x509.ParseCertificate` parses it (per Go version); Go's name syntax.
 //! - [`trust`]: the runtime's trust — containerd hosts dirs, containers/image and Docker
 //!   certs.d, system roots — with findings. Pure file reading.
 //! - [`probe`]: TCP, TLS through a recording verifier, `GET /v2/`, per-phase timings. The only

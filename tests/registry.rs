@@ -16,7 +16,12 @@ use rcgen::{CertificateParams, IsCa, KeyPair};
 /// Runs regtrust with containerd and crio rules, skopeo and ctr; asserts every verdict agrees and
 /// that regtrust gives `reason` for both runtimes. Returns the containerd-rules run.
 fn differential(name: &str, reg: &Registry, node: &Node, reason: &str) -> Run {
-    let addr = reg.addr();
+    differential_at(name, &reg.addr(), node, reason)
+}
+
+/// [`differential`] for a registry at `addr` (e.g. behind a [`Stunnel`] front).
+fn differential_at(name: &str, addr: &str, node: &Node, reason: &str) -> Run {
+    let addr = addr.to_string();
     // regtrust follows the Go the oracles are built with (read from their binary).
     let go = oracle_go();
     let ctd_view = check_json(
@@ -1103,42 +1108,6 @@ fn sha1_leaf_from_the_right_ca_is_insecure_signature_not_a_key_mismatch() {
 }
 
 #[test]
-fn a_512_bit_rsa_ca_verifies_in_go_1_19() {
-    // crypto/rsa checks no key size before go1.24: the runtimes pull, so regtrust says ok.
-    let dir = tmp();
-    let f = |n: &str| dir.path().join(n);
-    let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:512", "-nodes", "-days", "5"])
-        .args([
-            "-subj",
-            "/CN=small-ca",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-        ])
-        .args([
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout",
-        ])
-        .arg(f("ca.key"))
-        .arg("-out")
-        .arg(f("ca.pem"))
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let read = |n: &str| std::fs::read_to_string(f(n)).unwrap();
-    let (cert, key) = openssl_leaf_by(&read("ca.pem"), &read("ca.key"), "sha256");
-    let reg = Registry::start_pem(cert, key);
-    let node = Node::new();
-    node.trust(&reg.addr(), &read("ca.pem"));
-    differential("512-bit RSA CA", &reg, &node, "ok");
-}
-
-#[test]
 fn a_trusted_root_not_valid_yet_is_gos_own_error() {
     let mut p = ca_params("future-ca");
     p.not_before = days(2);
@@ -1406,5 +1375,259 @@ fn a_sha1_intermediate_is_insecure_signature_at_its_own_level() {
     assert!(
         next.starts_with("\"sha1-intermediate\" is signed with SHA1-RSA"),
         "{next}"
+    );
+}
+
+// === Parsing as Go parses (issue 10 item 3) ===
+
+/// A hosts.toml for `addr` with skip_verify and no CA, in place of [`Node::trust`]'s.
+fn skip_verify_in_containerd(node: &Node, addr: &str) {
+    write(
+        &node.hosts_dir().join(addr).join("hosts.toml"),
+        format!("server = \"https://{addr}\"\n\n[host.\"https://{addr}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  skip_verify = true\n"),
+    );
+}
+
+/// ctr and regtrust (containerd rules) on a skip_verify host: the same `ok`, and when it fails,
+/// Go's `words` in both.
+fn skip_verify_differential(name: &str, node: &Node, addr: &str, ok: bool, words: &str) {
+    skip_verify_in_containerd(node, addr);
+    let run = check_json(
+        node.root.path(),
+        &[
+            "--hosts-dir",
+            "/etc/containerd/certs.d",
+            "--go-version",
+            &oracle_go(),
+            "--runtime-version",
+            &oracle_containerd_version(),
+        ],
+        addr,
+    );
+    let f = Containerd::start().fetch(&node.hosts_dir(), node.root.path(), addr);
+    let f_err = String::from_utf8_lossy(&f.stderr);
+    assert_eq!(
+        f.status.success(),
+        ok,
+        "{name} skip_verify: ctr says {f_err}"
+    );
+    assert_eq!(
+        run.ok(),
+        ok,
+        "{name} skip_verify: regtrust says {}",
+        run.stdout
+    );
+    if !ok {
+        assert!(
+            f_err.contains(words),
+            "{name} skip_verify: ctr says {f_err}"
+        );
+        let detail = run.registry(0)["detail"].as_str().unwrap_or_default();
+        assert!(detail.ends_with(words), "{name} skip_verify: {detail}");
+    }
+}
+
+#[test]
+fn a_presented_certificate_go_cannot_parse_fails_in_all_three_even_with_skip_verify() {
+    // crypto/tls handshake_client.go (go1.19), verifyServerCertificate: ParseCertificate of
+    // every certificate before InsecureSkipVerify is looked at. Neither the Go registry nor
+    // OpenSSL will load such a certificate, so a handshake-only rustls server presents it.
+    let ca = ca("registry.test");
+    let ku = vec![0x03, 0x02, 0x07, 0x80];
+    type Extensions<'a> = Vec<(&'a str, bool, Vec<u8>)>;
+    let cases: [(&str, Option<&[u8]>, Extensions, &str); 2] = [
+        (
+            "duplicate extension",
+            None,
+            vec![("2.5.29.15", true, ku.clone()), ("2.5.29.15", true, ku)],
+            "x509: certificate contains duplicate extensions",
+        ),
+        (
+            "IP SAN of 5 bytes",
+            Some(&[0x30, 0x07, 0x87, 0x05, 127, 0, 0, 1, 9]),
+            vec![],
+            "x509: cannot parse IP address of length 5",
+        ),
+    ];
+    for (name, san, exts, words) in cases {
+        let (cert, key) = crafted_leaf(&ca, "1", san, &exts);
+        let front = HandshakeOnly::start(&cert, &key);
+        let node = Node::new();
+        node.trust(&front.addr(), &ca.pem());
+        let run = differential_at(name, &front.addr(), &node, "invalid_certificate");
+        let detail = run.registry(0)["detail"].as_str().unwrap();
+        let go_words = format!("tls: failed to parse certificate from server: {words}");
+        assert!(detail.ends_with(&go_words), "{name}: {detail}");
+        skip_verify_differential(name, &node, &front.addr(), false, &go_words);
+    }
+}
+
+#[test]
+fn critical_policy_extensions_are_unhandled_in_go1_19_unless_skip_verify() {
+    // crypto/x509/parser.go (go1.19), processExtensions: no case for 2.5.29.36 or 2.5.29.54,
+    // so a critical one is an UnhandledCriticalExtension, fatal in Verify only.
+    let ca = ca("registry.test");
+    let backend = Registry::start_plain();
+    for (name, oid, value) in [
+        (
+            "policy constraints",
+            "2.5.29.36",
+            vec![0x30, 0x03, 0x80, 0x01, 0x00],
+        ),
+        ("inhibitAnyPolicy", "2.5.29.54", vec![0x02, 0x01, 0x00]),
+    ] {
+        let (cert, key) = crafted_leaf(&ca, "1", None, &[(oid, true, value)]);
+        let front = Stunnel::start(&cert, &key, &backend);
+        let node = Node::new();
+        node.trust(&front.addr(), &ca.pem());
+        let run = differential_at(name, &front.addr(), &node, "invalid_certificate");
+        let detail = run.registry(0)["detail"].as_str().unwrap();
+        assert!(
+            detail.ends_with("x509: unhandled critical extension"),
+            "{name}: {detail}"
+        );
+        skip_verify_differential(name, &node, &front.addr(), true, "");
+        // go1.24 parses these extensions: the same registry passes under its rules.
+        node.trust(&front.addr(), &ca.pem());
+        let newer = check_json(
+            node.root.path(),
+            &[
+                "--hosts-dir",
+                "/etc/containerd/certs.d",
+                "--go-version",
+                "1.24.0",
+            ],
+            &front.addr(),
+        );
+        assert_eq!(
+            newer.reason(),
+            "ok",
+            "{name} under go1.24: {}",
+            newer.stdout
+        );
+    }
+}
+
+#[test]
+fn a_negative_serial_passes_in_go1_19_and_fails_from_go1_23() {
+    // crypto/x509/parser.go, parseCertificate: go1.19 accepts negative serials; go1.23 refuses
+    // them unless x509negativeserial=1.
+    let ca = ca("registry.test");
+    let backend = Registry::start_plain();
+    let (cert, key) = crafted_leaf(&ca, "-4242", None, &[]);
+    let front = Stunnel::start(&cert, &key, &backend);
+    let node = Node::new();
+    node.trust(&front.addr(), &ca.pem());
+    differential_at("negative serial", &front.addr(), &node, "ok");
+    let newer = check_json(
+        node.root.path(),
+        &["--runtime", "crio", "--go-version", "1.23.0"],
+        &front.addr(),
+    );
+    assert_eq!(newer.reason(), "invalid_certificate", "{}", newer.stdout);
+    let detail = newer.registry(0)["detail"].as_str().unwrap();
+    assert!(
+        detail.ends_with(
+            "tls: failed to parse certificate from server: x509: negative serial number"
+        ),
+        "{detail}"
+    );
+}
+
+#[test]
+fn ca_files_are_read_as_go_reads_pem() {
+    // encoding/pem (go1.19) Decode and crypto/x509 AppendCertsFromPEM on the CA file itself.
+    let ca = ca("registry.test");
+    let served = leaf(&ca);
+    let reg = Registry::start(&[&served.cert], Some(&served.key));
+    // Go finds the CA after a block without its END line, and in CRLF.
+    for (name, file) in [
+        (
+            "unclosed block first",
+            format!("-----BEGIN CERTIFICATE-----\nMIIB\n{}", ca.pem()),
+        ),
+        ("CRLF", ca.pem().replace('\n', "\r\n")),
+    ] {
+        let node = Node::new();
+        node.trust(&reg.addr(), &file);
+        differential(name, &reg, &node, "ok");
+    }
+    // Go skips a CERTIFICATE block with headers and one whose DER has trailing data: the file
+    // holds no certificate. containerd fails the pull (unable to load CA cert), containers/image
+    // goes on with the system pool (unknown authority).
+    let der = regtrust::pem::scan_certs(ca.pem().as_bytes())
+        .certs
+        .remove(0);
+    let with_headers = ca.pem().replacen("-----\n", "-----\nX-Note: 1\n", 1);
+    let trailing = regtrust::pem::encode_cert(&[der, vec![0]].concat());
+    for (name, file) in [("headers", with_headers), ("trailing data", trailing)] {
+        let node = Node::new();
+        node.trust(&reg.addr(), &file);
+        let addr = reg.addr();
+        let ctd_view = check_json(
+            node.root.path(),
+            &[
+                "--hosts-dir",
+                "/etc/containerd/certs.d",
+                "--go-version",
+                &oracle_go(),
+                "--runtime-version",
+                &oracle_containerd_version(),
+            ],
+            &addr,
+        );
+        assert_eq!(
+            ctd_view.reason(),
+            "config_error",
+            "{name}: {}",
+            ctd_view.stdout
+        );
+        let f = Containerd::start().fetch(&node.hosts_dir(), node.root.path(), &addr);
+        let f_err = String::from_utf8_lossy(&f.stderr);
+        assert!(
+            !f.status.success() && f_err.contains("unable to load CA cert"),
+            "{name}: ctr says {f_err}"
+        );
+        let crio_view = check_json(
+            node.root.path(),
+            &["--runtime", "crio", "--go-version", &oracle_go()],
+            &addr,
+        );
+        assert_eq!(
+            crio_view.reason(),
+            "unknown_authority",
+            "{name}: {}",
+            crio_view.stdout
+        );
+        let sk = skopeo_inspect(&node.containers_dir(&addr), node.root.path(), &addr);
+        let sk_err = String::from_utf8_lossy(&sk.stderr);
+        assert!(
+            !sk.status.success()
+                && sk_err.contains("x509: certificate signed by unknown authority"),
+            "{name}: skopeo says {sk_err}"
+        );
+    }
+}
+
+#[test]
+fn a_ca_with_a_512_bit_rsa_key_verifies_in_go1_19_and_fails_from_go1_24() {
+    // crypto/rsa/rsa.go: go1.19 has no minimum key size; go1.24's checkPublicKeySize refuses
+    // keys under 1024 bits unless rsa1024min=0.
+    let ca512 = openssl_rsa_ca("small-ca", 512);
+    let (cert, key) = crafted_leaf_by(&ca512, "5", None, &[]);
+    let reg = Registry::start_pem(cert, key);
+    let node = Node::new();
+    node.trust(&reg.addr(), &ca512.0);
+    differential("512-bit CA", &reg, &node, "ok");
+    let newer = check_json(
+        node.root.path(),
+        &["--runtime", "crio", "--go-version", "1.24.0"],
+        &reg.addr(),
+    );
+    assert_eq!(newer.reason(), "insecure_signature", "{}", newer.stdout);
+    let detail = newer.registry(0)["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("possibly because of \"crypto/rsa: 512-bit keys are insecure (see https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size)\" while trying to verify candidate authority certificate \"small-ca\""),
+        "{detail}"
     );
 }

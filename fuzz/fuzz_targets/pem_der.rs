@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         certs.push(Arc::new(c));
     }
     if let Some(leaf) = certs.first() {
-        let opts = VerifyOptions { roots: &certs, intermediates: &certs, server_name: "registry.test", now: 1_800_000_000, go: regtrust::verify::GoVersion::NEWEST };
+        let opts = VerifyOptions { roots: &certs, intermediates: &certs, server_name: "registry.test", now: 1_800_000_000, go: regtrust::verify::GoVersion::NEWEST, rsa_min_bits: 1024 };
         let _ = verify(leaf, &opts);
     }
 });

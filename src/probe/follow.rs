@@ -140,10 +140,7 @@ async fn request(
         target,
         roots,
         proxy.as_ref(),
-        &super::Go {
-            version: settings.go,
-            offer: settings.offer(),
-        },
+        &super::Go::of(settings),
         deadline,
         out,
     )

@@ -85,6 +85,9 @@ pub enum Failure {
     HttpAnswer,
     /// The TLS handshake failed for a reason other than certificate verification.
     Handshake(String),
+    /// The runtime's Go refuses a presented certificate before any verification, even with
+    /// skip_verify: it cannot parse it, or its RSA key is above Go's limit (Go's words).
+    BadCertificate(String),
     /// Certificate verification failed (Go's verdict).
     Verify(VerifyError),
     /// The connection broke or the answer was not HTTP.
@@ -255,6 +258,27 @@ pub async fn probe(
 pub(super) struct Go {
     pub(super) version: crate::verify::GoVersion,
     pub(super) offer: Offer,
+    /// The runtime's GODEBUG settings (parsing and key-size rules read them).
+    pub(super) godebug: GoDebug,
+}
+
+impl Go {
+    /// The runtime's Go as `settings` describe it.
+    pub(super) fn of(settings: &ProbeSettings) -> Go {
+        Go {
+            version: settings.go,
+            offer: settings.offer(),
+            godebug: settings.godebug.clone(),
+        }
+    }
+
+    /// What parsing a presented chain needs of it.
+    pub(super) fn parse(&self) -> danger::GoParse {
+        danger::GoParse {
+            go: self.version,
+            godebug: self.godebug.clone(),
+        }
+    }
 }
 
 /// One request for `target` to `ep`: dial, the proxy, TLS (with the second stack when only Go's
@@ -274,6 +298,9 @@ async fn run(
         let (res, rec) = tls_connect(conn, ep.host(), ep, roots.clone(), go, deadline).await?;
         out.presented = rec.presented;
         out.unparsed_presented = rec.unparsed;
+        if let Some(e) = rec.rejected {
+            return Err(Failure::BadCertificate(e));
+        }
         conn = match res {
             Handshake::Timeout => return Err(Failure::Timeout(Phase::Tls)),
             Handshake::Untrusted(v) => return Err(Failure::Verify(v)),
@@ -354,7 +381,7 @@ async fn second(
     let conn = open(ep, roots.clone(), proxy, go, deadline, out).await?;
     let trust = second_stack::Trust {
         roots,
-        go: go.version,
+        go: go.parse(),
     };
     let (res, rec) = second_stack::connect(conn, ep.host(), ep, trust, &go.offer, deadline).await;
     if !rec.presented.is_empty() || !rec.unparsed.is_empty() {
@@ -496,10 +523,9 @@ async fn tls_connect(
         roots,
         server_name: server_name.to_string(),
         tx,
-        go: go.version,
     });
     let schemes = go.offer.schemes().iter().map(|s| s.rustls).collect();
-    let verifier = Arc::new(danger::AcceptAndRecord::new(judge, schemes));
+    let verifier = Arc::new(danger::AcceptAndRecord::new(judge, schemes, go.parse()));
     let record = verifier.record.clone();
     let recorder = verifier.clone();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls_provider(&go.offer)))
@@ -709,10 +735,7 @@ mod tests {
             go,
             ..ProbeSettings::default()
         };
-        let go = Go {
-            version: settings.go,
-            offer: settings.offer(),
-        };
+        let go = Go::of(&settings);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         let conn: Box<dyn Conn> = Box::new(ours);
         let client = tls_connect(

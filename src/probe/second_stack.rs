@@ -27,7 +27,6 @@ use super::go_tls::{self, Offer, Version};
 use super::{Conn, Failure, Phase, Stack, TlsSession};
 use crate::cert::Cert;
 use crate::trust::{ClientIdentity, Endpoint};
-use crate::verify::GoVersion;
 
 /// OpenSSL reports a fatal alert received from the peer as reason `1000 + alert`
 /// (`SSL_AD_REASON_OFFSET`).
@@ -45,7 +44,7 @@ pub(crate) struct Done {
 /// What the verdict needs besides the chain.
 pub(crate) struct Trust {
     pub roots: Arc<Vec<Arc<Cert>>>,
-    pub go: GoVersion,
+    pub go: danger::GoParse,
 }
 
 /// The runtime's handshake with `server_name` over `conn`, on OpenSSL, judged by Go's rules.
@@ -67,7 +66,7 @@ pub(crate) async fn connect(
         }
     };
     let shaken = timeout_at(deadline, Pin::new(&mut stream).connect()).await;
-    let rec = recorded(stream.ssl());
+    let rec = recorded(stream.ssl(), &trust.go);
     // The chain's verdict comes first, as Go verifies inside the handshake.
     let verdict = match judge(&rec, ep, server_name, trust).await {
         Ok(issuer) => issuer,
@@ -144,7 +143,7 @@ fn ssl_version(v: Version) -> SslVersion {
 }
 
 /// The chain as the server sent it (on the client side OpenSSL's peer chain starts with the leaf).
-fn recorded(ssl: &openssl::ssl::SslRef) -> Recorded {
+fn recorded(ssl: &openssl::ssl::SslRef, go: &danger::GoParse) -> Recorded {
     let ders: Vec<Vec<u8>> = ssl
         .peer_cert_chain()
         .map(|chain| chain.iter().filter_map(|c| c.to_der().ok()).collect())
@@ -152,7 +151,7 @@ fn recorded(ssl: &openssl::ssl::SslRef) -> Recorded {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    danger::record(ders.iter().map(Vec::as_slice), now)
+    danger::record(ders.iter().map(Vec::as_slice), now, go)
 }
 
 /// Go's verdict on the recorded chain (none to give when the runtime skips verification or no
@@ -163,10 +162,9 @@ async fn judge(
     server_name: &str,
     trust: Trust,
 ) -> Result<Option<String>, Failure> {
-    if let Some(e) = rec.unparsed.first().filter(|_| rec.presented.is_empty()) {
-        return Err(Failure::Handshake(format!(
-            "tls: failed to parse certificate from server: {e}"
-        )));
+    // Go refuses these before it looks at InsecureSkipVerify.
+    if let Some(e) = &rec.rejected {
+        return Err(Failure::BadCertificate(e.clone()));
     }
     if ep.skip_verify || rec.presented.is_empty() {
         return Ok(None);
@@ -174,7 +172,7 @@ async fn judge(
     let rec = rec.clone();
     let name = server_name.to_string();
     let verdict = crate::offload::blocking(move || {
-        danger::verify_recorded(&rec, &trust.roots, &name, trust.go)
+        danger::verify_recorded(&rec, &trust.roots, &name, &trust.go)
     })
     .await
     .map_err(|e| Failure::Handshake(format!("verifying the chain from {server_name}: {e}")))?;
@@ -239,6 +237,7 @@ fn go_words(e: &openssl::ssl::Error) -> String {
 mod tests {
     use super::*;
     use crate::trust::Runtime;
+    use crate::verify::GoVersion;
 
     #[test]
     fn openssl_takes_every_runtimes_offer() {

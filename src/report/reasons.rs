@@ -90,6 +90,14 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_table_is_the_generated_one() {
+        let readme = include_str!("../../README.md");
+        for line in markdown().lines().skip(2) {
+            assert!(readme.contains(line), "README.md lacks: {line}");
+        }
+    }
+
+    #[test]
     fn the_json_schema_lists_every_reason() {
         let schema: serde_json::Value =
             serde_json::from_str(include_str!("../../docs/check-output.schema.json")).unwrap();

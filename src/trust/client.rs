@@ -109,47 +109,19 @@ pub(crate) fn pair_finding(cert: &Path, key: Option<&Path>, runtime_words: &str)
 /// One PEM block: its type and its DER (`None` when the base64 is broken).
 struct Block {
     label: String,
-    der: Option<Vec<u8>>,
+    der: Vec<u8>,
 }
 
-/// PEM blocks as Go's `pem.Decode` finds them, in order.
+/// PEM blocks as Go's `pem.Decode` finds them, in order ([`crate::pem::decode_all`], the one
+/// decoder).
 fn pem_blocks(data: &[u8]) -> Vec<Block> {
-    use base64::Engine;
-    let text = String::from_utf8_lossy(data);
-    let mut out = Vec::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        let Some(label) = line
-            .trim_end()
-            .strip_prefix("-----BEGIN ")
-            .and_then(|r| r.strip_suffix("-----"))
-        else {
-            continue;
-        };
-        let end = format!("-----END {label}-----");
-        let mut body = String::new();
-        let mut closed = false;
-        for l in lines.by_ref() {
-            if l.trim_end() == end {
-                closed = true;
-                break;
-            }
-            if !l.contains(':') {
-                body.extend(l.chars().filter(|c| !c.is_whitespace()));
-            }
-        }
-        if !closed {
-            break;
-        }
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(body.as_bytes())
-            .ok();
-        out.push(Block {
-            label: label.to_string(),
-            der,
-        });
-    }
-    out
+    crate::pem::decode_all(data)
+        .into_iter()
+        .map(|b| Block {
+            label: String::from_utf8_lossy(&b.kind).into_owned(),
+            der: b.bytes,
+        })
+        .collect()
 }
 
 /// Go's `tls.X509KeyPair`, with its error words; `source` names the pair in the identity.
@@ -162,7 +134,7 @@ pub(crate) fn x509_key_pair(
     let chain: Vec<Vec<u8>> = blocks
         .iter()
         .filter(|b| b.label == "CERTIFICATE")
-        .filter_map(|b| b.der.clone())
+        .map(|b| b.der.clone())
         .collect();
     if chain.is_empty() {
         return Err(no_certificate(&blocks));
@@ -171,10 +143,14 @@ pub(crate) fn x509_key_pair(
     let Some(key_der) = keys
         .iter()
         .find(|b| b.label == "PRIVATE KEY" || b.label.ends_with(" PRIVATE KEY"))
-        .map(|b| b.der.clone().unwrap_or_default())
+        .map(|b| b.der.clone())
     else {
         return Err(no_key(&keys));
     };
+    // X509KeyPair parses the leaf with x509.ParseCertificate.
+    if let Some(e) = crate::cert::go_parse_error(&chain[0]) {
+        return Err(e);
+    }
     let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0])
         .map_err(|e| format!("x509: malformed certificate ({e})"))?;
     let signer = load_key(key_der.clone()).ok_or("tls: failed to parse private key")?;
@@ -342,6 +318,19 @@ mod tests {
             .words(Runtime::Containerd)
             .starts_with("failed to load X509 key pair: tls: "));
         assert!(err.words(Runtime::Crio).starts_with("tls: "));
+    }
+
+    #[test]
+    fn pairs_are_read_with_gos_pem_decode() {
+        // A block without its END line before the certificate, headers on it, CRLF: Go's
+        // pem.Decode still finds the certificate (X509KeyPair ignores headers).
+        let (cert, key) = pair(None);
+        let key = key.serialize_pem();
+        let with_headers = cert.replacen("-----\n", "-----\nX-Note: 1\n", 1);
+        let odd =
+            format!("-----BEGIN CERTIFICATE-----\nAAAA\n{with_headers}").replace('\n', "\r\n");
+        let id = x509_key_pair(odd.as_bytes(), key.as_bytes(), "c").unwrap();
+        assert_eq!(id.chain.len(), 1);
     }
 
     #[test]

@@ -3,18 +3,17 @@
 //! Go reads the first bundle file that can be read (list below), then every file of
 //! `/etc/ssl/certs` and `/etc/pki/tls/certs`, skipping symlinks that point within the same
 //! directory (Debian's hash links). The agent's own `SSL_CERT_FILE`/`SSL_CERT_DIR` describe its
-//! container, not the node, and are deliberately ignored. The bundle file is loaded through
-//! rustls-native-certs' explicit-path loader; directory entries go through our own walk because
-//! their symlinks must resolve under the host root.
+//! container, not the node, and are deliberately ignored. The bundle and every directory entry
+//! are read as Go reads them — [`crate::pem::scan_certs`], Go's `pem.Decode` and
+//! `AppendCertsFromPEM`, through [`read_ca_file`] — so a block Go skips is not trusted here
+//! either; the walk is our own because symlinks must resolve under the host root.
 //!
 //! Never does: network I/O or writes.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::{read_ca_file, CaRead, Finding, FindingKind, SystemRoots, TrustedCa};
-use crate::cert::Cert;
 use crate::hostroot::{HostRoot, MAX_TRUST_FILE_BYTES};
 
 /// Go's `certFiles` for Linux, in order.
@@ -55,25 +54,26 @@ pub fn load(hr: &HostRoot) -> SystemRoots {
             }
             _ => continue,
         }
-        let res = rustls_native_certs::load_certs_from_paths(Some(&real), None);
-        for e in &res.errors {
-            out.findings.push(Finding::new(
-                FindingKind::SystemBundleError,
-                Some(node),
-                e.to_string(),
-            ));
-        }
         let source = format!("system:{f}");
-        let cas = res
-            .certs
-            .iter()
-            .filter_map(|der| Cert::from_der(der).ok())
-            .map(|c| TrustedCa {
-                cert: Arc::new(c),
-                source: source.clone(),
-            })
-            .collect();
-        add(&mut out, cas);
+        match read_ca_file(hr, node, &mut out.findings) {
+            CaRead::Certs(cas) => {
+                let cas = cas.into_iter().map(|c| TrustedCa {
+                    source: source.clone(),
+                    ..c
+                });
+                add(&mut out, cas.collect());
+            }
+            CaRead::Empty => {}
+            CaRead::Failed(e) => {
+                // Go goes on to the next file when one cannot be read.
+                out.findings.push(Finding::new(
+                    FindingKind::SystemBundleError,
+                    Some(node),
+                    e.to_string(),
+                ));
+                continue;
+            }
+        }
         out.files.push(node.to_path_buf());
         break; // Go stops at the first bundle it can read.
     }
@@ -154,6 +154,39 @@ mod tests {
             .find(|c| c.cert.subject == "CN=Extra")
             .unwrap();
         assert_eq!(extra.source, "system:/etc/pki/tls/certs/extra.pem");
+    }
+
+    #[test]
+    fn the_bundle_is_read_as_go_reads_pem() {
+        // A block with headers, one whose DER has trailing data, and a block without its END
+        // line before a good one: Go's AppendCertsFromPEM keeps only the good one.
+        let t = tempfile::tempdir().unwrap();
+        let good = ca_pem("Good");
+        let body = |pem: &str| pem.split_once('\n').unwrap().1.to_string();
+        let headers = format!(
+            "-----BEGIN CERTIFICATE-----\nX-Note: 1\n{}",
+            body(&ca_pem("Headers"))
+        );
+        let der = crate::pem::scan_certs(ca_pem("Trailing").as_bytes())
+            .certs
+            .remove(0);
+        let trailing = crate::pem::encode_cert(&[der, vec![0]].concat());
+        let unclosed = "-----BEGIN CERTIFICATE-----\nMIIB\n";
+        let bundle = format!("{headers}{trailing}{unclosed}{good}");
+        write(t.path(), "/etc/ssl/certs/ca-certificates.crt", bundle);
+        let roots = load(&HostRoot::new(t.path()));
+        let subjects: Vec<_> = roots.cas.iter().map(|c| c.cert.subject.clone()).collect();
+        assert_eq!(subjects, vec!["CN=Good"]);
+        assert_eq!(
+            roots.cas[0].source,
+            "system:/etc/ssl/certs/ca-certificates.crt"
+        );
+        let skipped = roots
+            .findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::PemBlockSkipped)
+            .count();
+        assert!(skipped >= 2, "{:?}", roots.findings);
     }
 
     #[test]

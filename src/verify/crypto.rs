@@ -15,8 +15,8 @@ use crate::cert::{Hash, PublicKey, SigAlg};
 use aws_lc_rs::signature as ring_sig;
 use rsa::signature::Verifier;
 
-/// Smallest RSA modulus Go accepts from go1.24 (`crypto/rsa`, `checkKeySize`, without
-/// `GODEBUG=rsa1024min=0`); older Go accepted any size ([`GoVersion::rejects_small_rsa_keys`]).
+/// Smallest RSA modulus Go accepts from go1.24 (`crypto/rsa`, `checkKeySize`) unless
+/// `GODEBUG=rsa1024min=0`; older Go accepts any size ([`GoVersion::rsa_min_bits`]).
 pub const MIN_RSA_BITS: usize = 1024;
 /// Largest RSA modulus checked (Go's TLS client limit).
 pub const MAX_RSA_BITS: usize = 8192;
@@ -75,20 +75,22 @@ fn sha1_hint(alg: &str, hint: bool) -> &'static str {
     }
 }
 
-/// Verifies `sig` over `msg` with `key` under `alg`, with the newest modelled Go's rules (the
-/// handshake's own signature).
+/// Verifies `sig` over `msg` with `key` under `alg`, with the newest modelled Go's rules and
+/// defaults.
 pub fn verify(alg: &SigAlg, key: &PublicKey, msg: &[u8], sig: &[u8]) -> Result<(), SigError> {
-    verify_as(alg, key, msg, sig, GoVersion::NEWEST)
+    verify_as(alg, key, msg, sig, GoVersion::NEWEST, MIN_RSA_BITS)
 }
 
 /// Verifies `sig` over `msg` with `key` under `alg`, as `go` does (`checkSignature`: the
-/// algorithm's hash first, then the key's type, then the signature).
+/// algorithm's hash first, then the key's type, then the signature), refusing RSA moduli under
+/// `min_rsa_bits` (that Go's [`GoVersion::rsa_min_bits`] with the runtime's GODEBUG; 0: any).
 pub fn verify_as(
     alg: &SigAlg,
     key: &PublicKey,
     msg: &[u8],
     sig: &[u8],
     go: GoVersion,
+    min_rsa_bits: usize,
 ) -> Result<(), SigError> {
     match (alg, key) {
         (SigAlg::Insecure(name), _) => Err(SigError::Insecure {
@@ -99,8 +101,12 @@ pub fn verify_as(
         (_, PublicKey::Unsupported(what)) => {
             Err(SigError::Unsupported(format!("public key {what}")))
         }
-        (SigAlg::RsaPkcs1(h), PublicKey::Rsa { n, e }) => verify_rsa(n, e, *h, false, msg, sig, go),
-        (SigAlg::RsaPss(h), PublicKey::Rsa { n, e }) => verify_rsa(n, e, *h, true, msg, sig, go),
+        (SigAlg::RsaPkcs1(h), PublicKey::Rsa { n, e }) => {
+            verify_rsa(n, e, (*h, false), min_rsa_bits, msg, sig)
+        }
+        (SigAlg::RsaPss(h), PublicKey::Rsa { n, e }) => {
+            verify_rsa(n, e, (*h, true), min_rsa_bits, msg, sig)
+        }
         (SigAlg::Ecdsa(h), PublicKey::Ec { curve, point }) => {
             verify_ecdsa(curve, *h, point, msg, sig)
         }
@@ -127,16 +133,15 @@ pub fn verify_as(
 fn verify_rsa(
     n: &[u8],
     e: &[u8],
-    h: Hash,
-    pss: bool,
+    (h, pss): (Hash, bool),
+    min_bits: usize,
     msg: &[u8],
     sig: &[u8],
-    go: GoVersion,
 ) -> Result<(), SigError> {
     use rsa::BigUint;
     let n = BigUint::from_bytes_be(n);
     let bits = n.bits();
-    if go.rejects_small_rsa_keys() && bits < MIN_RSA_BITS {
+    if bits < min_bits {
         return Err(SigError::RsaTooSmall(bits));
     }
     let key = rsa::RsaPublicKey::new_with_max_size(n, BigUint::from_bytes_be(e), MAX_RSA_BITS)
@@ -232,13 +237,28 @@ mod tests {
         let alg = SigAlg::RsaPkcs1(Hash::Sha256);
         for minor in 19..=23 {
             assert_eq!(
-                verify_as(&alg, &key, msg, &sig, GoVersion::new(minor, 0)),
+                verify_as(
+                    &alg,
+                    &key,
+                    msg,
+                    &sig,
+                    GoVersion::new(minor, 0),
+                    GoVersion::new(minor, 0).rsa_min_bits(None)
+                ),
                 Ok(()),
                 "go1.{minor}"
             );
         }
         for minor in [24, 25] {
-            let err = verify_as(&alg, &key, msg, &sig, GoVersion::new(minor, 0)).unwrap_err();
+            let err = verify_as(
+                &alg,
+                &key,
+                msg,
+                &sig,
+                GoVersion::new(minor, 0),
+                GoVersion::new(minor, 0).rsa_min_bits(None),
+            )
+            .unwrap_err();
             assert_eq!(
                 err.to_string(),
                 "crypto/rsa: 512-bit keys are insecure (see https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size)"
@@ -246,7 +266,7 @@ mod tests {
             assert!(!err.is_wrong_key());
         }
         assert_eq!(
-            verify_as(&alg, &key, b"other", &sig, GoVersion::new(19, 8)),
+            verify_as(&alg, &key, b"other", &sig, GoVersion::new(19, 8), 0),
             Err(SigError::RsaVerification)
         );
     }
@@ -263,6 +283,7 @@ mod tests {
                 b"",
                 b"",
                 GoVersion::new(minor, 0),
+                0,
             )
             .unwrap_err()
             .to_string()
@@ -293,16 +314,41 @@ mod tests {
             e: vec![1, 0, 1],
         };
         let go = GoVersion::new(19, 8);
-        let err = verify_as(&SigAlg::Unknown("1.2.3".into()), &rsa, b"", b"", go).unwrap_err();
+        let err = verify_as(&SigAlg::Unknown("1.2.3".into()), &rsa, b"", b"", go, 0).unwrap_err();
         assert_eq!(
             err.to_string(),
             "x509: cannot verify signature: algorithm unimplemented"
         );
-        let err = verify_as(&SigAlg::Ecdsa(Hash::Sha256), &rsa, b"", b"", go).unwrap_err();
+        let err = verify_as(&SigAlg::Ecdsa(Hash::Sha256), &rsa, b"", b"", go, 0).unwrap_err();
         assert_eq!(
             err.to_string(),
             "x509: signature algorithm specifies an ECDSA public key, but have public key of type *rsa.PublicKey"
         );
         assert!(err.is_wrong_key(), "a CA rotated to another key type");
+    }
+
+    #[test]
+    fn rsa1024min_godebug_lifts_go1_24s_minimum() {
+        use crate::cert::testcert::{der, Spec};
+        use crate::cert::Cert;
+        // crypto/rsa/rsa.go (go1.24), checkPublicKeySize; go1.19 has no minimum.
+        let c = Cert::from_der(&der(&Spec {
+            rsa_bits: Some(512),
+            ..Spec::default()
+        }))
+        .unwrap();
+        let go = GoVersion::new(24, 0);
+        let check = |min| verify_as(&c.sig_alg, &c.public_key, &c.tbs, &c.signature, go, min);
+        assert_eq!(check(GoVersion::new(19, 8).rsa_min_bits(None)), Ok(()));
+        assert_eq!(check(GoVersion::new(24, 0).rsa_min_bits(Some("0"))), Ok(()));
+        let err = check(GoVersion::new(24, 0).rsa_min_bits(None)).unwrap_err();
+        assert_eq!(err, SigError::RsaTooSmall(512));
+        assert_eq!(
+            err.to_string(),
+            "crypto/rsa: 512-bit keys are insecure (see https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size)"
+        );
+        // A wrong signature is still wrong at any size.
+        let bad = verify_as(&c.sig_alg, &c.public_key, b"other", &c.signature, go, 0);
+        assert_eq!(bad, Err(SigError::RsaVerification));
     }
 }

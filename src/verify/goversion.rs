@@ -106,13 +106,6 @@ impl GoVersion {
         !self.at_least(24, 0)
     }
 
-    /// RSA keys under 1024 bits fail every signature check (`crypto/rsa` `checkKeySize`, "N-bit
-    /// keys are insecure", golang/go#68762, from go1.24 unless `GODEBUG=rsa1024min=0`). Before,
-    /// `rsa.VerifyPKCS1v15`/`VerifyPSS` took any size.
-    pub fn rejects_small_rsa_keys(self) -> bool {
-        self.at_least(24, 0)
-    }
-
     /// A candidate parent whose key Go could not parse (`PublicKey == nil`: an algorithm
     /// crypto/x509 does not know) is skipped before its signature is checked — the fix for
     /// CVE-2024-24783 (`considerCandidate`, go1.21.8 and go1.22.1; inferred from the advisory, not
@@ -126,6 +119,67 @@ impl GoVersion {
     /// (`dnsConstraints.parentConstraints`, CVE-2025-61727; go1.24.11, go1.25.5).
     pub fn excludes_wildcard_parents(self) -> bool {
         self.has_fix(&[(24, 11), (25, 5)])
+    }
+}
+
+/// The GODEBUG settings the parsing and key-size rules read (`x509negativeserial`,
+/// `rsa1024min`, `tlsmaxrsasize`): the runtime's `DefaultGODEBUG` (which records its go.mod's
+/// `go` line) overridden by its environment. `None` for a setting neither names.
+pub type GoDebugValue<'a> = Option<&'a str>;
+
+// === Parsing and key sizes, per version ===
+impl GoVersion {
+    /// A negative serial number makes `x509.ParseCertificate` fail ("x509: negative serial
+    /// number") — from go1.23 unless `x509negativeserial=1`, which is the default a binary
+    /// records when its go.mod says `go 1.22` or older (`crypto/x509/parser.go`,
+    /// `parseCertificate`; go1.19 and go1.22.2 read at the tag accept it with a comment, go1.23
+    /// from its release notes and `internal/godebugs/table.go`).
+    pub fn rejects_negative_serial(self, x509negativeserial: GoDebugValue<'_>) -> bool {
+        self.at_least(23, 0) && x509negativeserial != Some("1")
+    }
+
+    /// Policy mappings (2.5.29.33), policy constraints (2.5.29.36) and inhibitAnyPolicy
+    /// (2.5.29.54) are parsed, so marking them critical is no longer fatal — from go1.24, with
+    /// policy validation (`crypto/x509/parser.go`, `processExtensions`, `case 33/36/54`; go1.19
+    /// read at the tag and go1.22.2 read in a godoc copy send them to `default: unhandled =
+    /// true`; go1.24 from its release notes, not read at the tag).
+    pub fn handles_policy_extensions(self) -> bool {
+        self.at_least(24, 0)
+    }
+
+    /// A duplicate extension's error names its OID ("x509: certificate contains duplicate
+    /// extension with OID \"2.5.29.15\"") instead of "x509: certificate contains duplicate
+    /// extensions" (`crypto/x509/parser.go`, `parseCertificate`; go1.19 and go1.22.2 read at
+    /// the tag have the old text, the new one read on the development branch; go1.24 is
+    /// inferred, not read at its tag).
+    pub fn names_duplicate_extension(self) -> bool {
+        self.at_least(24, 0)
+    }
+
+    /// The smallest RSA modulus a signature check accepts: 1024 bits from go1.24 unless
+    /// `rsa1024min=0` (the default for a go.mod older than 1.24), no minimum before
+    /// (`crypto/rsa/rsa.go`, `checkPublicKeySize`, go1.24 release notes; go1.19 read at the tag
+    /// has no minimum).
+    pub fn rsa_min_bits(self, rsa1024min: GoDebugValue<'_>) -> usize {
+        if self.at_least(24, 0) && rsa1024min != Some("0") {
+            1024
+        } else {
+            0
+        }
+    }
+
+    /// The largest RSA modulus the TLS client accepts in a server's certificate before any
+    /// verification, even with InsecureSkipVerify ("tls: server sent certificate containing
+    /// RSA key larger than 8192 bits"): CVE-2023-29409, go1.19.12, go1.20.7, go1.21.0
+    /// (`crypto/tls/handshake_client.go`, `verifyServerCertificate`, `maxRSAKeySize`), from
+    /// go1.22 a GODEBUG `tlsmaxrsasize` may raise it. The releases are from the advisory;
+    /// go1.19.8 read at the tag has no limit.
+    pub fn tls_max_rsa_bits(self, tlsmaxrsasize: GoDebugValue<'_>) -> Option<usize> {
+        if !self.has_fix(&[(19, 12), (20, 7), (21, 0)]) {
+            return None;
+        }
+        let set = tlsmaxrsasize.filter(|_| self.at_least(22, 0));
+        Some(set.and_then(|v| v.parse().ok()).unwrap_or(8192))
     }
 }
 
@@ -205,9 +259,38 @@ mod tests {
         assert!(!v(22, 0).skips_keyless_candidates());
         assert!(v(22, 1).skips_keyless_candidates());
         assert!(v(23, 0).skips_keyless_candidates());
-        // crypto/rsa checkKeySize: 1024-bit minimum from go1.24.
-        assert!(!v(23, 12).rejects_small_rsa_keys());
-        assert!(v(24, 0).rejects_small_rsa_keys());
-        assert!(v(25, 0).rejects_small_rsa_keys());
+    }
+
+    /// The parsing and key-size rules per version, for the releases not installable here.
+    #[test]
+    fn parsing_version_table() {
+        let v = GoVersion::new;
+        // crypto/x509/parser.go, parseCertificate: negative serials (go1.23, x509negativeserial).
+        assert!(!v(19, 8).rejects_negative_serial(None));
+        assert!(!v(22, 12).rejects_negative_serial(None));
+        assert!(v(23, 0).rejects_negative_serial(None));
+        assert!(v(24, 3).rejects_negative_serial(Some("0")));
+        assert!(!v(23, 0).rejects_negative_serial(Some("1")));
+        // crypto/x509/parser.go, processExtensions: policy extensions handled from go1.24.
+        assert!(!v(19, 8).handles_policy_extensions());
+        assert!(!v(23, 9).handles_policy_extensions());
+        assert!(v(24, 0).handles_policy_extensions());
+        // crypto/x509/parser.go, parseCertificate: the duplicate extension's wording.
+        assert!(!v(22, 2).names_duplicate_extension());
+        assert!(v(25, 0).names_duplicate_extension());
+        // crypto/rsa/rsa.go, checkPublicKeySize: rsa1024min.
+        assert_eq!(v(19, 8).rsa_min_bits(None), 0);
+        assert_eq!(v(23, 5).rsa_min_bits(None), 0);
+        assert_eq!(v(24, 0).rsa_min_bits(None), 1024);
+        assert_eq!(v(24, 0).rsa_min_bits(Some("0")), 0);
+        assert_eq!(v(25, 5).rsa_min_bits(Some("1")), 1024);
+        // crypto/tls/handshake_client.go, verifyServerCertificate: maxRSAKeySize, tlsmaxrsasize.
+        assert_eq!(v(19, 8).tls_max_rsa_bits(None), None);
+        assert_eq!(v(19, 12).tls_max_rsa_bits(None), Some(8192));
+        assert_eq!(v(20, 6).tls_max_rsa_bits(None), None);
+        assert_eq!(v(20, 7).tls_max_rsa_bits(None), Some(8192));
+        assert_eq!(v(21, 0).tls_max_rsa_bits(Some("16384")), Some(8192));
+        assert_eq!(v(22, 0).tls_max_rsa_bits(Some("16384")), Some(16384));
+        assert_eq!(v(25, 5).tls_max_rsa_bits(None), Some(8192));
     }
 }

@@ -243,6 +243,9 @@ pub struct VerifyOptions<'a> {
     pub now: i64,
     /// The runtime's Go: the rules that changed between releases follow it.
     pub go: GoVersion,
+    /// The smallest RSA key a signature check accepts: [`GoVersion::rsa_min_bits`] with the
+    /// runtime's `rsa1024min`.
+    pub rsa_min_bits: usize,
 }
 
 /// A verified chain, leaf first, root last.
@@ -255,7 +258,7 @@ pub fn verify(leaf: &Arc<Cert>, opts: &VerifyOptions<'_>) -> Result<Vec<Chain>, 
 
 fn verify_kind(leaf: &Arc<Cert>, opts: &VerifyOptions<'_>) -> Result<Vec<Chain>, VerifyErrorKind> {
     use VerifyErrorKind as VerifyError;
-    if !leaf.unhandled_critical.is_empty() {
+    if leaf.has_unhandled_critical(opts.go) {
         return Err(VerifyError::UnhandledCritical);
     }
     if opts.now < leaf.not_before || opts.now > leaf.not_after {
@@ -384,6 +387,7 @@ fn check_signature_from(
     child: &Cert,
     parent: &Cert,
     go: GoVersion,
+    min_rsa_bits: usize,
 ) -> Result<(), CandidateProblem> {
     let cannot = |why| Err(CandidateProblem::CannotSign(why));
     if parent.version == 3 && parent.basic_constraints.is_none() {
@@ -401,6 +405,7 @@ fn check_signature_from(
         &child.tbs,
         &child.signature,
         go,
+        min_rsa_bits,
     )
     .map_err(CandidateProblem::Signature)
 }
@@ -413,7 +418,7 @@ fn candidate_valid(
     now: i64,
     go: GoVersion,
 ) -> Result<(), CandidateProblem> {
-    if !c.unhandled_critical.is_empty() {
+    if c.has_unhandled_critical(go) {
         return Err(CandidateProblem::UnhandledCritical);
     }
     if now < c.not_before || now > c.not_after {
@@ -470,7 +475,7 @@ fn build_chains(
             err = Some(VerifyErrorKind::TooManySignatureChecks);
             continue;
         }
-        if let Err(problem) = check_signature_from(&current, cand, opts.go) {
+        if let Err(problem) = check_signature_from(&current, cand, opts.go, opts.rsa_min_bits) {
             hint.get_or_insert(Hint {
                 candidate: cand.clone(),
                 problem,

@@ -78,6 +78,7 @@ fn run(
             server_name: name,
             now: now(),
             go: GoVersion::OLDEST_MODELLED,
+            rsa_min_bits: GoVersion::OLDEST_MODELLED.rsa_min_bits(None),
         },
     )
     .map_err(|e| e.kind)
@@ -401,6 +402,7 @@ fn per_chain_era_checks_built_chains_and_a_good_root_still_wins() {
             server_name: "registry.test",
             now: now(),
             go,
+            rsa_min_bits: go.rsa_min_bits(None),
         };
         assert!(verify(&c(&l), &opts).is_ok(), "{go}");
         let only_bad = [roots[0].clone()];
@@ -491,6 +493,7 @@ fn crypto_tls_prefix_follows_the_go_version() {
                 server_name: "other.test",
                 now: now(),
                 go,
+                rsa_min_bits: go.rsa_min_bits(None),
             },
         )
         .unwrap_err()
@@ -542,6 +545,7 @@ fn a_candidate_with_a_key_go_cannot_parse_is_a_hint_until_the_cve_2024_24783_fix
                 server_name: "registry.test",
                 now: now(),
                 go,
+                rsa_min_bits: go.rsa_min_bits(None),
             },
         )
         .unwrap_err()
@@ -642,6 +646,7 @@ fn the_hint_names_the_candidate_by_its_last_common_name_as_go_does() {
             server_name: "",
             now: now(),
             go: GoVersion::OLDEST_MODELLED,
+            rsa_min_bits: 0,
         },
     )
     .unwrap_err();

@@ -85,6 +85,253 @@ pub fn leaf(issuer: &Issued) -> Issued {
     sign(leaf_params(), issuer)
 }
 
+/// A leaf for 127.0.0.1 issued by `issuer` with what rcgen will not write (built and signed
+/// with OpenSSL): `serial` (decimal, may be negative) and `exts` (OID, critical, DER value) after
+/// the usual basic constraints, EKU and SAN — which `san` replaces when given. Returns the
+/// certificate and key PEM.
+pub fn crafted_leaf(
+    issuer: &Issued,
+    serial: &str,
+    san: Option<&[u8]>,
+    exts: &[(&str, bool, Vec<u8>)],
+) -> (String, String) {
+    let issuer = (issuer.pem(), issuer.key.serialize_pem());
+    crafted_leaf_by(&issuer, serial, san, exts)
+}
+
+/// [`crafted_leaf`] issued by a CA given as (certificate PEM, key PEM), for keys rcgen cannot
+/// load (RSA-512).
+pub fn crafted_leaf_by(
+    issuer: &(String, String),
+    serial: &str,
+    san: Option<&[u8]>,
+    exts: &[(&str, bool, Vec<u8>)],
+) -> (String, String) {
+    use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
+    use openssl::x509::{X509Builder, X509Extension, X509NameBuilder, X509};
+    let ca_key = openssl::pkey::PKey::private_key_from_pem(issuer.1.as_bytes()).unwrap();
+    let ca = X509::from_pem(issuer.0.as_bytes()).unwrap();
+    let key = openssl::pkey::PKey::from_ec_key(
+        openssl::ec::EcKey::generate(
+            &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "127.0.0.1").unwrap();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    let serial = openssl::bn::BigNum::from_dec_str(serial).unwrap();
+    b.set_serial_number(&serial.to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name.build()).unwrap();
+    b.set_issuer_name(ca.subject_name()).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(20).unwrap())
+        .unwrap();
+    b.set_pubkey(&key).unwrap();
+    // basicConstraints CA:FALSE; EKU serverAuth; SAN IP:127.0.0.1 unless replaced.
+    let ip_san = [0x30, 0x06, 0x87, 0x04, 127, 0, 0, 1];
+    let eku = [
+        0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01,
+    ];
+    let usual: [(&str, bool, Vec<u8>); 3] = [
+        ("2.5.29.19", true, vec![0x30, 0x00]),
+        ("2.5.29.37", false, eku.to_vec()),
+        ("2.5.29.17", false, san.unwrap_or(&ip_san).to_vec()),
+    ];
+    for (oid, critical, value) in usual.iter().chain(exts) {
+        let ext = X509Extension::new_from_der(
+            &Asn1Object::from_str(oid).unwrap(),
+            *critical,
+            &Asn1OctetString::new_from_bytes(value).unwrap(),
+        )
+        .unwrap();
+        b.append_extension(ext).unwrap();
+    }
+    b.sign(&ca_key, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    let cert = b.build().to_pem().unwrap();
+    let key = key.private_key_to_pem_pkcs8().unwrap();
+    (
+        String::from_utf8(cert).unwrap(),
+        String::from_utf8(key).unwrap(),
+    )
+}
+
+/// A self-signed RSA CA of `bits` bits made by OpenSSL: (certificate PEM, key PEM).
+pub fn openssl_rsa_ca(cn: &str, bits: u32) -> (String, String) {
+    use openssl::x509::{X509Builder, X509Extension, X509NameBuilder};
+    let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(bits).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
+    let name = name.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    let serial = openssl::bn::BigNum::from_u32(7).unwrap();
+    b.set_serial_number(&serial.to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(20).unwrap())
+        .unwrap();
+    b.set_pubkey(&key).unwrap();
+    #[allow(deprecated)]
+    let bc = X509Extension::new_nid(
+        None,
+        None,
+        openssl::nid::Nid::BASIC_CONSTRAINTS,
+        "critical,CA:TRUE",
+    )
+    .unwrap();
+    b.append_extension(bc).unwrap();
+    b.sign(&key, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    (
+        String::from_utf8(b.build().to_pem().unwrap()).unwrap(),
+        String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap(),
+    )
+}
+
+// === stunnel: a TLS front that presents what Go would not load ===
+
+/// stunnel (OpenSSL) on a free port presenting `cert_pem`/`key_pem` in front of a plain-HTTP
+/// registry: for certificates the Go registry itself refuses to serve.
+pub struct Stunnel {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Stunnel {
+    pub fn start(cert_pem: &str, key_pem: &str, backend: &Registry) -> Stunnel {
+        require("stunnel4");
+        let dir = tmp();
+        let port = free_port();
+        write(&dir.path().join("c.pem"), cert_pem);
+        write(&dir.path().join("k.pem"), key_pem);
+        let cfg = format!(
+            "foreground = yes\npid =\n[front]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{}\ncert = {}\nkey = {}\n",
+            backend.port,
+            dir.path().join("c.pem").display(),
+            dir.path().join("k.pem").display()
+        );
+        write(&dir.path().join("s.conf"), cfg);
+        let log = fs::File::create(dir.path().join("stunnel.log")).unwrap();
+        let mut child = Command::new("stunnel4")
+            .arg(dir.path().join("s.conf"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start stunnel4");
+        if let Ok(Some(status)) = child.try_wait().and_then(|_| {
+            std::thread::sleep(Duration::from_millis(300));
+            child.try_wait()
+        }) {
+            let log = fs::read_to_string(dir.path().join("stunnel.log")).unwrap_or_default();
+            panic!("stunnel4 exited with {status}: {log}");
+        }
+        wait_port(port, &mut child, "stunnel4");
+        Stunnel {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Stunnel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TLS server (rustls, which presents certificates without parsing them) that only
+/// handshakes: for certificates neither Go nor OpenSSL would load, which every client refuses
+/// before a byte of HTTP.
+pub struct HandshakeOnly {
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HandshakeOnly {
+    pub fn start(cert_pem: &str, key_pem: &str) -> HandshakeOnly {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        use rustls::server::{ClientHello, ResolvesServerCert};
+        use rustls::sign::CertifiedKey;
+        use std::sync::{atomic::AtomicBool, atomic::Ordering, Arc};
+        #[derive(Debug)]
+        struct Fixed(Arc<CertifiedKey>);
+        impl ResolvesServerCert for Fixed {
+            fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+                Some(self.0.clone())
+            }
+        }
+        let block = |pem: &str| regtrust::pem::decode_all(pem.as_bytes()).remove(0).bytes;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(block(key_pem)));
+        let signing = provider.key_provider.load_private_key(key).unwrap();
+        let certified = CertifiedKey::new(vec![CertificateDer::from(block(cert_pem))], signing);
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(Fixed(Arc::new(certified)))),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let Ok(mut conn) = rustls::ServerConnection::new(config.clone()) else {
+                    continue;
+                };
+                while conn.is_handshaking() {
+                    if conn.complete_io(&mut stream).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        HandshakeOnly {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for HandshakeOnly {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 // === HTTP ===
 
 /// A plain-HTTP client for loopback. reqwest's rustls backend (regtrust fetches `expected_ca_url`
