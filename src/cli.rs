@@ -107,6 +107,10 @@ pub(crate) struct TrustArgs {
     /// process or binary; verdicts follow that Go's rules.
     #[arg(long, value_parser = config::go_version)]
     go_version: Option<regtrust::verify::GoVersion>,
+    /// The GODEBUG the runtime runs with (`x509sha1=1,tlsrsakex=1`), instead of reading it from
+    /// its process's environment; its binary's defaults still apply beneath it.
+    #[arg(long, value_parser = config::godebug)]
+    godebug: Option<String>,
 }
 
 /// The validated settings of [`TrustArgs`], with the runtime and Go version the verdicts follow.
@@ -134,6 +138,7 @@ impl TrustArgs {
         let overrides = trust::runtime_version::Overrides {
             runtime_version: self.runtime_version,
             go_version: self.go_version,
+            godebug: self.godebug,
         };
         let (runtime, findings) =
             trust::runtime_version::detect(&host_root, &self.proc_dir, self.runtime, &overrides);

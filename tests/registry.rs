@@ -1075,6 +1075,77 @@ fn rsa_ca(cn: &str) -> Issued {
     }
 }
 
+/// GODEBUG=x509sha1=1 lets go1.19–1.23 verify SHA-1 certificate signatures (x509.go
+/// `checkSignature`): ctr and skopeo pull with it in their environment, and so regtrust says ok
+/// with the runtime's GODEBUG (`--godebug`, or read from the runtime's process); go1.24 removed
+/// the setting, so its rules still refuse.
+#[test]
+fn x509sha1_in_the_runtimes_godebug_lets_go1_19_verify_sha1() {
+    let ca = rsa_ca("sha1-ca");
+    let (cert, key) = openssl_leaf(&ca, "sha1");
+    let reg = Registry::start_pem(cert, key);
+    let addr = reg.addr();
+    let node = Node::new();
+    node.trust(&addr, &ca.pem());
+    let env = [("GODEBUG", "x509sha1=1")];
+    let sk = skopeo_inspect_env(&node.containers_dir(&addr), node.root.path(), &addr, &env);
+    assert!(
+        sk.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&sk.stderr)
+    );
+    let ctd = Containerd::start();
+    let reference = format!("{addr}/{IMAGE}");
+    let f = ctd.fetch_env(&node.hosts_dir(), node.root.path(), &reference, &env);
+    assert!(
+        f.status.success(),
+        "ctr: {}",
+        String::from_utf8_lossy(&f.stderr)
+    );
+    let go = oracle_go();
+    let ctd_rules = [
+        "--hosts-dir",
+        "/etc/containerd/certs.d",
+        "--go-version",
+        &go,
+    ];
+    let crio_rules = ["--runtime", "crio", "--go-version", &go];
+    for rules in [&ctd_rules[..], &crio_rules[..]] {
+        let with: Vec<&str> = rules
+            .iter()
+            .copied()
+            .chain(["--godebug", "x509sha1=1"])
+            .collect();
+        let run = check_json(node.root.path(), &with, &addr);
+        assert_eq!(run.reason(), "ok", "{rules:?}: {}", run.stdout);
+        assert_eq!(
+            run.json["runtime"]["env_godebug"], "x509sha1=1",
+            "{}",
+            run.stdout
+        );
+        let without = check_json(node.root.path(), rules, &addr);
+        assert_eq!(
+            without.reason(),
+            "insecure_signature",
+            "{rules:?}: {}",
+            without.stdout
+        );
+    }
+    let newer = check_json(
+        node.root.path(),
+        &[
+            "--runtime",
+            "crio",
+            "--go-version",
+            "1.24.0",
+            "--godebug",
+            "x509sha1=1",
+        ],
+        &addr,
+    );
+    assert_eq!(newer.reason(), "insecure_signature", "{}", newer.stdout);
+}
+
 #[test]
 fn sha1_leaf_from_the_right_ca_is_insecure_signature_not_a_key_mismatch() {
     // The motivating defect: this was ca_key_mismatch, whose runbook says the CA was replaced.

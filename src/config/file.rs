@@ -56,6 +56,7 @@ fn set(cfg: &mut AgentConfig, k: &str, v: &Value, errs: &mut Vec<Error>) -> Resu
             value::runtime_version(string(v)?).map(|r| cfg.runtime_version = Some(r))
         }
         key::GO_VERSION => value::go_version(string(v)?).map(|g| cfg.go_version = Some(g)),
+        key::GODEBUG => value::godebug(string(v)?).map(|g| cfg.godebug = Some(g)),
         key::STAGE_MIN_INTERVAL => duration(v)
             .and_then(value::stage_min_interval)
             .map(|d| cfg.stage_min_interval = d),
@@ -403,6 +404,10 @@ stage = "yes"
                 .unwrap();
         assert_eq!(cfg.runtime_version.as_deref(), Some("1.7.13"));
         assert_eq!(cfg.go_version, Some(crate::verify::GoVersion::new(22, 5)));
+        let cfg = AgentConfig::from_toml("godebug = \"x509sha1=1\"\n").unwrap();
+        assert_eq!(cfg.godebug.as_deref(), Some("x509sha1=1"));
+        let errs = AgentConfig::from_toml("godebug = \"x509sha1\"\n").unwrap_err();
+        assert!(errs[0].to_string().starts_with("godebug: "), "{}", errs[0]);
         let errs =
             AgentConfig::from_toml("go_version = \"1.x\"\nruntime_version = \"\"\n").unwrap_err();
         let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
@@ -472,7 +477,7 @@ stage = "yes"
             errs[0].to_string(),
             "colour: unknown key (known: host_root, runtime, hosts_dir, containerd_config, \
              discover, interval, jitter, timeout, concurrency, listen, log_format, state_dir, \
-             proc_dir, runtime_version, go_version, stage_min_interval, [web], [[registry]]): colour"
+             proc_dir, runtime_version, go_version, godebug, stage_min_interval, [web], [[registry]]): colour"
         );
         assert_eq!(
             errs[1].to_string(),

@@ -19,7 +19,9 @@ use crate::hostroot::HostRoot;
 use crate::trust::{Runtime, TrustSettings, DEFAULT_CONTAINERD_CONFIG};
 
 pub use overrides::Overrides;
-pub use value::{go_version, normalize_sha256, parse_duration, runtime_version, timeout_from_secs};
+pub use value::{
+    go_version, godebug, normalize_sha256, parse_duration, runtime_version, timeout_from_secs,
+};
 
 // === defaults and bounds ===
 
@@ -92,6 +94,7 @@ pub mod key {
     pub const PROC_DIR: &str = "proc_dir";
     pub const RUNTIME_VERSION: &str = "runtime_version";
     pub const GO_VERSION: &str = "go_version";
+    pub const GODEBUG: &str = "godebug";
     pub const STAGE_MIN_INTERVAL: &str = "stage_min_interval";
     /// The `[web]` table ([`web`]).
     pub const WEB: &str = "web";
@@ -115,6 +118,7 @@ pub mod key {
         PROC_DIR,
         RUNTIME_VERSION,
         GO_VERSION,
+        GODEBUG,
         STAGE_MIN_INTERVAL,
         WEB,
         REGISTRY,
@@ -329,6 +333,8 @@ pub struct AgentConfig {
     pub runtime_version: Option<String>,
     /// The Go the runtime is built with, replacing what is read from its binary.
     pub go_version: Option<crate::verify::GoVersion>,
+    /// The GODEBUG the runtime runs with, replacing what is read from its process's environment.
+    pub godebug: Option<String>,
     /// Least time between two staging attempts for one registry.
     pub stage_min_interval: Duration,
     pub web: WebConfig,
@@ -353,6 +359,7 @@ impl Default for AgentConfig {
             proc_dir: PathBuf::from(DEFAULT_PROC_DIR),
             runtime_version: None,
             go_version: None,
+            godebug: None,
             stage_min_interval: DEFAULT_STAGE_MIN_INTERVAL,
             web: WebConfig::default(),
         }
@@ -375,6 +382,7 @@ impl AgentConfig {
         crate::trust::runtime_version::Overrides {
             runtime_version: self.runtime_version.clone(),
             go_version: self.go_version,
+            godebug: self.godebug.clone(),
         }
     }
 

@@ -163,6 +163,26 @@ pub fn go_version(s: &str) -> Result<crate::verify::GoVersion, String> {
         .ok_or_else(|| format!("{s:?} is not a Go version (e.g. \"1.22\" or \"go1.21.5\")"))
 }
 
+/// A GODEBUG value as Go reads it: `key=value` pairs separated by commas (Go ignores an entry
+/// without `=`; regtrust refuses it, since it is a typo the runtime would silently ignore).
+pub fn godebug(s: &str) -> Result<String, String> {
+    if s.len() > 4096 {
+        return Err(format!("GODEBUG of {} bytes is longer than 4096", s.len()));
+    }
+    for entry in s.split(',').filter(|e| !e.is_empty()) {
+        match entry.split_once('=') {
+            Some((k, _))
+                if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {}
+            _ => {
+                return Err(format!(
+                    "{entry:?} in {s:?} is not a GODEBUG key=value setting (e.g. \"x509sha1=1\")"
+                ))
+            }
+        }
+    }
+    Ok(s.to_string())
+}
+
 pub fn normalize_sha256(s: &str) -> Result<String, String> {
     let h: String = s
         .chars()
@@ -180,6 +200,21 @@ pub fn normalize_sha256(s: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn godebug_settings_are_key_value_pairs() {
+        assert_eq!(
+            godebug("x509sha1=1,tlsrsakex=1"),
+            Ok("x509sha1=1,tlsrsakex=1".into())
+        );
+        assert_eq!(godebug(""), Ok(String::new()));
+        let e = godebug("x509sha1").unwrap_err();
+        assert!(e.contains("\"x509sha1\" in"), "{e}");
+        assert!(godebug("=1").is_err());
+        assert!(godebug("a b=1").is_err());
+        assert!(godebug(&"a=1,".repeat(2000)).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -212,6 +212,7 @@ pub(crate) fn verify_recorded(
         now: rec.now,
         go: go.go,
         rsa_min_bits: go.go.rsa_min_bits(go.godebug.get("rsa1024min")),
+        sha1_allowed: go.go.x509sha1_allowed(go.godebug.get("x509sha1")),
     };
     let chains = verify::verify(leaf, &opts)?;
     Ok(chains
@@ -301,48 +302,10 @@ fn check_handshake_signature(
 }
 
 /// A TLS 1.2 handshake signature with SHA-1 (offered only where the runtime's Go accepts it:
-/// `rsa_pkcs1_sha1`, `ecdsa_sha1`), checked by OpenSSL, the second stack's library (neither
-/// the `rsa` crate setup of [`crypto`] nor aws-lc-rs covers all of them: no P-384 with SHA-1).
-/// Certificates signed with SHA-1 are a different matter, judged by [`crate::verify`].
+/// `rsa_pkcs1_sha1`, `ecdsa_sha1`). Certificates signed with SHA-1 are a different matter,
+/// judged by [`crate::verify`].
 fn verify_sha1(scheme: SignatureScheme, key: &PublicKey, message: &[u8], sig: &[u8]) -> bool {
-    sha1_key(scheme, key)
-        .and_then(|key| {
-            use openssl::{hash::MessageDigest, sign::Verifier};
-            let mut v = Verifier::new(MessageDigest::sha1(), &key)?;
-            v.update(message)?;
-            v.verify(sig)
-        })
-        .unwrap_or(false)
-}
-
-/// The leaf's key for a SHA-1 scheme (an error when the scheme does not fit the key).
-fn sha1_key(
-    scheme: SignatureScheme,
-    key: &PublicKey,
-) -> Result<openssl::pkey::PKey<openssl::pkey::Public>, openssl::error::ErrorStack> {
-    use openssl::{bn::BigNum, bn::BigNumContext, ec, nid::Nid, pkey::PKey, rsa::Rsa};
-    let nid = |curve: &str| match curve {
-        "1.2.840.10045.3.1.7" => Some(Nid::X9_62_PRIME256V1),
-        "1.3.132.0.34" => Some(Nid::SECP384R1),
-        "1.3.132.0.35" => Some(Nid::SECP521R1),
-        _ => None,
-    };
-    match (scheme, key) {
-        (SignatureScheme::RSA_PKCS1_SHA1, PublicKey::Rsa { n, e }) => {
-            let rsa = Rsa::from_public_components(BigNum::from_slice(n)?, BigNum::from_slice(e)?)?;
-            PKey::from_rsa(rsa)
-        }
-        (SignatureScheme::ECDSA_SHA1_Legacy, PublicKey::Ec { curve, point }) => {
-            let Some(nid) = nid(curve) else {
-                return Err(openssl::error::ErrorStack::get());
-            };
-            let group = ec::EcGroup::from_curve_name(nid)?;
-            let mut ctx = BigNumContext::new()?;
-            let point = ec::EcPoint::from_bytes(&group, point, &mut ctx)?;
-            PKey::from_ec_key(ec::EcKey::from_public_key(&group, &point)?)
-        }
-        _ => Err(openssl::error::ErrorStack::get()),
-    }
+    crypto::verify_sha1(scheme == SignatureScheme::RSA_PKCS1_SHA1, key, message, sig).is_ok()
 }
 
 #[cfg(test)]

@@ -194,6 +194,66 @@ fn verify_ecdsa(
         .map_err(|_| SigError::EcdsaVerification)
 }
 
+/// A SHA-1 signature (`rsa`: PKCS #1 v1.5, else ECDSA), checked by OpenSSL (neither the `rsa`
+/// crate setup here nor aws-lc-rs covers all of them: no P-384 with SHA-1): TLS 1.2 handshake
+/// signatures where the runtime's Go offers them, and certificates where `x509sha1=1` lets it.
+pub fn verify_sha1(rsa: bool, key: &PublicKey, msg: &[u8], sig: &[u8]) -> Result<(), SigError> {
+    let mismatch = || SigError::KeyMismatch {
+        expected: if rsa { "RSA" } else { "ECDSA" },
+        have: match key {
+            PublicKey::Rsa { .. } => "*rsa.PublicKey",
+            PublicKey::Ec { .. } => "*ecdsa.PublicKey",
+            _ => "ed25519.PublicKey",
+        },
+    };
+    let wrong = || {
+        if rsa {
+            SigError::RsaVerification
+        } else {
+            SigError::EcdsaVerification
+        }
+    };
+    let pkey = match (rsa, key) {
+        (true, PublicKey::Rsa { .. }) | (false, PublicKey::Ec { .. }) => openssl_key(key),
+        _ => return Err(mismatch()),
+    }
+    .map_err(|e| SigError::Unsupported(format!("public key: {e}")))?;
+    use openssl::{hash::MessageDigest, sign::Verifier};
+    let ok = Verifier::new(MessageDigest::sha1(), &pkey)
+        .and_then(|mut v| {
+            v.update(msg)?;
+            v.verify(sig)
+        })
+        .unwrap_or(false);
+    ok.then_some(()).ok_or_else(wrong)
+}
+
+/// An RSA or EC public key as OpenSSL holds it.
+fn openssl_key(
+    key: &PublicKey,
+) -> Result<openssl::pkey::PKey<openssl::pkey::Public>, openssl::error::ErrorStack> {
+    use openssl::{bn::BigNum, bn::BigNumContext, ec, nid::Nid, pkey::PKey, rsa::Rsa};
+    match key {
+        PublicKey::Rsa { n, e } => {
+            let rsa = Rsa::from_public_components(BigNum::from_slice(n)?, BigNum::from_slice(e)?)?;
+            PKey::from_rsa(rsa)
+        }
+        PublicKey::Ec { curve, point } => {
+            let nid = match curve.as_str() {
+                "1.2.840.10045.3.1.7" => Nid::X9_62_PRIME256V1,
+                "1.3.132.0.34" => Nid::SECP384R1,
+                "1.3.132.0.35" => Nid::SECP521R1,
+                _ => return Err(openssl::error::ErrorStack::get()),
+            };
+            let group = ec::EcGroup::from_curve_name(nid)?;
+            let mut ctx = BigNumContext::new()?;
+            let point = ec::EcPoint::from_bytes(&group, point, &mut ctx)?;
+            PKey::from_ec_key(ec::EcKey::from_public_key(&group, &point)?)
+        }
+        _ => Err(openssl::error::ErrorStack::get()),
+    }
+}
+
 /// Maps a TLS handshake signature scheme to a [`SigAlg`].
 pub fn sig_alg_of_scheme(s: rustls::SignatureScheme) -> SigAlg {
     use rustls::SignatureScheme as S;

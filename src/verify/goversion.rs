@@ -106,6 +106,14 @@ impl GoVersion {
         !self.at_least(24, 0)
     }
 
+    /// SHA-1 certificate signatures verify: only with `GODEBUG=x509sha1=1`, while the setting
+    /// exists (`crypto/x509/x509.go` `checkSignature`, go1.19.8: `case crypto.SHA1: if
+    /// !allowSHA1 && !debugAllowSHA1`). Its default is 0 whatever the go.mod says (it predates
+    /// go.mod-keyed defaults), so only the runtime's environment can set it.
+    pub fn x509sha1_allowed(self, x509sha1: GoDebugValue<'_>) -> bool {
+        self.has_x509sha1_godebug() && x509sha1 == Some("1")
+    }
+
     /// A candidate parent whose key Go could not parse (`PublicKey == nil`: an algorithm
     /// crypto/x509 does not know) is skipped before its signature is checked — the fix for
     /// CVE-2024-24783 (`considerCandidate`, go1.21.8 and go1.22.1; inferred from the advisory, not
@@ -252,6 +260,12 @@ mod tests {
         }
         assert!(!v(24, 0).has_x509sha1_godebug());
         assert!(!v(25, 5).has_x509sha1_godebug());
+        // x509.go checkSignature: SHA-1 verifies only with x509sha1=1, while the setting exists.
+        assert!(v(19, 8).x509sha1_allowed(Some("1")));
+        assert!(v(23, 4).x509sha1_allowed(Some("1")));
+        assert!(!v(19, 8).x509sha1_allowed(None));
+        assert!(!v(19, 8).x509sha1_allowed(Some("0")));
+        assert!(!v(24, 0).x509sha1_allowed(Some("1")));
         // verify.go considerCandidate: keyless candidates skipped (CVE-2024-24783).
         assert!(!v(19, 8).skips_keyless_candidates());
         assert!(!v(21, 7).skips_keyless_candidates());

@@ -246,6 +246,9 @@ pub struct VerifyOptions<'a> {
     /// The smallest RSA key a signature check accepts: [`GoVersion::rsa_min_bits`] with the
     /// runtime's `rsa1024min`.
     pub rsa_min_bits: usize,
+    /// SHA-1 certificate signatures verify ([`GoVersion::x509sha1_allowed`] with the runtime's
+    /// `x509sha1`).
+    pub sha1_allowed: bool,
 }
 
 /// A verified chain, leaf first, root last.
@@ -388,6 +391,7 @@ fn check_signature_from(
     parent: &Cert,
     go: GoVersion,
     min_rsa_bits: usize,
+    sha1_allowed: bool,
 ) -> Result<(), CandidateProblem> {
     let cannot = |why| Err(CandidateProblem::CannotSign(why));
     if parent.version == 3 && parent.basic_constraints.is_none() {
@@ -398,6 +402,17 @@ fn check_signature_from(
     }
     if parent.key_usage_cert_sign == Some(false) {
         return cannot(CannotSign::NoKeyCertSign);
+    }
+    if let (true, crate::cert::SigAlg::Insecure(alg @ ("SHA1-RSA" | "ECDSA-SHA1"))) =
+        (sha1_allowed, &child.sig_alg)
+    {
+        return crypto::verify_sha1(
+            *alg == "SHA1-RSA",
+            &parent.public_key,
+            &child.tbs,
+            &child.signature,
+        )
+        .map_err(CandidateProblem::Signature);
     }
     crypto::verify_as(
         &child.sig_alg,
@@ -475,7 +490,13 @@ fn build_chains(
             err = Some(VerifyErrorKind::TooManySignatureChecks);
             continue;
         }
-        if let Err(problem) = check_signature_from(&current, cand, opts.go, opts.rsa_min_bits) {
+        if let Err(problem) = check_signature_from(
+            &current,
+            cand,
+            opts.go,
+            opts.rsa_min_bits,
+            opts.sha1_allowed,
+        ) {
             hint.get_or_insert(Hint {
                 candidate: cand.clone(),
                 problem,

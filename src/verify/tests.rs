@@ -79,6 +79,7 @@ fn run(
             now: now(),
             go: GoVersion::OLDEST_MODELLED,
             rsa_min_bits: GoVersion::OLDEST_MODELLED.rsa_min_bits(None),
+            sha1_allowed: false,
         },
     )
     .map_err(|e| e.kind)
@@ -403,6 +404,7 @@ fn per_chain_era_checks_built_chains_and_a_good_root_still_wins() {
             now: now(),
             go,
             rsa_min_bits: go.rsa_min_bits(None),
+            sha1_allowed: false,
         };
         assert!(verify(&c(&l), &opts).is_ok(), "{go}");
         let only_bad = [roots[0].clone()];
@@ -494,6 +496,7 @@ fn crypto_tls_prefix_follows_the_go_version() {
                 now: now(),
                 go,
                 rsa_min_bits: go.rsa_min_bits(None),
+                sha1_allowed: false,
             },
         )
         .unwrap_err()
@@ -546,6 +549,7 @@ fn a_candidate_with_a_key_go_cannot_parse_is_a_hint_until_the_cve_2024_24783_fix
                 now: now(),
                 go,
                 rsa_min_bits: go.rsa_min_bits(None),
+                sha1_allowed: false,
             },
         )
         .unwrap_err()
@@ -647,6 +651,7 @@ fn the_hint_names_the_candidate_by_its_last_common_name_as_go_does() {
             now: now(),
             go: GoVersion::OLDEST_MODELLED,
             rsa_min_bits: 0,
+            sha1_allowed: false,
         },
     )
     .unwrap_err();

@@ -700,6 +700,18 @@ impl Containerd {
 
     /// `ctr content fetch --hosts-dir` of `reference` (a tag or a digest reference).
     pub fn fetch_ref(&self, hosts_dir: &Path, host_root: &Path, reference: &str) -> Output {
+        self.fetch_env(hosts_dir, host_root, reference, &[])
+    }
+
+    /// [`Containerd::fetch_ref`] with more environment for ctr, which resolves and fetches
+    /// itself (e.g. `GODEBUG`).
+    pub fn fetch_env(
+        &self,
+        hosts_dir: &Path,
+        host_root: &Path,
+        reference: &str,
+        env: &[(&str, &str)],
+    ) -> Output {
         Command::new("timeout")
             .arg("60")
             .arg("ctr")
@@ -709,6 +721,7 @@ impl Containerd {
             .arg(hosts_dir)
             .arg(reference)
             .envs(isolated_system_roots(host_root))
+            .envs(env.iter().copied())
             .output()
             .expect("run ctr")
     }
@@ -723,6 +736,16 @@ impl Drop for Containerd {
 
 /// `skopeo inspect --cert-dir`: the containers/image (CRI-O, podman) verdict.
 pub fn skopeo_inspect(cert_dir: &Path, host_root: &Path, registry: &str) -> Output {
+    skopeo_inspect_env(cert_dir, host_root, registry, &[])
+}
+
+/// [`skopeo_inspect`] with more environment (e.g. `GODEBUG`).
+pub fn skopeo_inspect_env(
+    cert_dir: &Path,
+    host_root: &Path,
+    registry: &str,
+    env: &[(&str, &str)],
+) -> Output {
     require("skopeo");
     Command::new("timeout")
         .arg("60")
@@ -731,6 +754,7 @@ pub fn skopeo_inspect(cert_dir: &Path, host_root: &Path, registry: &str) -> Outp
         .arg(cert_dir)
         .arg(format!("docker://{registry}/{IMAGE}"))
         .envs(isolated_system_roots(host_root))
+        .envs(env.iter().copied())
         .output()
         .expect("run skopeo")
 }

@@ -94,6 +94,8 @@ fn as_string<S: serde::Serializer>(v: &GoVersion, s: S) -> Result<S::Ok, S::Erro
 pub struct Overrides {
     pub runtime_version: Option<String>,
     pub go_version: Option<GoVersion>,
+    /// The runtime's GODEBUG, replacing its process environment's (`env_godebug`).
+    pub godebug: Option<String>,
 }
 
 /// Largest `/proc/PID/stat` read.
@@ -303,7 +305,10 @@ fn decide(
     let default_godebug = read
         .as_ref()
         .and_then(|(r, _, _)| r.default_godebug.clone());
-    let env_godebug = read.as_ref().and_then(|(r, _, _)| r.env_godebug.clone());
+    let env_godebug = overrides
+        .godebug
+        .clone()
+        .or_else(|| read.as_ref().and_then(|(r, _, _)| r.env_godebug.clone()));
     if source == Source::Default {
         let why = match (&read, errors.is_empty()) {
             (Some((r, _, shown)), _) => format!(

@@ -103,6 +103,7 @@ fn settings_replace_detection_and_nothing_known_is_the_newest_with_a_finding() {
     let o = Overrides {
         runtime_version: Some("1.28.1".into()),
         go_version: Some(GoVersion::new(21, 4)),
+        godebug: Some("x509sha1=1".into()),
     };
     let (info, findings) = detect(&HostRoot::new("/"), none.path(), Runtime::Containerd, &o);
     assert_eq!(
@@ -113,6 +114,7 @@ fn settings_replace_detection_and_nothing_known_is_the_newest_with_a_finding() {
         (info.version.as_deref(), info.version_source),
         (Some("1.28.1"), Some(Source::Config))
     );
+    assert_eq!(info.env_godebug.as_deref(), Some("x509sha1=1"));
     assert!(findings.is_empty());
     // Only go_version set: the runtime version is still read from the binary.
     let o = Overrides {
