@@ -1229,3 +1229,28 @@ fn a_ca_with_a_512_bit_rsa_key_verifies_in_go1_19_and_fails_from_go1_24() {
         "{detail}"
     );
 }
+
+#[test]
+fn a_critical_subject_key_id_passes_in_go1_19_and_fails_from_go1_25() {
+    // crypto/x509/parser.go, processExtensions, case 14: go1.19 parses a critical SKID, later
+    // Go refuses it ("incorrectly marked critical").
+    let ca = ca("registry.test");
+    let backend = Registry::start_plain();
+    let skid = vec![0x04, 0x03, 1, 2, 3];
+    let (cert, key) = crafted_leaf(&ca, "9", None, &[("2.5.29.14", true, skid)]);
+    let front = Stunnel::start(&cert, &key, &backend);
+    let node = Node::new();
+    node.trust(&front.addr(), &ca.pem());
+    differential_at("critical SKID", &front.addr(), &node, "ok");
+    let newer = check_json(
+        node.root.path(),
+        &["--runtime", "crio", "--go-version", "1.25.5"],
+        &front.addr(),
+    );
+    assert_eq!(newer.reason(), "invalid_certificate", "{}", newer.stdout);
+    let detail = newer.registry(0)["detail"].as_str().unwrap();
+    assert!(
+        detail.ends_with("tls: failed to parse certificate from server: x509: subject key identifier incorrectly marked critical"),
+        "{detail}"
+    );
+}
