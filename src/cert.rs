@@ -339,6 +339,8 @@ pub struct Cert {
     pub critical_policy: Vec<String>,
     /// A negative serial number, which go1.23 and later refuse to parse.
     pub negative_serial: bool,
+    /// Go's error for a critical SKID, AKID or AIA extension, which later Go refuses to parse.
+    pub marked_critical: Option<&'static str>,
     pub tbs: Vec<u8>,
     pub sig_alg: SigAlg,
     pub signature: Vec<u8>,
@@ -419,6 +421,7 @@ impl Cert {
             unhandled_critical: walked.unhandled_critical,
             critical_policy: walked.critical_policy,
             negative_serial: walked.negative_serial,
+            marked_critical: walked.marked_critical,
             tbs: x.tbs_certificate.as_ref().to_vec(),
             sig_alg: sig_alg_of(&x.signature_algorithm),
             signature: x.signature_value.data.to_vec(),
@@ -502,15 +505,20 @@ impl Cert {
     }
 
     /// Go's `x509.ParseCertificate` error for this certificate in `go` with the runtime's
-    /// `x509negativeserial` setting, for the refusals that depend on the version (the others
-    /// kept it from being parsed at all).
+    /// `x509negativeserial` setting, for the refusals that depend on the version (a negative
+    /// serial number, an identifier extension marked critical; the others kept it from being
+    /// parsed at all).
     pub fn go_parse_error(
         &self,
         go: crate::verify::GoVersion,
         x509negativeserial: Option<&str>,
     ) -> Option<String> {
-        (self.negative_serial && go.rejects_negative_serial(x509negativeserial))
-            .then(|| "x509: negative serial number".to_string())
+        if self.negative_serial && go.rejects_negative_serial(x509negativeserial) {
+            return Some("x509: negative serial number".into());
+        }
+        self.marked_critical
+            .filter(|_| go.refuses_critical_identifiers())
+            .map(str::to_string)
     }
 
     pub fn is_ca(&self) -> bool {

@@ -72,6 +72,29 @@ pub async fn run_as(
     })
 }
 
+/// containerd's `unable to load CA cert` for a `ca` file whose every certificate the runtime's
+/// Go refuses to parse, though some other Go would (a negative serial number from go1.23, a
+/// critical identifier extension from go1.25): the trust loader, which knows no Go version,
+/// kept them; `AppendCertsFromPEM` in that Go adds none.
+fn unloadable_ca(rt: &trust::RegistryTrust, ps: &ProbeSettings) -> Option<String> {
+    let negative_serial = ps.godebug.get("x509negativeserial");
+    let refused = |c: &trust::TrustedCa| c.cert.go_parse_error(ps.go, negative_serial).is_some();
+    rt.endpoints
+        .iter()
+        .filter(|ep| ep.cas_must_load)
+        .flat_map(|ep| ep.ca_files.iter().map(move |f| (ep, f)))
+        .find_map(|(ep, f)| {
+            let source = f.display().to_string();
+            let from: Vec<_> = ep.cas.iter().filter(|c| c.source == source).collect();
+            (!from.is_empty() && from.iter().all(|c| refused(c))).then(|| {
+                format!(
+                    "unable to load CA cert {source:?}: no certificate in it parses in the runtime's Go ({})",
+                    ps.go
+                )
+            })
+        })
+}
+
 /// Probes every endpoint of one registry (concurrently) and reaches the runtime's verdict.
 pub async fn check_registry(
     rt: RegistryTrust,
@@ -91,8 +114,8 @@ pub async fn check_registry(
         trusted: ep.cas.clone(),
         system_roots: system.cas.len(),
     };
-    if let Some(err) = &rt.config_error {
-        let endpoints = rt.endpoints.iter().map(|ep| failed(ep, err)).collect();
+    if let Some(err) = rt.config_error.clone().or_else(|| unloadable_ca(&rt, ps)) {
+        let endpoints = rt.endpoints.iter().map(|ep| failed(ep, &err)).collect();
         return RegistryOutcome::decide(rt, endpoints);
     }
     let probes = rt.endpoints.iter().map(|ep| {

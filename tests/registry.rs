@@ -1684,7 +1684,7 @@ fn ca_files_are_read_as_go_reads_pem() {
 fn a_ca_with_a_512_bit_rsa_key_verifies_in_go1_19_and_fails_from_go1_24() {
     // crypto/rsa/rsa.go: go1.19 has no minimum key size; go1.24's checkPublicKeySize refuses
     // keys under 1024 bits unless rsa1024min=0.
-    let ca512 = openssl_rsa_ca("small-ca", 512);
+    let ca512 = openssl_rsa_ca("small-ca", 512, "7");
     let (cert, key) = crafted_leaf_by(&ca512, "5", None, &[]);
     let reg = Registry::start_pem(cert, key);
     let node = Node::new();
@@ -1701,4 +1701,72 @@ fn a_ca_with_a_512_bit_rsa_key_verifies_in_go1_19_and_fails_from_go1_24() {
         detail.contains("possibly because of \"crypto/rsa: 512-bit keys are insecure (see https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size)\" while trying to verify candidate authority certificate \"small-ca\""),
         "{detail}"
     );
+}
+
+#[test]
+fn a_critical_subject_key_id_passes_in_go1_19_and_fails_from_go1_25() {
+    // crypto/x509/parser.go, processExtensions, case 14: go1.19 parses a critical SKID, later
+    // Go refuses it ("incorrectly marked critical").
+    let ca = ca("registry.test");
+    let backend = Registry::start_plain();
+    let skid = vec![0x04, 0x03, 1, 2, 3];
+    let (cert, key) = crafted_leaf(&ca, "9", None, &[("2.5.29.14", true, skid)]);
+    let front = Stunnel::start(&cert, &key, &backend);
+    let node = Node::new();
+    node.trust(&front.addr(), &ca.pem());
+    differential_at("critical SKID", &front.addr(), &node, "ok");
+    let newer = check_json(
+        node.root.path(),
+        &["--runtime", "crio", "--go-version", "1.25.5"],
+        &front.addr(),
+    );
+    assert_eq!(newer.reason(), "invalid_certificate", "{}", newer.stdout);
+    let detail = newer.registry(0)["detail"].as_str().unwrap();
+    assert!(
+        detail.ends_with("tls: failed to parse certificate from server: x509: subject key identifier incorrectly marked critical"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn a_ca_file_holding_only_a_negative_serial_ca_fails_containerd_from_go1_23() {
+    // crypto/x509 AppendCertsFromPEM skips what ParseCertificate refuses: from go1.23 a CA with a
+    // negative serial, so containerd's `ca` file holds no certificate (unable to load CA cert)
+    // and containers/image verifies against the system pool alone.
+    let ca = openssl_rsa_ca("negative-ca", 2048, "-99");
+    let (cert, key) = crafted_leaf_by(&ca, "5", None, &[]);
+    let reg = Registry::start_pem(cert, key);
+    let node = Node::new();
+    node.trust(&reg.addr(), &ca.0);
+    differential("negative-serial CA", &reg, &node, "ok");
+    let containerd = check_json(
+        node.root.path(),
+        &[
+            "--hosts-dir",
+            "/etc/containerd/certs.d",
+            "--go-version",
+            "1.23.0",
+        ],
+        &reg.addr(),
+    );
+    assert_eq!(containerd.reason(), "config_error", "{}", containerd.stdout);
+    let detail = containerd.registry(0)["detail"].as_str().unwrap();
+    assert!(detail.starts_with("unable to load CA cert"), "{detail}");
+    let crio = check_json(
+        node.root.path(),
+        &["--runtime", "crio", "--go-version", "1.23.0"],
+        &reg.addr(),
+    );
+    assert_eq!(crio.reason(), "unknown_authority", "{}", crio.stdout);
+    let allowed = check_json(
+        node.root.path(),
+        &[
+            "--hosts-dir",
+            "/etc/containerd/certs.d",
+            "--go-version",
+            "1.19.8",
+        ],
+        &reg.addr(),
+    );
+    assert_eq!(allowed.reason(), "ok", "{}", allowed.stdout);
 }

@@ -26,6 +26,10 @@ pub struct Walked {
     /// Critical policy mappings, policy constraints and inhibitAnyPolicy extensions: unhandled
     /// before go1.24, parsed from go1.24 ([`GoVersion::handles_policy_extensions`]).
     pub critical_policy: Vec<String>,
+    /// The error of the first subject key id, authority key id or authority info access
+    /// extension marked critical, which later Go refuses to parse
+    /// ([`GoVersion::refuses_critical_identifiers`]); go1.19 parses them.
+    pub marked_critical: Option<&'static str>,
 }
 
 /// Why Go refuses to parse a certificate, in every modelled version.
@@ -283,6 +287,15 @@ fn extensions(body: &[u8], out: &mut Walked) -> Result<(), ParseError> {
             | "2.5.29.37" | "1.3.6.1.5.5.7.1.1" => false,
             _ => true,
         };
+        let marked = match oid.as_str() {
+            "2.5.29.14" => Some("x509: subject key identifier incorrectly marked critical"),
+            "2.5.29.35" => Some("x509: authority key identifier incorrectly marked critical"),
+            "1.3.6.1.5.5.7.1.1" => Some("x509: authority info access incorrectly marked critical"),
+            _ => None,
+        };
+        if critical && out.marked_critical.is_none() {
+            out.marked_critical = marked;
+        }
         if critical && unhandled {
             out.unhandled_critical.push(oid);
         }

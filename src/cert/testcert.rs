@@ -14,6 +14,9 @@ pub(crate) struct Spec {
     pub exts: Vec<(&'static str, bool, Vec<u8>)>,
     /// RSA key of this size instead of P-256.
     pub rsa_bits: Option<u32>,
+    /// Present an RSA public key with a modulus of this many bits (not a real key: the
+    /// certificate is signed with another), for sizes too slow to generate.
+    pub fake_rsa_public_bits: Option<u32>,
 }
 
 impl Default for Spec {
@@ -22,6 +25,7 @@ impl Default for Spec {
             serial: "1",
             exts: Vec::new(),
             rsa_bits: None,
+            fake_rsa_public_bits: None,
         }
     }
 }
@@ -50,7 +54,17 @@ pub(crate) fn der(spec: &Spec) -> Vec<u8> {
         .unwrap();
     b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
         .unwrap();
-    b.set_pubkey(&key).unwrap();
+    match spec.fake_rsa_public_bits {
+        Some(bits) => {
+            let mut n = BigNum::new().unwrap();
+            n.rand(bits as i32, openssl::bn::MsbOption::ONE, true)
+                .unwrap();
+            let e = BigNum::from_u32(65537).unwrap();
+            let rsa = openssl::rsa::Rsa::from_public_components(n, e).unwrap();
+            b.set_pubkey(&PKey::from_rsa(rsa).unwrap()).unwrap();
+        }
+        None => b.set_pubkey(&key).unwrap(),
+    }
     for (oid, critical, value) in &spec.exts {
         let oid = Asn1Object::from_str(oid).unwrap();
         let value = Asn1OctetString::new_from_bytes(value).unwrap();

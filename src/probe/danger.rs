@@ -377,6 +377,22 @@ mod tests {
     }
 
     #[test]
+    fn an_rsa_key_above_gos_tls_limit_fails_the_handshake_from_go1_19_12() {
+        // crypto/tls handshake_client.go, verifyServerCertificate: maxRSAKeySize (8192), raised
+        // by tlsmaxrsasize from go1.22; go1.19.8 has no limit.
+        let big = der(&Spec {
+            fake_rsa_public_bits: Some(8200),
+            ..Spec::default()
+        });
+        let rejected = |g: &GoParse| record([big.as_slice()].into_iter(), 0, g).rejected;
+        assert_eq!(rejected(&go(19, 8, "")), None);
+        let words = "tls: server sent certificate containing RSA key larger than 8192 bits";
+        assert_eq!(rejected(&go(19, 12, "")).as_deref(), Some(words));
+        assert_eq!(rejected(&go(25, 5, "")).as_deref(), Some(words));
+        assert_eq!(rejected(&go(22, 0, "tlsmaxrsasize=16384")), None);
+    }
+
+    #[test]
     fn rsa_modulus_length_in_bits() {
         let key = |n: Vec<u8>| PublicKey::Rsa {
             n,

@@ -85,6 +85,11 @@ pub struct Endpoint {
     pub origin: String,
     /// The CA files configured for this endpoint (node paths), whether or not they could be read.
     pub ca_files: Vec<PathBuf>,
+    /// containerd fails the pull when one of `ca_files` gives Go's `AppendCertsFromPEM` no
+    /// certificate (`unable to load CA cert`; not so the legacy CRI `ca_file`, nor
+    /// containers/image). Which certificates count depends on the runtime's Go, so the check
+    /// judges the files again with it ([`crate::check`]).
+    pub cas_must_load: bool,
     /// The client pairs the runtime would offer, in its order; the handshake presents the first
     /// that fits the server's acceptable CAs ([`client::GoClientCerts`]).
     pub clients: Vec<Arc<ClientIdentity>>,
@@ -140,6 +145,7 @@ impl Endpoint {
             skip_verify: false,
             origin: origin.into(),
             ca_files: Vec::new(),
+            cas_must_load: false,
             clients: Vec::new(),
             config_error: None,
             http_fallback: None,

@@ -164,6 +164,15 @@ impl GoVersion {
         self.at_least(24, 0)
     }
 
+    /// A subject key id, authority key id or authority info access extension marked critical
+    /// fails the parse ("x509: subject key identifier incorrectly marked critical", …)
+    /// (`crypto/x509/parser.go`, `processExtensions` and `parseAuthorityKeyIdentifier`; go1.19 at
+    /// the tag and go1.22.2 in a godoc copy parse them, a port of go1.25.5 and the development
+    /// branch refuse them; go1.25.0 as the first release is inferred, not read at a tag).
+    pub fn refuses_critical_identifiers(self) -> bool {
+        self.at_least(25, 0)
+    }
+
     /// The smallest RSA modulus a signature check accepts: 1024 bits from go1.24 unless
     /// `rsa1024min=0` (the default for a go.mod older than 1.24), no minimum before
     /// (`crypto/rsa/rsa.go`, `checkPublicKeySize`, go1.24 release notes; go1.19 read at the tag
@@ -292,6 +301,10 @@ mod tests {
         // crypto/x509/parser.go, parseCertificate: the duplicate extension's wording.
         assert!(!v(22, 2).names_duplicate_extension());
         assert!(v(25, 0).names_duplicate_extension());
+        // crypto/x509/parser.go, processExtensions: critical SKID/AKID/AIA refused.
+        assert!(!v(19, 8).refuses_critical_identifiers());
+        assert!(!v(24, 11).refuses_critical_identifiers());
+        assert!(v(25, 0).refuses_critical_identifiers());
         // crypto/rsa/rsa.go, checkPublicKeySize: rsa1024min.
         assert_eq!(v(19, 8).rsa_min_bits(None), 0);
         assert_eq!(v(23, 5).rsa_min_bits(None), 0);

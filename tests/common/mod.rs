@@ -161,8 +161,9 @@ pub fn crafted_leaf_by(
     )
 }
 
-/// A self-signed RSA CA of `bits` bits made by OpenSSL: (certificate PEM, key PEM).
-pub fn openssl_rsa_ca(cn: &str, bits: u32) -> (String, String) {
+/// A self-signed RSA CA of `bits` bits with serial number `serial` (decimal, may be negative)
+/// made by OpenSSL: (certificate PEM, key PEM).
+pub fn openssl_rsa_ca(cn: &str, bits: u32, serial: &str) -> (String, String) {
     use openssl::x509::{X509Builder, X509Extension, X509NameBuilder};
     let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(bits).unwrap()).unwrap();
     let mut name = X509NameBuilder::new().unwrap();
@@ -170,7 +171,7 @@ pub fn openssl_rsa_ca(cn: &str, bits: u32) -> (String, String) {
     let name = name.build();
     let mut b = X509Builder::new().unwrap();
     b.set_version(2).unwrap();
-    let serial = openssl::bn::BigNum::from_u32(7).unwrap();
+    let serial = openssl::bn::BigNum::from_dec_str(serial).unwrap();
     b.set_serial_number(&serial.to_asn1_integer().unwrap())
         .unwrap();
     b.set_subject_name(&name).unwrap();

@@ -187,6 +187,39 @@ fn critical_policy_extensions_are_unhandled_before_go1_24() {
 }
 
 #[test]
+fn identifiers_marked_critical_parse_in_go1_19_and_fail_in_later_go() {
+    // processExtensions, case 14 and the AIA branch (go1.19 parses them, later Go refuses).
+    let skid = tlv(0x04, &[1, 2, 3]);
+    let c = Cert::from_der_go(&der(&Spec {
+        exts: vec![("2.5.29.14", true, skid.clone())],
+        ..Spec::default()
+    }))
+    .unwrap();
+    assert!(!c.has_unhandled_critical(v(19, 8)));
+    assert_eq!(c.go_parse_error(v(19, 8), None), None);
+    assert_eq!(
+        c.go_parse_error(v(25, 5), None).as_deref(),
+        Some("x509: subject key identifier incorrectly marked critical")
+    );
+    let aia = tlv(0x30, &[]);
+    let c = Cert::from_der_go(&der(&Spec {
+        exts: vec![("1.3.6.1.5.5.7.1.1", true, aia)],
+        ..Spec::default()
+    }))
+    .unwrap();
+    assert_eq!(
+        c.go_parse_error(v(25, 0), None).as_deref(),
+        Some("x509: authority info access incorrectly marked critical")
+    );
+    let not_critical = Cert::from_der_go(&der(&Spec {
+        exts: vec![("2.5.29.14", false, skid)],
+        ..Spec::default()
+    }))
+    .unwrap();
+    assert_eq!(not_critical.go_parse_error(v(25, 5), None), None);
+}
+
+#[test]
 fn a_malformed_extension_go_handles_is_refused_critical_or_not() {
     // processExtensions, case 19: parseBasicConstraintsExtension's error.
     assert_eq!(

@@ -279,6 +279,7 @@ fn add_ca(
 ) {
     rt.watched.push(ca.to_path_buf());
     ep.ca_files.push(ca.to_path_buf());
+    ep.cas_must_load |= legacy.is_none();
     match read_ca_file(hr, ca, &mut rt.findings) {
         CaRead::Certs(cas) => ep.cas.extend(cas),
         CaRead::Empty if legacy.is_some() => rt.findings.push(Finding::new(
