@@ -665,9 +665,10 @@ fn runtime_info_says_which_go_the_verdicts_follow() {
         metric(&a.metrics(), "regtrust_runtime_info", labels)
     };
     let mut agent = AgentProc::start(node.root.path(), &cfg);
+    // Reading the binary's tables takes seconds in a debug build on a loaded machine.
     agent.wait_until(
         "runtime info from the binary",
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         |a| {
             info(
                 a,
