@@ -164,50 +164,15 @@ fn run(rt: &tokio::runtime::Runtime, a: RunArgs) -> ExitCode {
     let result = rt.block_on(async move {
         let source = regtrust::agent::reload::Source { file, overrides };
         let agent = regtrust::agent::Agent::bind(cfg).await?.reload_from(source);
-        forward_hangups(agent.commands());
+        regtrust::agent::signals::forward_hangups(agent.commands());
         if let Ok(addr) = agent.local_addr() {
             tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "regtrust agent listening");
         }
-        agent.run(shutdown_signal()).await
+        agent.run(regtrust::agent::signals::shutdown()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => usage_error(e),
-    }
-}
-
-/// SIGHUP (`systemctl reload`, `kill -HUP`) re-reads the config instead of killing the agent: the
-/// handler is installed before the listener serves, so no SIGHUP that a caller could time after
-/// `/healthz` answers hits the default action.
-fn forward_hangups(cmds: tokio::sync::mpsc::Sender<regtrust::agent::Command>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::hangup()) {
-        Ok(mut hup) => {
-            tokio::spawn(async move {
-                while hup.recv().await.is_some() {
-                    tracing::info!("SIGHUP: re-reading the config");
-                    if cmds.send(regtrust::agent::Command::Reload).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP; reload by restarting"),
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
     }
 }
 

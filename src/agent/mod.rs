@@ -17,6 +17,7 @@ pub mod http;
 pub(crate) mod reconcile;
 pub mod reload;
 pub(crate) mod runtime;
+pub mod signals;
 pub(crate) mod sinks;
 pub mod state;
 pub(crate) mod watch;
