@@ -56,6 +56,9 @@ fn agree(case: &str, node: &Node, addr: &str) -> Option<String> {
     theirs
 }
 
+/// What a case puts in the directory.
+type Setup = Box<dyn Fn(&Path)>;
+
 /// A fresh certs.d directory for `addr` holding the good CA, then what `add` puts beside it.
 fn reset(node: &Node, addr: &str, ca_pem: &str, add: impl FnOnce(&Path)) {
     let dir = node.containers_dir(addr);
@@ -89,7 +92,7 @@ fn certs_d_errors_are_skopeos_word_for_word() {
     });
     assert_eq!(agree("empty and dangling .crt", &node, &addr), None);
 
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>, String)> = vec![
+    let cases: Vec<(&str, Setup, String)> = vec![
         (
             "a directory named bad.crt",
             Box::new(|p| fs::create_dir(p.join("bad.crt")).unwrap()),
