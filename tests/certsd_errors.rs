@@ -106,6 +106,11 @@ fn certs_d_errors_are_skopeos_word_for_word() {
             format!("open {d}/bad.crt: no such device or address"),
         ),
         (
+            "a symlink loop named loop.crt",
+            Box::new(|p| std::os::unix::fs::symlink("loop.crt", p.join("loop.crt")).unwrap()),
+            format!("open {d}/loop.crt: too many levels of symbolic links"),
+        ),
+        (
             "a .cert without its .key",
             Box::new(|p| fs::write(p.join("c.cert"), "x").unwrap()),
             "missing key c.key for client certificate c.cert. Note that CA certificates should use the extension .crt".into(),

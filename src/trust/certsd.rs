@@ -875,6 +875,21 @@ mod tests {
             docker(&|p| fs::create_dir(p.join("ca.crt")).unwrap()).as_deref(),
             Some("read /etc/docker/certs.d/r.test/ca.crt: is a directory")
         );
+        // A symlink loop: ELOOP at open, in both runtimes.
+        assert_eq!(
+            docker(&|p| std::os::unix::fs::symlink("loop.crt", p.join("loop.crt")).unwrap())
+                .as_deref(),
+            Some("open /etc/docker/certs.d/r.test/loop.crt: too many levels of symbolic links")
+        );
+        // moby does not stat the directory: os.ReadDir of a file fails at getdents.
+        let t = tempfile::tempdir().unwrap();
+        write(t.path(), "/etc/docker/certs.d/r.test", "a file");
+        assert_eq!(
+            registry(&HostRoot::new(t.path()), Runtime::Docker, "r.test")
+                .config_error
+                .as_deref(),
+            Some("readdirent /etc/docker/certs.d/r.test: not a directory")
+        );
     }
 
     /// Go's errno words (syscall table) for the permission error root never meets in a test:
