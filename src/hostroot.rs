@@ -97,9 +97,9 @@ impl HostRoot {
             if meta.file_type().is_symlink() {
                 hops += 1;
                 if hops > MAX_SYMLINK_HOPS {
-                    return Err(io::Error::other(format!(
-                        "too many levels of symbolic links (more than {MAX_SYMLINK_HOPS})"
-                    )));
+                    // ELOOP, as the kernel's open (same limit) fails in the runtime: Go words it
+                    // `open P: too many levels of symbolic links`.
+                    return Err(io::Error::from_raw_os_error(nix::libc::ELOOP));
                 }
                 let target = fs::read_link(&here)?;
                 current.pop();

@@ -19,7 +19,8 @@ fn differential(name: &str, reg: &Registry, node: &Node, reason: &str) -> Run {
     differential_at(name, &reg.addr(), node, reason)
 }
 
-/// [`differential`] for a registry at `addr` (e.g. behind a [`Stunnel`] front).
+/// [`differential`] for the registry dialled as `addr` (e.g. `localhost:PORT`, or a [`Stunnel`]
+/// front).
 fn differential_at(name: &str, addr: &str, node: &Node, reason: &str) -> Run {
     let addr = addr.to_string();
     // regtrust follows the Go the oracles are built with (read from their binary).
@@ -784,6 +785,34 @@ fn registry_names_that_are_not_names_are_usage_errors() {
         ]);
         assert_eq!(run.code, 2, "stage {bad:?}: {}", run.stderr);
     }
+}
+
+/// crypto/x509 verify.go `validHostname`: a DNS SAN of a bare `*` is a pattern in go1.19 (the
+/// oracles' Go), matching the single-label `localhost`; from go1.23 regtrust follows Go in
+/// refusing it (`TestVerifyBareWildcard`), and the same registry is a name mismatch.
+#[test]
+fn a_bare_wildcard_san_matches_a_single_label_host_in_go_1_19() {
+    let ca = ca("registry.test");
+    let mut p = CertificateParams::new(vec!["*".to_string()]).unwrap();
+    p.use_authority_key_identifier_extension = true;
+    let l = sign(p, &ca);
+    let reg = Registry::start(&[&l.cert], Some(&l.key));
+    let addr = format!("localhost:{}", reg.port);
+    let node = Node::new();
+    node.trust(&addr, &ca.pem());
+    differential_at("bare * for localhost (go1.19)", &addr, &node, "ok");
+    // A newer runtime's Go refuses the bare wildcard: Go's HostnameError, naming `*`.
+    let run = check_json(
+        node.root.path(),
+        &["--runtime", "crio", "--go-version", "1.23.0"],
+        &addr,
+    );
+    assert_eq!(run.reason(), "name_mismatch", "{}", run.stdout);
+    let detail = run.registry(0)["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("x509: certificate is valid for *, not localhost"),
+        "{detail}"
+    );
 }
 
 #[test]

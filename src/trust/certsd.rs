@@ -4,10 +4,17 @@
 //! `$HOME/.config/containers/certs.d/HOST:PORT` (HOME of a root runtime: `/root`),
 //! `/etc/containers/certs.d/HOST:PORT`, `/etc/docker/certs.d/HOST:PORT` that exists wins — they are
 //! not merged. `*.crt` are CAs appended to the system pool; a `.crt` without a certificate is skipped
-//! silently, one that vanished between listing and reading is skipped, any other read error (a
-//! directory named `x.crt`) fails the pull. A `.cert` needs its `.key` and vice versa.
-//! Docker reads only `/etc/docker/certs.d/HOST:PORT`, with the same file rules, and fails on any
-//! read error.
+//! silently (`AppendCertsFromPEM`'s result is ignored), one that vanished between listing and
+//! reading is skipped, any other read error (a directory named `x.crt`, a socket) fails the pull.
+//! A `.cert` needs its `.key` and vice versa; a pair loads as `tls.LoadX509KeyPair` loads it. Files
+//! are taken in name order and the first error fails the pull, in the runtime's words:
+//! `SetupCertificates` returns Go's own error unwrapped (`read P: is a directory`, `open P:
+//! permission denied`, `tls: failed to find any PEM data in certificate input`), skopeo and CRI-O
+//! print it after their own prefix.
+//! Docker (moby registry/registry.go `loadTLSConfig`) reads only `/etc/docker/certs.d/HOST:PORT`,
+//! with the same file rules, except that it fails on any read error (a dangling `.crt`, a
+//! directory it may not list) and words a `.cert` without `.key` "CA certificates must use the
+//! extension .crt".
 //!
 //! Never does: network I/O or writes.
 
@@ -16,8 +23,8 @@ use std::path::{Path, PathBuf};
 
 use super::registries_conf::{self as rc, RegistryEntry};
 use super::{
-    check_host_dir_name, read_ca_file, CaRead, Discovery, Endpoint, Finding, FindingKind,
-    RegistryTrust, Runtime,
+    check_host_dir_name, go_path_error, go_read_error, read_ca_file, CaRead, Discovery, Endpoint,
+    Finding, FindingKind, RegistryTrust, Runtime,
 };
 use crate::hostroot::HostRoot;
 
@@ -508,7 +515,10 @@ fn find_dir(
                 ));
                 continue;
             }
-            Err(e) => return Err(format!("cannot stat {}: {e}", p.display())),
+            // containers/image `dockerCertDir` returns os.Stat's error; moby does not stat, and
+            // its os.ReadDir fails opening the directory with the same errno.
+            Err(e) if rt == Runtime::Docker => return Err(go_path_error("open", &p, &e)),
+            Err(e) => return Err(go_path_error("stat", &p, &e)),
         }
     }
     Ok(None)
@@ -534,16 +544,21 @@ fn add_ca(
             findings.push(Finding::new(
                 FindingKind::CaMissing,
                 Some(path),
-                format!("cannot be read ({err}); containers/image skips it"),
+                format!(
+                    "cannot be read ({}); containers/image skips it",
+                    go_read_error(path, &err)
+                ),
             ))
         }
         CaRead::Failed(err) => {
+            // SetupCertificates and moby's loadTLSConfig return os.ReadFile's error unwrapped.
+            let words = go_read_error(path, &err);
             findings.push(Finding::new(
                 FindingKind::CaUnreadable,
                 Some(path),
-                err.to_string(),
+                words.clone(),
             ));
-            return Err(format!("cannot read CA file {}: {err}", path.display()));
+            return Err(words);
         }
     }
     Ok(())
@@ -567,7 +582,7 @@ fn load_dir(
             ));
             return Ok(());
         }
-        Err(e) => return Err(format!("cannot list {}: {e}", dir.display())),
+        Err(e) => return Err(go_read_dir_error(hr, dir, &e)),
     };
     let has = |n: &str| entries.iter().any(|e| e.name == n);
     for e in &entries {
@@ -598,10 +613,7 @@ fn load_dir(
                     Some(&path),
                     "client certificate without its .key",
                 ));
-                return Err(format!(
-                    "missing key {stem}.key for client certificate {}. Note that CA certificates should use the extension .crt",
-                    e.name
-                ));
+                return Err(missing_key_words(rt, stem, &e.name));
             }
         } else if let Some(stem) = e.name.strip_suffix(".key") {
             if !has(&format!("{stem}.cert")) {
@@ -624,6 +636,29 @@ fn load_dir(
         }
     }
     Ok(())
+}
+
+/// Go's `os.ReadDir(dir)` error: its open fails with the errno (`open DIR: permission denied`),
+/// or, for a path that is not a directory, the open succeeds and `getdents` fails
+/// (`readdirent DIR: not a directory`, os/dir_unix.go `readdir`).
+fn go_read_dir_error(hr: &HostRoot, dir: &Path, e: &io::Error) -> String {
+    let not_a_dir = hr.metadata(dir).is_ok_and(|m| !m.is_dir());
+    if not_a_dir {
+        go_path_error("readdirent", dir, e)
+    } else {
+        go_path_error("open", dir, e)
+    }
+}
+
+/// A `.cert` whose `.key` is not in the directory: containers/image `SetupCertificates` says
+/// "Note that CA certificates should use", moby registry/registry.go `loadTLSConfig` "CA
+/// certificates must use".
+fn missing_key_words(rt: Runtime, stem: &str, cert: &str) -> String {
+    let note = match rt {
+        Runtime::Docker => "CA certificates must use the extension .crt",
+        _ => "Note that CA certificates should use the extension .crt",
+    };
+    format!("missing key {stem}.key for client certificate {cert}. {note}")
 }
 
 #[cfg(test)]
@@ -713,27 +748,164 @@ mod tests {
         );
     }
 
-    #[test]
-    fn directory_named_crt_and_lonely_cert_fail_the_pull() {
+    /// The pull's error for one certs.d directory `dir` (node path) holding what `setup` made.
+    fn words(rt: Runtime, dir: &str, setup: impl Fn(&Path)) -> Option<String> {
         let t = tempfile::tempdir().unwrap();
-        fs::create_dir_all(t.path().join("etc/containers/certs.d/r.test/ca.crt")).unwrap();
-        let rt = registry(&HostRoot::new(t.path()), Runtime::Crio, "r.test");
-        assert!(
-            rt.config_error.as_deref().unwrap_or("").contains("ca.crt"),
-            "{:?}",
-            rt.config_error
-        );
+        let real = t.path().join(dir.trim_start_matches('/'));
+        fs::create_dir_all(&real).unwrap();
+        setup(&real);
+        let reg = Path::new(dir)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        registry(&HostRoot::new(t.path()), rt, &reg).config_error
+    }
 
+    /// containers/image v5.23.1 pkg/tlsclientconfig/tlsclientconfig.go `SetupCertificates`:
+    /// os.ReadFile's *PathError unwrapped for a `.crt` it cannot read (a directory: `read`; a
+    /// socket: ENXIO at `open`), the two lonely-file errors, `tls.LoadX509KeyPair`'s error
+    /// unwrapped (its own os.ReadFile's for a `.cert` that is a directory), and the first error
+    /// in name order wins. The same texts skopeo prints (tests/certsd_errors.rs).
+    #[test]
+    fn containers_image_errors_in_its_words() {
+        let d = "/etc/containers/certs.d/r.test";
+        let crio = |setup: &dyn Fn(&Path)| words(Runtime::Crio, d, setup);
+        assert_eq!(
+            crio(&|p| fs::create_dir(p.join("ca.crt")).unwrap()).as_deref(),
+            Some("read /etc/containers/certs.d/r.test/ca.crt: is a directory")
+        );
+        assert_eq!(
+            crio(&|p| {
+                std::os::unix::net::UnixListener::bind(p.join("ca.crt")).unwrap();
+            })
+            .as_deref(),
+            Some("open /etc/containers/certs.d/r.test/ca.crt: no such device or address")
+        );
+        assert_eq!(
+            crio(&|p| fs::write(p.join("c.cert"), "x").unwrap()).as_deref(),
+            Some("missing key c.key for client certificate c.cert. Note that CA certificates should use the extension .crt")
+        );
+        assert_eq!(
+            crio(&|p| fs::write(p.join("c.key"), "x").unwrap()).as_deref(),
+            Some("missing client certificate c.cert for key c.key")
+        );
+        assert_eq!(
+            crio(&|p| {
+                fs::write(p.join("c.cert"), "garbage").unwrap();
+                fs::write(p.join("c.key"), "garbage").unwrap();
+            })
+            .as_deref(),
+            Some("tls: failed to find any PEM data in certificate input")
+        );
+        assert_eq!(
+            crio(&|p| {
+                fs::create_dir(p.join("c.cert")).unwrap();
+                fs::write(p.join("c.key"), "x").unwrap();
+            })
+            .as_deref(),
+            Some("read /etc/containers/certs.d/r.test/c.cert: is a directory")
+        );
+        // Name order: a.key's error comes before b.crt's.
+        assert_eq!(
+            crio(&|p| {
+                fs::write(p.join("a.key"), "x").unwrap();
+                fs::create_dir(p.join("b.crt")).unwrap();
+            })
+            .as_deref(),
+            Some("missing client certificate a.cert for key a.key")
+        );
+        // AppendCertsFromPEM's false is ignored; a dangling link is skipped (IsNotExist).
+        assert_eq!(
+            crio(&|p| {
+                fs::write(p.join("empty.crt"), "no certificate\n").unwrap();
+                std::os::unix::fs::symlink("/nowhere", p.join("gone.crt")).unwrap();
+            }),
+            None
+        );
+    }
+
+    /// A FIFO is never opened (Go's open would block and the pull hang); a directory path that
+    /// is a file fails os.ReadDir at getdents, as Go words it.
+    #[test]
+    fn fifo_and_a_file_for_a_directory() {
         let t = tempfile::tempdir().unwrap();
-        write(t.path(), "/etc/docker/certs.d/r.test/client.cert", b"x");
-        let rt = registry(&HostRoot::new(t.path()), Runtime::Docker, "r.test");
+        let dir = t.path().join("etc/containers/certs.d/r.test");
+        fs::create_dir_all(&dir).unwrap();
+        nix::unistd::mkfifo(&dir.join("ca.crt"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = registry(&HostRoot::new(t.path()), Runtime::Crio, "r.test")
+            .config_error
+            .unwrap_or_default();
         assert!(
-            rt.config_error
-                .as_deref()
-                .unwrap_or("")
-                .contains("missing key client.key"),
-            "{:?}",
-            rt.config_error
+            err.starts_with("/etc/containers/certs.d/r.test/ca.crt: is a FIFO")
+                && err.contains("the pull hangs"),
+            "{err}"
+        );
+        let t = tempfile::tempdir().unwrap();
+        write(t.path(), "/etc/containers/certs.d/r.test", "a file");
+        assert_eq!(
+            registry(&HostRoot::new(t.path()), Runtime::Crio, "r.test")
+                .config_error
+                .as_deref(),
+            Some("readdirent /etc/containers/certs.d/r.test: not a directory")
+        );
+    }
+
+    /// moby registry/registry.go `loadTLSConfig`: "CA certificates must use the extension .crt"
+    /// for a `.cert` without `.key`; a dangling `.crt` fails (os.ReadFile's error returned, no
+    /// IsNotExist exception); the other texts are containers/image's.
+    #[test]
+    fn docker_errors_where_moby_differs() {
+        let d = "/etc/docker/certs.d/r.test";
+        let docker = |setup: &dyn Fn(&Path)| words(Runtime::Docker, d, setup);
+        assert_eq!(
+            docker(&|p| fs::write(p.join("client.cert"), "x").unwrap()).as_deref(),
+            Some("missing key client.key for client certificate client.cert. CA certificates must use the extension .crt")
+        );
+        assert_eq!(
+            docker(&|p| std::os::unix::fs::symlink("/nowhere", p.join("gone.crt")).unwrap())
+                .as_deref(),
+            Some("open /etc/docker/certs.d/r.test/gone.crt: no such file or directory")
+        );
+        assert_eq!(
+            docker(&|p| fs::write(p.join("c.key"), "x").unwrap()).as_deref(),
+            Some("missing client certificate c.cert for key c.key")
+        );
+        assert_eq!(
+            docker(&|p| fs::create_dir(p.join("ca.crt")).unwrap()).as_deref(),
+            Some("read /etc/docker/certs.d/r.test/ca.crt: is a directory")
+        );
+        // A symlink loop: ELOOP at open, in both runtimes.
+        assert_eq!(
+            docker(&|p| std::os::unix::fs::symlink("loop.crt", p.join("loop.crt")).unwrap())
+                .as_deref(),
+            Some("open /etc/docker/certs.d/r.test/loop.crt: too many levels of symbolic links")
+        );
+        // moby does not stat the directory: os.ReadDir of a file fails at getdents.
+        let t = tempfile::tempdir().unwrap();
+        write(t.path(), "/etc/docker/certs.d/r.test", "a file");
+        assert_eq!(
+            registry(&HostRoot::new(t.path()), Runtime::Docker, "r.test")
+                .config_error
+                .as_deref(),
+            Some("readdirent /etc/docker/certs.d/r.test: not a directory")
+        );
+    }
+
+    /// Go's errno words (syscall table) for the permission error root never meets in a test:
+    /// `open P: permission denied`, and os.Stat's for containers/image's directory lookup.
+    #[test]
+    fn permission_errors_in_gos_words() {
+        let e = io::Error::from_raw_os_error(13);
+        let p = Path::new("/etc/containers/certs.d/r.test/ca.crt");
+        assert_eq!(
+            go_read_error(p, &crate::hostroot::ReadError::Io(e)),
+            "open /etc/containers/certs.d/r.test/ca.crt: permission denied"
+        );
+        let e = io::Error::from_raw_os_error(20);
+        assert_eq!(
+            go_path_error("stat", Path::new("/etc/containers/certs.d/r.test"), &e),
+            "stat /etc/containers/certs.d/r.test: not a directory"
         );
     }
 

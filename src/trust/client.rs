@@ -56,7 +56,8 @@ impl std::fmt::Debug for KeyDer {
 /// Why a pair did not load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PairError {
-    /// A file could not be read: its node path and the error.
+    /// A file could not be read: its node path and `os.ReadFile`'s error in Go's words
+    /// ([`super::go_read_error`]), which `tls.LoadX509KeyPair` returns unwrapped.
     Read(String, String),
     /// `tls.X509KeyPair`'s error, in Go's words.
     KeyPair(String),
@@ -66,10 +67,10 @@ impl PairError {
     /// The error as `runtime` reports it.
     pub fn words(&self, runtime: Runtime) -> String {
         match (self, runtime) {
-            (PairError::Read(path, e), Runtime::Containerd) => {
-                format!("unable to read CERT file {path:?}: {e}")
+            (PairError::Read(path, go), Runtime::Containerd) => {
+                format!("unable to read CERT file {path:?}: {go}")
             }
-            (PairError::Read(path, e), _) => format!("open {path}: {e}"),
+            (PairError::Read(_, go), _) => go.clone(),
             (PairError::KeyPair(e), Runtime::Containerd) => {
                 format!("failed to load X509 key pair: {e}")
             }
@@ -87,7 +88,7 @@ pub(crate) fn read_client_pair(
 ) -> Result<ClientIdentity, PairError> {
     let read = |p: &Path| {
         hr.read(p)
-            .map_err(|e| PairError::Read(p.display().to_string(), e.to_string()))
+            .map_err(|e| PairError::Read(p.display().to_string(), super::go_read_error(p, &e)))
     };
     let cert_data = read(cert)?;
     let key_data = match key {

@@ -328,29 +328,46 @@ pub(crate) enum CaRead {
     Failed(ReadError),
 }
 
+/// Go's text for an errno, as `syscall.Errno.Error` gives it: glibc's `strerror`, lower-cased
+/// at its first letter (Go's `syscall` `errors` table), e.g. `no such file or directory`.
+pub(crate) fn go_errno(e: &std::io::Error) -> String {
+    let Some(code) = e.raw_os_error() else {
+        return e.to_string();
+    };
+    let text = std::io::Error::from_raw_os_error(code).to_string();
+    let text = text
+        .strip_suffix(&format!(" (os error {code})"))
+        .unwrap_or(&text);
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// Go's `*PathError` text: `OP PATH: ERRNO` (`os` `PathError.Error`).
+pub(crate) fn go_path_error(op: &str, path: &Path, e: &std::io::Error) -> String {
+    format!("{op} {}: {}", path.display(), go_errno(e))
+}
+
 /// How Go's `os.ReadFile(path)` words `err`: a `*PathError` such as `open /etc/x/ca.pem: no such
-/// file or directory` (Go's errno texts are glibc's, lower-cased: `syscall` `errors` table), or
-/// `read PATH: is a directory`. regtrust's own limits (size, file type) keep their words.
+/// file or directory` (see [`go_errno`]), `read PATH: is a directory`, or for a socket the
+/// `open PATH: no such device or address` (ENXIO) its open fails with. regtrust's own limits (size,
+/// other file types) keep their words: Go's open of a FIFO blocks until a writer comes (the pull
+/// hangs), a device is read until it ends.
 pub(crate) fn go_read_error(path: &Path, err: &ReadError) -> String {
-    let path = path.display();
     match err {
-        ReadError::Io(e) => match e.raw_os_error() {
-            Some(code) => {
-                let text = std::io::Error::from_raw_os_error(code).to_string();
-                let text = text
-                    .strip_suffix(&format!(" (os error {code})"))
-                    .unwrap_or(&text);
-                let mut chars = text.chars();
-                let lower: String = match chars.next() {
-                    Some(first) => first.to_lowercase().chain(chars).collect(),
-                    None => String::new(),
-                };
-                format!("open {path}: {lower}")
-            }
-            None => format!("open {path}: {e}"),
-        },
-        ReadError::IsDir => format!("read {path}: is a directory"),
-        other => format!("{path}: {other}"),
+        ReadError::Io(e) => go_path_error("open", path, e),
+        ReadError::IsDir => format!("read {}: is a directory", path.display()),
+        ReadError::NotRegular { kind: "socket" } => {
+            format!("open {}: no such device or address", path.display())
+        }
+        ReadError::NotRegular { kind: "FIFO" } => format!(
+            "{}: is a FIFO: the runtime's os.ReadFile blocks opening it until a writer comes, so \
+             the pull hangs (regtrust does not open it)",
+            path.display()
+        ),
+        other => format!("{}: {other}", path.display()),
     }
 }
 

@@ -123,6 +123,18 @@ impl GoVersion {
         self.has_fix(&[(21, 8), (22, 1)])
     }
 
+    /// A bare `*` is not a valid host name pattern (`validHostname`'s `host == "*"` check,
+    /// "Bare wildcards are not allowed", crypto/x509 verify.go; `TestVerifyBareWildcard`), so a
+    /// DNS SAN `*` no longer matches a single-label host such as `localhost`. go1.19.8 (read in
+    /// Debian's source) lets `*` match any one label. The release is bounded, not read at a tag:
+    /// absent from a go1.22-era verify.go (with `potentialParent.constraint`, without the
+    /// CVE-2024-24783 keyless-candidate skip), present in a later one (with that skip, without
+    /// go1.24's policy validation), and its test sits between `TestVerifyNilPubKey` (go1.22.1)
+    /// and `TestPoliciesValid` (go1.24) — so go1.23 or go1.24; go1.23 is assumed.
+    pub fn rejects_bare_wildcard(self) -> bool {
+        self.at_least(23, 0)
+    }
+
     /// An excluded DNS constraint also excludes a wildcard SAN one label above it
     /// (`dnsConstraints.parentConstraints`, CVE-2025-61727; go1.24.11, go1.25.5).
     pub fn excludes_wildcard_parents(self) -> bool {
@@ -282,6 +294,12 @@ mod tests {
         assert!(!v(22, 0).skips_keyless_candidates());
         assert!(v(22, 1).skips_keyless_candidates());
         assert!(v(23, 0).skips_keyless_candidates());
+        // verify.go validHostname: a bare `*` pattern (see rejects_bare_wildcard).
+        assert!(!v(19, 8).rejects_bare_wildcard());
+        assert!(!v(22, 12).rejects_bare_wildcard());
+        for minor in 23..=25 {
+            assert!(v(minor, 0).rejects_bare_wildcard(), "1.{minor}");
+        }
     }
 
     /// The parsing and key-size rules per version, for the releases not installable here.

@@ -4,9 +4,10 @@
 //! - a name is lower-cased (ASCII only); when it is a valid host name (`validHostnameInput`,
 //!   one trailing dot allowed) and the SAN a valid pattern (`validHostnamePattern`: no trailing
 //!   dot, no empty label, letters, digits, `-` not first, `_`, and `*` only as the whole first
-//!   label), they match label by label with `*` standing for one label; otherwise only an exact
-//!   (case-insensitive) match counts. So a SAN pattern Go considers invalid never matches as a
-//!   pattern;
+//!   label — but not a bare `*` from go1.23, [`GoVersion::rejects_bare_wildcard`]), they match
+//!   label by label with `*` standing for one label; otherwise only an exact (case-insensitive)
+//!   match counts. So a SAN pattern Go considers invalid never matches as a pattern: a SAN `*`
+//!   matches a single-label host (`localhost`) in go1.19 and nothing later;
 //! - the Common Name is never used, but a certificate without SANs whose CN would match gets
 //!   Go's "relies on legacy Common Name field" text.
 //!
@@ -14,6 +15,7 @@
 
 use std::net::IpAddr;
 
+use super::GoVersion;
 use crate::cert::Cert;
 
 /// Go's `HostnameError`, with its exact wording.
@@ -66,7 +68,7 @@ impl std::fmt::Display for HostnameError {
     }
 }
 
-pub fn verify_hostname(leaf: &Cert, host: &str) -> Result<(), HostnameError> {
+pub fn verify_hostname(leaf: &Cert, host: &str, go: GoVersion) -> Result<(), HostnameError> {
     let candidate_ip = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         Some(inner) if host.len() >= 3 => inner,
         _ => host,
@@ -86,9 +88,9 @@ pub fn verify_hostname(leaf: &Cert, host: &str) -> Result<(), HostnameError> {
         };
     }
     let name = host.to_ascii_lowercase();
-    let valid_name = valid_hostname(&name, false);
+    let valid_name = valid_hostname(&name, false, go);
     let found = leaf.dns_names.iter().any(|pattern| {
-        if valid_name && valid_hostname(pattern, true) {
+        if valid_name && valid_hostname(pattern, true, go) {
             match_hostnames(pattern, &name)
         } else {
             match_exactly(pattern, &name)
@@ -101,14 +103,15 @@ pub fn verify_hostname(leaf: &Cert, host: &str) -> Result<(), HostnameError> {
     }
 }
 
-/// Go's `validHostname`: an input may end in one dot; a pattern may start with a `*` label.
-fn valid_hostname(host: &str, is_pattern: bool) -> bool {
+/// Go's `validHostname`: an input may end in one dot; a pattern may start with a `*` label, but
+/// from go1.23 is not a bare `*`.
+fn valid_hostname(host: &str, is_pattern: bool, go: GoVersion) -> bool {
     let host = if is_pattern {
         host
     } else {
         host.strip_suffix('.').unwrap_or(host)
     };
-    if host.is_empty() {
+    if host.is_empty() || (host == "*" && go.rejects_bare_wildcard()) {
         return false;
     }
     host.split('.').enumerate().all(|(i, part)| {
@@ -157,8 +160,12 @@ mod tests {
 
     /// How Go matches a SAN `pattern` against a dialled `host` (VerifyHostname's name branch).
     fn go_match(pattern: &str, host: &str) -> bool {
+        go_match_at(GoVersion::NEWEST, pattern, host)
+    }
+
+    fn go_match_at(go: GoVersion, pattern: &str, host: &str) -> bool {
         let name = host.to_ascii_lowercase();
-        if valid_hostname(&name, false) && valid_hostname(pattern, true) {
+        if valid_hostname(&name, false, go) && valid_hostname(pattern, true, go) {
             match_hostnames(pattern, &name)
         } else {
             match_exactly(pattern, &name)
@@ -186,5 +193,30 @@ mod tests {
         assert!(go_match("*.my_corp.test", "r.my_corp.test"));
         assert!(!go_match("*.-bad.test", "r.-bad.test"));
         assert!(!go_match("", "") && !match_exactly(".", "."));
+    }
+
+    /// crypto/x509 verify.go `validHostname` per Go version: go1.19.8 (Debian's source) takes a
+    /// bare `*` as a pattern, so it matches any single-label host (and only those: the label
+    /// counts must be equal); from go1.23 (`host == "*"`, `TestVerifyBareWildcard`) it is an
+    /// invalid pattern, compared exactly, so it matches nothing a client dials.
+    #[test]
+    fn bare_wildcard_per_go_version() {
+        let v = GoVersion::new;
+        for go in [v(19, 8), v(22, 12)] {
+            assert!(go_match_at(go, "*", "localhost"), "{go}");
+            assert!(go_match_at(go, "*", "Registry."), "{go}");
+            assert!(!go_match_at(go, "*", "registry.test"), "{go}");
+        }
+        for go in [v(23, 0), v(24, 7), GoVersion::NEWEST] {
+            assert!(!go_match_at(go, "*", "localhost"), "{go}");
+            assert!(!go_match_at(go, "*", "registry.test"), "{go}");
+            // Other patterns are unchanged.
+            assert!(go_match_at(go, "*.test", "registry.test"), "{go}");
+            assert!(go_match_at(go, "localhost", "localhost"), "{go}");
+        }
+        // An input `*` is never a valid host name, in any version.
+        assert!(!valid_hostname("*", false, v(19, 8)));
+        assert!(valid_hostname("*", true, v(19, 8)));
+        assert!(!valid_hostname("*", true, v(23, 0)));
     }
 }

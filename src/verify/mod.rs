@@ -272,7 +272,8 @@ fn verify_kind(leaf: &Arc<Cert>, opts: &VerifyOptions<'_>) -> Result<Vec<Chain>,
         });
     }
     if !opts.server_name.is_empty() {
-        hostname::verify_hostname(leaf, opts.server_name).map_err(VerifyError::Hostname)?;
+        hostname::verify_hostname(leaf, opts.server_name, opts.go)
+            .map_err(VerifyError::Hostname)?;
     }
     let candidates: Vec<Chain> = if opts.roots.iter().any(|r| r.der == leaf.der) {
         vec![vec![leaf.clone()]]
