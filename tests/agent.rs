@@ -1054,3 +1054,36 @@ fn the_same_url_configured_twice_is_one_steady_series() {
     let log = agent.log_text();
     assert!(!log.contains("CA drift started"), "{log}");
 }
+
+/// Saves are coalesced (one in flight, one more after it), yet nothing is lost: the first round
+/// of several registries, each recording its issuer, reaches the state file while the agent
+/// runs — no shutdown save needed.
+#[test]
+fn a_burst_of_changes_is_saved_while_the_agent_runs() {
+    let ca_a = ca("registry.test");
+    let la = leaf(&ca_a);
+    let regs: Vec<Registry> = (0..8)
+        .map(|_| Registry::start(&[&la.cert], Some(&la.key)))
+        .collect();
+    let node = Node::new();
+    for r in &regs {
+        node.trust(&r.addr(), &ca_a.pem());
+    }
+    let cfg = agent_cfg(&node, "interval = \"1h\"\n");
+    let mut agent = AgentProc::start(node.root.path(), &cfg);
+    let state_file = node.path("/var/lib/regtrust/state.json");
+    let saved = || -> usize {
+        std::fs::read(&state_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["endpoints"].as_object().map(|o| o.len()))
+            .unwrap_or(0)
+    };
+    agent.wait_until(
+        "every registry's issuer on disk",
+        Duration::from_secs(30),
+        |_| saved() == regs.len(),
+    );
+    assert_eq!(agent.terminate().and_then(|s| s.code()), Some(0));
+    assert_eq!(saved(), regs.len());
+}

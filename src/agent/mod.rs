@@ -177,6 +177,9 @@ struct Loop {
     /// Each save gets the next number; an older save never overwrites a newer one.
     save_gen: u64,
     saves: JoinSet<()>,
+    /// The state changed while a save was in flight: save once more when it is done. A burst of
+    /// changes (the first round of 1,000 registries) costs two saves, not one per registry.
+    save_pending: bool,
     watcher: watch::Watcher,
     watch_rx: mpsc::Receiver<()>,
     probe: ProbeSettings,
@@ -240,6 +243,7 @@ impl Loop {
             state,
             save_gen: 0,
             saves: JoinSet::new(),
+            save_pending: false,
             watcher,
             watch_rx,
             stale: None,
@@ -296,7 +300,11 @@ impl Loop {
                     Ok(rep) => self.staged(rep),
                     Err(e) => tracing::error!(error = %e, "a staging task failed"),
                 },
-                Some(_) = self.saves.join_next(), if !self.saves.is_empty() => {}
+                Some(_) = self.saves.join_next(), if !self.saves.is_empty() => {
+                    if std::mem::take(&mut self.save_pending) {
+                        self.save_state();
+                    }
+                }
                 Some(()) = self.watch_rx.recv() => {
                     let at = Instant::now() + DEBOUNCE;
                     reconcile_at = Some(reconcile_at.map_or(at, |r| r.min(at)));
@@ -348,6 +356,8 @@ impl Loop {
         })
         .await;
         tasks.abort_all();
+        while self.saves.join_next().await.is_some() {}
+        self.save_pending = false;
         self.save_state();
         while self.saves.join_next().await.is_some() {}
     }
@@ -689,8 +699,13 @@ impl Loop {
         }
     }
 
-    /// Saves the state on the blocking pool; saves are numbered so a slow old one loses.
+    /// Saves the state on the blocking pool, or after the save in flight; saves are numbered so a
+    /// slow old one loses.
     fn save_state(&mut self) {
+        if !self.saves.is_empty() {
+            self.save_pending = true;
+            return;
+        }
         self.save_gen += 1;
         self.state.prune(state::now_unix());
         let (store, gen, state) = (self.store.clone(), self.save_gen, self.state.clone());
