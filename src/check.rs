@@ -119,7 +119,6 @@ pub async fn check_registry(
         return RegistryOutcome::decide(rt, endpoints);
     }
     let probes = rt.endpoints.iter().map(|ep| {
-        let roots = pool(system, ep);
         let early = ep.config_error.as_deref().map(|err| failed(ep, err));
         async move {
             // The runtime fails this endpoint before dialling (blocked, its certs.d).
@@ -127,6 +126,9 @@ pub async fn check_registry(
                 return outcome;
             }
             let _permit = sem.acquire().await;
+            // Built once a probe may run: a thousand registries waiting for a permit hold no
+            // copies of the system pool.
+            let roots = pool(system, ep);
             let certs = Arc::new(roots.iter().map(|ca| ca.cert.clone()).collect::<Vec<_>>());
             let res = probe::probe(ep, certs.clone(), ps).await;
             // containerd's HTTP fallback: the same request again over plain HTTP.
@@ -152,8 +154,9 @@ pub async fn check_registry(
 }
 
 /// Whether containerd's `httpFallback` retries `ep` over plain HTTP after `res` (`resolver.go`
-/// `isTLSError`, `isPortError`). A peer that does not speak TLS counts as the HTTP answer Go
-/// recognises by its `HTTP/` record header; the plain-HTTP probe then says what it is.
+/// `isTLSError`, `isPortError`): an answer whose first record header is `HTTP/`
+/// ([`Failure::HttpAnswer`](probe::Failure::HttpAnswer)), a handshake timeout or a port error
+/// where the release retries those; the plain-HTTP probe then says what it is.
 fn falls_back(ep: &trust::Endpoint, res: &probe::ProbeResult) -> bool {
     use probe::{Failure, Phase};
     let Some(fb) = ep.http_fallback else {
@@ -174,7 +177,7 @@ pub fn pool(system: &SystemRoots, ep: &trust::Endpoint) -> Vec<TrustedCa> {
         .cas
         .iter()
         .chain(&ep.cas)
-        .filter(|ca| seen.insert(ca.cert.sha256.clone()))
+        .filter(|ca| seen.insert(ca.cert.sha256.as_str()))
         .cloned()
         .collect()
 }
