@@ -360,6 +360,43 @@ pub struct CertInfo {
     pub not_after_unix: i64,
 }
 
+/// Parsed certificates by the SHA-256 of their DER, held weakly: an entry lives as long as some
+/// trust pool holds the certificate. Dead entries are swept when the table has doubled since the
+/// last sweep, so it stays within twice the certificates alive.
+pub struct Interned {
+    table: std::sync::Mutex<(
+        std::collections::HashMap<[u8; 32], std::sync::Weak<Cert>>,
+        usize,
+    )>,
+}
+
+static INTERNED: std::sync::LazyLock<Interned> = std::sync::LazyLock::new(|| Interned {
+    table: std::sync::Mutex::new((std::collections::HashMap::new(), 64)),
+});
+
+impl Interned {
+    fn get(
+        &self,
+        der: &[u8],
+        parse: impl FnOnce() -> Result<Cert, String>,
+    ) -> Result<Arc<Cert>, String> {
+        let key: [u8; 32] = Sha256::digest(der).into();
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = t.0.get(&key).and_then(std::sync::Weak::upgrade) {
+            return Ok(c);
+        }
+        // Parsing under the lock keeps one parse per DER; CA files are read on the blocking
+        // pool, never on the event loop.
+        let c = Arc::new(parse()?);
+        t.0.insert(key, Arc::downgrade(&c));
+        if t.0.len() >= t.1 {
+            t.0.retain(|_, w| w.strong_count() > 0);
+            t.1 = (t.0.len() * 2).max(64);
+        }
+        Ok(c)
+    }
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }
@@ -383,6 +420,13 @@ impl Cert {
     /// words, for a finding.
     pub fn from_der(der: &[u8]) -> Result<Cert, String> {
         Cert::from_der_go(der).map_err(|e| e.text(crate::verify::GoVersion::NEWEST))
+    }
+
+    /// [`Cert::from_der`], shared: while any holder keeps it, the same DER yields the same
+    /// `Arc` — the same CA file in a thousand registries' directories is one parse and one copy
+    /// in memory ([`Interned`]).
+    pub fn shared(der: &[u8]) -> Result<Arc<Cert>, String> {
+        INTERNED.get(der, || Cert::from_der(der))
     }
 
     /// Parses DER; the error is what every modelled Go's `x509.ParseCertificate` refuses.
@@ -584,5 +628,35 @@ fn public_key(spki: &SubjectPublicKeyInfo<'_>) -> PublicKey {
         }
         "1.3.101.112" => PublicKey::Ed25519(bits),
         other => PublicKey::Unsupported(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod interned_tests {
+    use super::*;
+    use crate::cert::testcert::{der, Spec};
+
+    #[test]
+    fn the_same_der_is_one_parse_while_held_and_dead_entries_are_swept() {
+        let a = der(&Spec::default());
+        let first = Cert::shared(&a).unwrap();
+        let again = Cert::shared(&a).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        let other = Cert::shared(&der(&Spec::default())).unwrap();
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert!(Cert::shared(b"not a certificate").is_err());
+        // A local table: 200 certificates parsed and dropped leave at most the sweep bound.
+        let t = Interned {
+            table: std::sync::Mutex::new((std::collections::HashMap::new(), 64)),
+        };
+        let ders: Vec<Vec<u8>> = (0..200).map(|_| der(&Spec::default())).collect();
+        for d in &ders {
+            drop(t.get(d, || Cert::from_der(d)).unwrap());
+        }
+        let (len, bound) = {
+            let g = t.table.lock().unwrap();
+            (g.0.len(), g.1)
+        };
+        assert!(len < 64 + 1 && bound >= 64, "{len} entries, bound {bound}");
     }
 }

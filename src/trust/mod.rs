@@ -388,9 +388,9 @@ pub(crate) fn read_ca_file(hr: &HostRoot, node_path: &Path, findings: &mut Vec<F
     }
     let mut cas = Vec::new();
     for der in scan.certs {
-        if let Ok(cert) = Cert::from_der(&der) {
+        if let Ok(cert) = Cert::shared(&der) {
             cas.push(TrustedCa {
-                cert: Arc::new(cert),
+                cert,
                 source: node_path.display().to_string(),
             });
         }
