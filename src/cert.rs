@@ -364,17 +364,30 @@ pub struct CertInfo {
 /// trust pool holds the certificate. Dead entries are swept when the table has doubled since the
 /// last sweep, so it stays within twice the certificates alive.
 pub struct Interned {
-    table: std::sync::Mutex<(
-        std::collections::HashMap<[u8; 32], std::sync::Weak<Cert>>,
-        usize,
-    )>,
+    table: std::sync::Mutex<Table>,
 }
 
-static INTERNED: std::sync::LazyLock<Interned> = std::sync::LazyLock::new(|| Interned {
-    table: std::sync::Mutex::new((std::collections::HashMap::new(), 64)),
-});
+/// The entries, and the size at which dead ones are swept next.
+#[derive(Default)]
+struct Table {
+    by_sha256: std::collections::HashMap<[u8; 32], std::sync::Weak<Cert>>,
+    sweep_at: usize,
+}
+
+const FIRST_SWEEP: usize = 64;
+
+static INTERNED: std::sync::LazyLock<Interned> = std::sync::LazyLock::new(Interned::new);
 
 impl Interned {
+    fn new() -> Interned {
+        Interned {
+            table: std::sync::Mutex::new(Table {
+                sweep_at: FIRST_SWEEP,
+                ..Table::default()
+            }),
+        }
+    }
+
     fn get(
         &self,
         der: &[u8],
@@ -382,16 +395,16 @@ impl Interned {
     ) -> Result<Arc<Cert>, String> {
         let key: [u8; 32] = Sha256::digest(der).into();
         let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = t.0.get(&key).and_then(std::sync::Weak::upgrade) {
+        if let Some(c) = t.by_sha256.get(&key).and_then(std::sync::Weak::upgrade) {
             return Ok(c);
         }
         // Parsing under the lock keeps one parse per DER; CA files are read on the blocking
         // pool, never on the event loop.
         let c = Arc::new(parse()?);
-        t.0.insert(key, Arc::downgrade(&c));
-        if t.0.len() >= t.1 {
-            t.0.retain(|_, w| w.strong_count() > 0);
-            t.1 = (t.0.len() * 2).max(64);
+        t.by_sha256.insert(key, Arc::downgrade(&c));
+        if t.by_sha256.len() >= t.sweep_at {
+            t.by_sha256.retain(|_, w| w.strong_count() > 0);
+            t.sweep_at = (t.by_sha256.len() * 2).max(FIRST_SWEEP);
         }
         Ok(c)
     }
@@ -646,17 +659,18 @@ mod interned_tests {
         assert!(!Arc::ptr_eq(&first, &other));
         assert!(Cert::shared(b"not a certificate").is_err());
         // A local table: 200 certificates parsed and dropped leave at most the sweep bound.
-        let t = Interned {
-            table: std::sync::Mutex::new((std::collections::HashMap::new(), 64)),
-        };
+        let t = Interned::new();
         let ders: Vec<Vec<u8>> = (0..200).map(|_| der(&Spec::default())).collect();
         for d in &ders {
             drop(t.get(d, || Cert::from_der(d)).unwrap());
         }
         let (len, bound) = {
             let g = t.table.lock().unwrap();
-            (g.0.len(), g.1)
+            (g.by_sha256.len(), g.sweep_at)
         };
-        assert!(len < 64 + 1 && bound >= 64, "{len} entries, bound {bound}");
+        assert!(
+            len <= FIRST_SWEEP && bound >= FIRST_SWEEP,
+            "{len} entries, sweep at {bound}"
+        );
     }
 }

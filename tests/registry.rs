@@ -19,6 +19,21 @@ fn differential(name: &str, reg: &Registry, node: &Node, reason: &str) -> Run {
     differential_at(name, &reg.addr(), node, reason)
 }
 
+/// regtrust under CRI-O's rules and a later Go than the oracles': asserts `reason`, returns the
+/// detail (for rules only releases not installable here show).
+fn crio_under(node: &Node, addr: &str, go: &str, reason: &str) -> String {
+    let run = check_json(
+        node.root.path(),
+        &["--runtime", "crio", "--go-version", go],
+        addr,
+    );
+    assert_eq!(run.reason(), reason, "under {go}: {}", run.stdout);
+    run.registry(0)["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// [`differential`] for the registry dialled as `addr` (e.g. `localhost:PORT`, or a [`Stunnel`]
 /// front).
 fn differential_at(name: &str, addr: &str, node: &Node, reason: &str) -> Run {
@@ -733,25 +748,14 @@ fn client_certificates_are_presented_as_the_runtimes_present_them() {
     );
 
     // With the pair where each runtime reads it: containerd's hosts.toml `client`, certs.d's .cert/.key.
-    let dir = node.hosts_dir().join(&addr);
-    write(&dir.join("client.cert"), client.pem());
-    write(&dir.join("client.key"), client.key.serialize_pem());
-    write(
-        &dir.join("hosts.toml"),
-        format!("server = \"https://{addr}\"\nca = \"ca.crt\"\nclient = [[\"client.cert\", \"client.key\"]]\n\n[host.\"https://{addr}\"]\n  ca = \"ca.crt\"\n  client = [[\"client.cert\", \"client.key\"]]\n"),
-    );
-    write(
-        &node.containers_dir(&addr).join("client.cert"),
-        client.pem(),
-    );
-    write(
-        &node.containers_dir(&addr).join("client.key"),
-        client.key.serialize_pem(),
-    );
+    node.present_client(&addr, &client);
     differential("mTLS with a client certificate", &reg, &node, "ok");
 
     // A client pair that does not load fails the pull before dialling, in both runtimes.
-    write(&dir.join("client.key"), "not a key");
+    write(
+        &node.hosts_dir().join(&addr).join("client.key"),
+        "not a key",
+    );
     write(&node.containers_dir(&addr).join("client.key"), "not a key");
     let run = check_json(node.root.path(), &[], &addr);
     assert_eq!(run.reason(), "config_error", "{}", run.stdout);
@@ -1619,13 +1623,7 @@ fn a_negative_serial_passes_in_go1_19_and_fails_from_go1_23() {
     let node = Node::new();
     node.trust(&front.addr(), &ca.pem());
     differential_at("negative serial", &front.addr(), &node, "ok");
-    let newer = check_json(
-        node.root.path(),
-        &["--runtime", "crio", "--go-version", "1.23.0"],
-        &front.addr(),
-    );
-    assert_eq!(newer.reason(), "invalid_certificate", "{}", newer.stdout);
-    let detail = newer.registry(0)["detail"].as_str().unwrap();
+    let detail = crio_under(&node, &front.addr(), "1.23.0", "invalid_certificate");
     assert!(
         detail.ends_with(
             "tls: failed to parse certificate from server: x509: negative serial number"
@@ -1719,13 +1717,7 @@ fn a_ca_with_a_512_bit_rsa_key_verifies_in_go1_19_and_fails_from_go1_24() {
     let node = Node::new();
     node.trust(&reg.addr(), &ca512.0);
     differential("512-bit CA", &reg, &node, "ok");
-    let newer = check_json(
-        node.root.path(),
-        &["--runtime", "crio", "--go-version", "1.24.0"],
-        &reg.addr(),
-    );
-    assert_eq!(newer.reason(), "insecure_signature", "{}", newer.stdout);
-    let detail = newer.registry(0)["detail"].as_str().unwrap();
+    let detail = crio_under(&node, &reg.addr(), "1.24.0", "insecure_signature");
     assert!(
         detail.contains("possibly because of \"crypto/rsa: 512-bit keys are insecure (see https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size)\" while trying to verify candidate authority certificate \"small-ca\""),
         "{detail}"
@@ -1744,13 +1736,7 @@ fn a_critical_subject_key_id_passes_in_go1_19_and_fails_from_go1_25() {
     let node = Node::new();
     node.trust(&front.addr(), &ca.pem());
     differential_at("critical SKID", &front.addr(), &node, "ok");
-    let newer = check_json(
-        node.root.path(),
-        &["--runtime", "crio", "--go-version", "1.25.5"],
-        &front.addr(),
-    );
-    assert_eq!(newer.reason(), "invalid_certificate", "{}", newer.stdout);
-    let detail = newer.registry(0)["detail"].as_str().unwrap();
+    let detail = crio_under(&node, &front.addr(), "1.25.5", "invalid_certificate");
     assert!(
         detail.ends_with("tls: failed to parse certificate from server: x509: subject key identifier incorrectly marked critical"),
         "{detail}"

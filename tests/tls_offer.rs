@@ -359,21 +359,7 @@ fn client_certificates_are_presented_over_the_second_stack() {
     let addr = f.addr();
     let node = Node::new();
     node.trust(&addr, &ca.pem());
-    let dir = node.hosts_dir().join(&addr);
-    write(&dir.join("client.cert"), client.pem());
-    write(&dir.join("client.key"), client.key.serialize_pem());
-    write(
-        &dir.join("hosts.toml"),
-        format!("server = \"https://{addr}\"\nca = \"ca.crt\"\nclient = [[\"client.cert\", \"client.key\"]]\n\n[host.\"https://{addr}\"]\n  ca = \"ca.crt\"\n  client = [[\"client.cert\", \"client.key\"]]\n"),
-    );
-    write(
-        &node.containers_dir(&addr).join("client.cert"),
-        client.pem(),
-    );
-    write(
-        &node.containers_dir(&addr).join("client.key"),
-        client.key.serialize_pem(),
-    );
+    node.present_client(&addr, &client);
     let ctd = Containerd::start();
     let fetched = ctd.fetch(&node.hosts_dir(), node.root.path(), &addr);
     assert!(

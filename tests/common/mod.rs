@@ -850,6 +850,20 @@ impl Node {
         );
         write(&self.containers_dir(registry).join("ca.crt"), ca_pem);
     }
+    /// After [`Node::trust`]: `client` presented where each runtime reads a pair — containerd's
+    /// hosts.toml `client` (root and `[host]`), containers/image's `client.cert`/`client.key`.
+    pub fn present_client(&self, registry: &str, client: &Issued) {
+        let d = self.hosts_dir().join(registry);
+        write(&d.join("client.cert"), client.pem());
+        write(&d.join("client.key"), client.key.serialize_pem());
+        write(
+            &d.join("hosts.toml"),
+            format!("server = \"https://{registry}\"\nca = \"ca.crt\"\nclient = [[\"client.cert\", \"client.key\"]]\n\n[host.\"https://{registry}\"]\n  ca = \"ca.crt\"\n  client = [[\"client.cert\", \"client.key\"]]\n"),
+        );
+        let c = self.containers_dir(registry);
+        write(&c.join("client.cert"), client.pem());
+        write(&c.join("client.key"), client.key.serialize_pem());
+    }
     pub fn containers_dir(&self, registry: &str) -> PathBuf {
         self.path("/etc/containers/certs.d").join(registry)
     }
