@@ -1,17 +1,14 @@
-//! The agent's Prometheus metrics: a struct that registers itself, and that remembers which label
-//! sets it set for each registry so that stale ones (an old fingerprint, a registry that left the
-//! config) are removed, not left at 1 — blackbox_exporter gets that for free by building a registry
-//! per scrape; a long-running agent must do it itself.
+//! The agent's Prometheus metrics: a compact store of what each registry's last round set, rendered
+//! in the text exposition format at scrape time. A registry's round replaces its own entries, so
+//! stale label sets (an old fingerprint, an endpoint or a registry that left the config) are gone,
+//! not left at 1 — blackbox_exporter gets that for free by building a registry per scrape; a
+//! long-running agent must do it itself.
 //!
 //! Never does: I/O (the HTTP listener renders [`Metrics::render`]).
-
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
-use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
-
-/// Label values of one series.
-type Labels = Vec<String>;
+use prometheus::{Encoder, GaugeVec, Opts, Registry, TextEncoder};
 
 /// Longest label value exported; a longer one (a 30 KB issuer CN, say) is cut and marked.
 pub const MAX_LABEL_BYTES: usize = 256;
@@ -28,181 +25,6 @@ pub fn label_value(s: &str) -> String {
         end -= 1;
     }
     format!("{}{CUT_MARKER}", &s[..end])
-}
-
-/// A gauge family whose series are owned per registry and, inside it, per scope (a prefix of the
-/// label values, e.g. `[registry, url]`): an update touches only its own scope's series, so a
-/// registry's round costs time linear in its endpoints.
-struct Tracked {
-    vec: GaugeVec,
-    /// registry → (scope, label sets currently exported). Vecs, not hash tables: a registry has
-    /// a few scopes of one or two sets each, and 200 registries × 15 families of small hash
-    /// tables cost over a MiB (massif).
-    sets: HashMap<String, Vec<(Labels, Vec<Labels>)>>,
-}
-
-impl Tracked {
-    fn new(
-        reg: &Registry,
-        name: &str,
-        help: &str,
-        labels: &[&str],
-    ) -> Result<Tracked, prometheus::Error> {
-        let vec = GaugeVec::new(Opts::new(name, help), labels)?;
-        reg.register(Box::new(vec.clone()))?;
-        Ok(Tracked {
-            vec,
-            sets: HashMap::new(),
-        })
-    }
-
-    /// Sets `values` for `registry`'s `scope`, removing that scope's series not in `values`.
-    fn replace(&mut self, registry: &str, scope: &[&str], values: Vec<(Labels, f64)>) {
-        let scope: Labels = scope.iter().map(|s| label_value(s)).collect();
-        let scopes = self.sets.entry(registry.to_string()).or_default();
-        let at = match scopes.iter().position(|(s, _)| *s == scope) {
-            Some(at) => at,
-            None => {
-                scopes.push((scope, Vec::new()));
-                scopes.len() - 1
-            }
-        };
-        let owned = &mut scopes[at].1;
-        let values: Vec<(Labels, f64)> = values
-            .into_iter()
-            .map(|(l, v)| (l.iter().map(|x| label_value(x)).collect(), v))
-            .collect();
-        owned.retain(|l| {
-            let keep = values.iter().any(|(v, _)| v == l);
-            if !keep {
-                remove(&self.vec, l);
-            }
-            keep
-        });
-        for (l, v) in values {
-            let refs: Vec<&str> = l.iter().map(String::as_str).collect();
-            self.vec.with_label_values(&refs).set(v);
-            if !owned.contains(&l) {
-                owned.push(l);
-            }
-        }
-        owned.shrink_to_fit();
-    }
-
-    /// Removes the series of `registry`'s scopes for which `keep` is false.
-    fn retain(&mut self, registry: &str, keep: impl Fn(&Labels) -> bool) {
-        let Some(scopes) = self.sets.get_mut(registry) else {
-            return;
-        };
-        scopes.retain(|(scope, sets)| {
-            let k = keep(scope);
-            if !k {
-                sets.iter().for_each(|l| remove(&self.vec, l));
-            }
-            k
-        });
-    }
-
-    fn forget(&mut self, registry: &str) {
-        self.retain(registry, |_| false);
-        self.sets.remove(registry);
-    }
-}
-
-fn remove(vec: &GaugeVec, l: &Labels) {
-    let refs: Vec<&str> = l.iter().map(String::as_str).collect();
-    let _ = vec.remove_label_values(&refs);
-}
-
-/// A counter family whose series are owned per registry (removed when the registry goes).
-struct TrackedCounter {
-    vec: IntCounterVec,
-    sets: HashMap<String, HashSet<Labels>>,
-}
-
-impl TrackedCounter {
-    fn new(
-        reg: &Registry,
-        name: &str,
-        help: &str,
-        labels: &[&str],
-    ) -> Result<TrackedCounter, prometheus::Error> {
-        let vec = IntCounterVec::new(Opts::new(name, help), labels)?;
-        reg.register(Box::new(vec.clone()))?;
-        Ok(TrackedCounter {
-            vec,
-            sets: HashMap::new(),
-        })
-    }
-
-    fn inc_by(&mut self, registry: &str, labels: &[&str], n: u64) {
-        let labels: Labels = labels.iter().map(|s| label_value(s)).collect();
-        let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
-        self.vec.with_label_values(&refs).inc_by(n);
-        self.sets
-            .entry(registry.to_string())
-            .or_default()
-            .insert(labels);
-    }
-
-    /// Removes `registry`'s series whose label at `index` is not kept.
-    fn retain(&mut self, registry: &str, index: usize, keep: &HashSet<&str>) {
-        if let Some(sets) = self.sets.get_mut(registry) {
-            sets.retain(|l| {
-                let k = l.get(index).is_none_or(|v| keep.contains(v.as_str()));
-                if !k {
-                    let refs: Vec<&str> = l.iter().map(String::as_str).collect();
-                    let _ = self.vec.remove_label_values(&refs);
-                }
-                k
-            });
-        }
-    }
-
-    fn forget(&mut self, registry: &str) {
-        if let Some(sets) = self.sets.remove(registry) {
-            for l in sets {
-                let refs: Vec<&str> = l.iter().map(String::as_str).collect();
-                let _ = self.vec.remove_label_values(&refs);
-            }
-        }
-    }
-}
-
-struct Families {
-    probe_success: Tracked,
-    probe_reason: Tracked,
-    probe_duration: Tracked,
-    probe_total_duration: Tracked,
-    presented_ca_info: Tracked,
-    trusted_ca_info: Tracked,
-    expected_ca_trusted: Tracked,
-    expected_ca_error: Tracked,
-    ca_drift: Tracked,
-    cert_expiry: Tracked,
-    trust_findings: Tracked,
-    last_probe: Tracked,
-    runtime_stale: Tracked,
-    runtime_info: Tracked,
-    probes_total: TrackedCounter,
-    ca_changes_total: TrackedCounter,
-    stage_total: TrackedCounter,
-}
-
-impl Families {
-    /// The gauge families with one series set per endpoint (scope `[registry, url]`).
-    fn per_url(&mut self) -> [&mut Tracked; 8] {
-        [
-            &mut self.probe_success,
-            &mut self.probe_reason,
-            &mut self.probe_duration,
-            &mut self.probe_total_duration,
-            &mut self.presented_ca_info,
-            &mut self.cert_expiry,
-            &mut self.last_probe,
-            &mut self.ca_drift,
-        ]
-    }
 }
 
 /// The presented leaf's issuer, as `regtrust_presented_ca_info` labels it.
@@ -249,40 +71,103 @@ pub enum ExpectedState {
 const REGISTRY: &str = "registry";
 const URL: &str = "url";
 
-/// All regtrust metrics, in their own registry.
+/// One endpoint's gauges, as its last probe set them.
+struct Gauges {
+    ok: bool,
+    reason: String,
+    phases: Vec<(&'static str, f64)>,
+    total: f64,
+    /// subject, sha256, key_id
+    presented: Option<[String; 3]>,
+    /// role, sha256, not_after
+    expiries: Vec<(&'static str, String, i64)>,
+    timestamp: f64,
+    drift: Vec<(&'static str, bool)>,
+}
+
+/// One endpoint's series: its gauges once probed, its counters (a CA change count restored from
+/// the state can come before the first probe).
+#[derive(Default)]
+struct EndpointSeries {
+    gauges: Option<Gauges>,
+    /// reason → probes
+    probes: Vec<(String, u64)>,
+    ca_changes: Option<u64>,
+}
+
+/// One registry's series. Endpoints by (cut) URL.
+#[derive(Default)]
+struct RegistrySeries {
+    endpoints: BTreeMap<String, EndpointSeries>,
+    /// subject, sha256, source
+    trusted: Vec<[String; 3]>,
+    findings: Vec<(String, f64)>,
+    expected: Option<ExpectedState>,
+    /// result → attempts
+    stages: Vec<(String, u64)>,
+}
+
+/// Everything the per-registry families export, by registry name.
+#[derive(Default)]
+struct Store {
+    registries: BTreeMap<String, RegistrySeries>,
+    runtime_stale: Option<(String, bool)>,
+    /// runtime, version, go_version, source
+    runtime_info: Option<[String; 4]>,
+}
+
+impl Store {
+    fn registry(&mut self, name: &str) -> &mut RegistrySeries {
+        if !self.registries.contains_key(name) {
+            self.registries
+                .insert(name.to_string(), RegistrySeries::default());
+        }
+        self.registries
+            .get_mut(name)
+            .expect("the registry was just inserted")
+    }
+
+    fn endpoint(&mut self, registry: &str, url: &str) -> &mut EndpointSeries {
+        self.registry(registry)
+            .endpoints
+            .entry(label_value(url))
+            .or_default()
+    }
+}
+
+/// Adds `n` to the count of `key`.
+fn count(counts: &mut Vec<(String, u64)>, key: &str, n: u64) {
+    let key = label_value(key);
+    match counts.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, c)) => *c += n,
+        None => counts.push((key, n)),
+    }
+}
+
+/// `items` with one entry per key, the last value winning (as setting a series twice does).
+fn dedup<K: PartialEq, V>(items: impl IntoIterator<Item = (K, V)>) -> Vec<(K, V)> {
+    let mut out: Vec<(K, V)> = Vec::new();
+    for (k, v) in items {
+        match out.iter_mut().find(|(o, _)| *o == k) {
+            Some(slot) => slot.1 = v,
+            None => out.push((k, v)),
+        }
+    }
+    out
+}
+
+/// All regtrust metrics. The per-registry families live in a compact store rendered in the text
+/// exposition format at scrape time (no per-series objects between scrapes: the prometheus
+/// crate's vectors cost a protobuf label pair per label per series, a third of the agent's heap
+/// at 1,000 registries); the build info and the process metrics are the prometheus crate's own.
 pub struct Metrics {
     registry: Registry,
-    f: Mutex<Families>,
+    store: Mutex<Store>,
 }
 
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let r = Registry::new();
-        let g = |name: &str, help: &str, labels: &[&str]| Tracked::new(&r, name, help, labels);
-        let f = Families {
-            probe_success: g("regtrust_probe_success", "1 if the last probe of the endpoint succeeded with the runtime's trust, else 0.", &[REGISTRY, URL])?,
-            probe_reason: g("regtrust_probe_reason", "1 for the reason of the endpoint's last probe (ok, ca_key_mismatch, unknown_authority, ...).", &[REGISTRY, URL, "reason"])?,
-            probe_duration: g("regtrust_probe_duration_seconds", "Duration of each phase (dns, connect, tls, http) of the endpoint's last probe; phases that did not run are absent.", &[REGISTRY, URL, "phase"])?,
-            probe_total_duration: g("regtrust_probe_total_duration_seconds", "Duration of the endpoint's last probe, all phases together.", &[REGISTRY, URL])?,
-            presented_ca_info: g("regtrust_presented_ca_info", "The issuer of the certificate the endpoint presented: sha256 (hex) of the issuing CA when known, key_id (hex AKID) when the leaf names one.", &[REGISTRY, URL, "subject", "sha256", "key_id"])?,
-            trusted_ca_info: g("regtrust_trusted_ca_info", "A CA the node's runtime trusts for the registry (sha256 in hex), with the file it comes from.", &[REGISTRY, "subject", "sha256", "source"])?,
-            expected_ca_trusted: g("regtrust_expected_ca_trusted", "1 if the node trusts every expected CA of the registry (a rotation to it is safe), else 0 (also while the expected CA cannot be read).", &[REGISTRY])?,
-            expected_ca_error: g("regtrust_expected_ca_error", "1 while the registry's expected CA cannot be read (file, URL), else 0.", &[REGISTRY])?,
-            ca_drift: g("regtrust_ca_drift", "1 while the endpoint drifts: presented_untrusted (its chain does not verify with the node's trust) or expected_untrusted (the node does not trust the expected CA).", &[REGISTRY, URL, "kind"])?,
-            cert_expiry: g("regtrust_cert_expiry_timestamp_seconds", "notAfter of the presented leaf and intermediates and of the trusted CAs, as a Unix time.", &[REGISTRY, URL, "role", "sha256"])?,
-            trust_findings: g("regtrust_trust_findings", "Problems found loading the runtime's trust for the registry, by kind.", &[REGISTRY, "kind"])?,
-            last_probe: g("regtrust_last_probe_timestamp_seconds", "When the endpoint was last probed, as a Unix time.", &[REGISTRY, URL])?,
-            runtime_stale: g("regtrust_runtime_trust_stale", "1 if the node's system CA bundle changed after the runtime process started: the running runtime still uses the old roots and needs a restart.", &["runtime"])?,
-            runtime_info: g("regtrust_runtime_info", "The runtime's version and the Go release its verdicts follow, with where the Go version came from (config, process, binary, default); always 1.", &["runtime", "version", "go_version", "source"])?,
-            probes_total: TrackedCounter::new(&r, "regtrust_probes_total", "Probes of the endpoint, by reason.", &[REGISTRY, URL, "reason"])?,
-            ca_changes_total: TrackedCounter::new(&r, "regtrust_ca_changes_total", "Times the issuing CA presented by the endpoint changed since the last probe (persisted across restarts).", &[REGISTRY, URL])?,
-            stage_total: TrackedCounter::new(
-                &r,
-                "regtrust_stage_total",
-                "Attempts to stage a corrected CA, by result (applied, refused, rolled_back, failed, dry_run).",
-                &[REGISTRY, "result"],
-            )?,
-        };
         let build = GaugeVec::new(
             Opts::new(
                 "regtrust_build_info",
@@ -303,75 +188,51 @@ impl Metrics {
         ))?;
         Ok(Metrics {
             registry: r,
-            f: Mutex::new(f),
+            store: Mutex::new(Store::default()),
         })
     }
 
-    fn families(&self) -> std::sync::MutexGuard<'_, Families> {
-        self.f.lock().unwrap_or_else(|p| p.into_inner())
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records one endpoint's probe; `registry`'s other endpoints are untouched.
     pub fn endpoint(&self, registry: &str, s: &EndpointSample<'_>) {
-        let mut guard = self.families();
-        let f = &mut *guard;
-        let re = [registry, s.url];
-        let l =
-            |extra: &[&str]| -> Labels { re.iter().chain(extra).map(|x| x.to_string()).collect() };
-        f.probe_success
-            .replace(registry, &re, vec![(l(&[]), if s.ok { 1.0 } else { 0.0 })]);
-        f.probe_reason
-            .replace(registry, &re, vec![(l(&[s.reason]), 1.0)]);
-        f.probe_duration.replace(
-            registry,
-            &re,
-            s.phases.iter().map(|(p, v)| (l(&[p]), *v)).collect(),
-        );
-        f.probe_total_duration
-            .replace(registry, &re, vec![(l(&[]), s.total)]);
-        f.presented_ca_info.replace(
-            registry,
-            &re,
-            s.presented_issuer
-                .iter()
-                .map(|i| (l(&[i.subject, i.sha256, i.key_id]), 1.0))
-                .collect(),
-        );
-        f.cert_expiry.replace(
-            registry,
-            &re,
-            s.expiries
-                .iter()
-                .map(|(role, sha, t)| (l(&[role, sha]), *t as f64))
-                .collect(),
-        );
-        f.last_probe
-            .replace(registry, &re, vec![(l(&[]), s.timestamp)]);
-        f.ca_drift.replace(
-            registry,
-            &re,
-            s.drift
-                .iter()
-                .map(|(k, on)| (l(&[k]), if *on { 1.0 } else { 0.0 }))
-                .collect(),
-        );
-        f.probes_total
-            .inc_by(registry, &[registry, s.url, s.reason], 1);
+        let gauges = Gauges {
+            ok: s.ok,
+            reason: label_value(s.reason),
+            phases: dedup(s.phases.iter().copied()),
+            total: s.total,
+            presented: s.presented_issuer.as_ref().map(|i| {
+                [
+                    label_value(i.subject),
+                    label_value(i.sha256),
+                    label_value(i.key_id),
+                ]
+            }),
+            expiries: dedup(
+                s.expiries
+                    .iter()
+                    .map(|(role, sha, t)| ((*role, label_value(sha)), *t)),
+            )
+            .into_iter()
+            .map(|((role, sha), t)| (role, sha, t))
+            .collect(),
+            timestamp: s.timestamp,
+            drift: dedup(s.drift.iter().copied()),
+        };
+        let mut store = self.store();
+        let e = store.endpoint(registry, s.url);
+        e.gauges = Some(gauges);
+        count(&mut e.probes, s.reason, 1);
     }
 
     /// Removes the series of endpoints the registry no longer has (gauges and counters).
     pub fn retain_endpoints(&self, registry: &str, urls: &[String]) {
-        let mut guard = self.families();
-        let f = &mut *guard;
-        let cut: HashSet<String> = urls.iter().map(|u| label_value(u)).collect();
-        for t in f.per_url() {
-            t.retain(registry, |scope| {
-                scope.get(1).is_none_or(|u| cut.contains(u.as_str()))
-            });
+        let keep: HashSet<String> = urls.iter().map(|u| label_value(u)).collect();
+        if let Some(r) = self.store().registries.get_mut(registry) {
+            r.endpoints.retain(|url, _| keep.contains(url));
         }
-        let keep_cut: HashSet<&str> = cut.iter().map(String::as_str).collect();
-        f.probes_total.retain(registry, 1, &keep_cut);
-        f.ca_changes_total.retain(registry, 1, &keep_cut);
     }
 
     /// The registry-level series: trusted CAs, findings, expected-CA trust.
@@ -382,112 +243,316 @@ impl Metrics {
         findings: &[(String, f64)],
         expected: ExpectedState,
     ) {
-        let mut guard = self.families();
-        let f = &mut *guard;
-        let r = registry.to_string();
-        f.trusted_ca_info.replace(
-            registry,
-            &[registry],
-            trusted
-                .iter()
-                .map(|(subj, sha, src)| {
-                    (vec![r.clone(), subj.clone(), sha.clone(), src.clone()], 1.0)
-                })
-                .collect(),
-        );
-        f.trust_findings.replace(
-            registry,
-            &[registry],
-            findings
-                .iter()
-                .map(|(k, n)| (vec![r.clone(), k.clone()], *n))
-                .collect(),
-        );
-        let (trusted, error) = match expected {
-            ExpectedState::None => (None, None),
-            ExpectedState::Trusted(t) => (Some(t), Some(false)),
-            ExpectedState::Unreadable => (Some(false), Some(true)),
-        };
-        let one = |v: Option<bool>| -> Vec<(Labels, f64)> {
-            v.map(|b| (vec![r.clone()], if b { 1.0 } else { 0.0 }))
-                .into_iter()
-                .collect()
-        };
-        f.expected_ca_trusted
-            .replace(registry, &[registry], one(trusted));
-        f.expected_ca_error
-            .replace(registry, &[registry], one(error));
+        let mut trusted: Vec<[String; 3]> = trusted
+            .iter()
+            .map(|(subj, sha, src)| [label_value(subj), label_value(sha), label_value(src)])
+            .collect();
+        trusted.sort();
+        trusted.dedup();
+        let findings = dedup(findings.iter().map(|(k, n)| (label_value(k), *n)));
+        let mut store = self.store();
+        let r = store.registry(registry);
+        r.trusted = trusted;
+        r.findings = findings;
+        r.expected = Some(expected);
     }
 
     pub fn ca_changed(&self, registry: &str, url: &str, n: u64) {
-        self.families()
-            .ca_changes_total
-            .inc_by(registry, &[registry, url], n);
+        let mut store = self.store();
+        *store.endpoint(registry, url).ca_changes.get_or_insert(0) += n;
     }
 
     /// Counts one staging attempt.
     pub fn stage(&self, registry: &str, result: &str) {
-        self.families()
-            .stage_total
-            .inc_by(registry, &[registry, result], 1);
+        count(&mut self.store().registry(registry).stages, result, 1);
     }
 
     /// `None` removes the series (runtime process not found).
     pub fn runtime_stale(&self, runtime: &str, stale: Option<bool>) {
-        let mut guard = self.families();
-        let f = &mut *guard;
-        f.runtime_stale.replace(
-            "",
-            &[runtime],
-            stale
-                .map(|s| (vec![runtime.to_string()], if s { 1.0 } else { 0.0 }))
-                .into_iter()
-                .collect(),
-        );
+        self.store().runtime_stale = stale.map(|s| (label_value(runtime), s));
     }
 
     /// The one `regtrust_runtime_info` series (a new detection replaces the old labels).
     pub fn runtime_info(&self, info: &crate::trust::runtime_version::RuntimeInfo) {
-        let mut guard = self.families();
-        let labels = vec![
+        self.store().runtime_info = Some([
             info.runtime.as_str().to_string(),
-            info.version.clone().unwrap_or_default(),
+            label_value(info.version.as_deref().unwrap_or_default()),
             info.go_version.to_string(),
             info.source.as_str().to_string(),
-        ];
-        guard.runtime_info.replace("", &[], vec![(labels, 1.0)]);
+        ]);
     }
 
     /// Drops every series of a registry that left the configuration.
     pub fn forget_registry(&self, registry: &str) {
-        let mut guard = self.families();
-        let f = &mut *guard;
-        for t in f.per_url() {
-            t.forget(registry);
-        }
-        for t in [
-            &mut f.trusted_ca_info,
-            &mut f.expected_ca_trusted,
-            &mut f.expected_ca_error,
-            &mut f.trust_findings,
-        ] {
-            t.forget(registry);
-        }
-        f.probes_total.forget(registry);
-        f.ca_changes_total.forget(registry);
-        f.stage_total.forget(registry);
+        self.store().registries.remove(registry);
     }
 
-    /// The text exposition format.
+    /// The text exposition format: the store's families, then the prometheus crate's.
     pub fn render(&self) -> String {
+        let mut out = {
+            let store = self.store();
+            render::store(&store)
+        };
         let mut buf = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
-            return format!("# regtrust: cannot encode metrics: {e}\n");
+            out.push_str(&format!("# regtrust: cannot encode metrics: {e}\n"));
         }
-        String::from_utf8_lossy(&buf).into_owned()
+        out.push_str(&String::from_utf8_lossy(&buf));
+        out
     }
 }
 
+/// The store in the text exposition format (version 0.0.4), as the prometheus crate's
+/// `TextEncoder` writes it: label names in lexical order, label values escaped, a family without
+/// series left out.
+mod render {
+    use std::fmt::{Display, Write};
+
+    use super::{ExpectedState, Store, REGISTRY, URL};
+
+    /// Writes families into one buffer.
+    struct Out {
+        buf: String,
+    }
+
+    /// The samples of one family.
+    struct Family<'a> {
+        buf: &'a mut String,
+        name: &'a str,
+    }
+
+    impl Out {
+        fn family(
+            &mut self,
+            name: &str,
+            help: &str,
+            kind: &str,
+            body: impl FnOnce(&mut Family<'_>),
+        ) {
+            let mark = self.buf.len();
+            let _ = write!(self.buf, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+            let start = self.buf.len();
+            body(&mut Family {
+                buf: &mut self.buf,
+                name,
+            });
+            if self.buf.len() == start {
+                self.buf.truncate(mark);
+            }
+        }
+    }
+
+    impl Family<'_> {
+        /// One sample; `labels` in lexical order of their names.
+        fn put(&mut self, labels: &[(&str, &str)], value: impl Display) {
+            self.buf.push_str(self.name);
+            let mut sep = '{';
+            for (name, value) in labels {
+                self.buf.push(sep);
+                self.buf.push_str(name);
+                self.buf.push_str("=\"");
+                escape(self.buf, value);
+                self.buf.push('"');
+                sep = ',';
+            }
+            if !labels.is_empty() {
+                self.buf.push('}');
+            }
+            let _ = writeln!(self.buf, " {value}");
+        }
+    }
+
+    /// `\` → `\\`, newline → `\n`, `"` → `\"`.
+    fn escape(buf: &mut String, v: &str) {
+        for c in v.chars() {
+            match c {
+                '\\' => buf.push_str("\\\\"),
+                '\n' => buf.push_str("\\n"),
+                '"' => buf.push_str("\\\""),
+                c => buf.push(c),
+            }
+        }
+    }
+
+    fn bit(b: bool) -> f64 {
+        if b {
+            1.0
+        } else {
+            0.0
+        }
+    }
+
+    pub(super) fn store(s: &Store) -> String {
+        let endpoints = s.registries.iter().flat_map(|(r, rs)| {
+            rs.endpoints
+                .iter()
+                .map(move |(u, e)| (r.as_str(), u.as_str(), e))
+        });
+        let probed = endpoints
+            .clone()
+            .filter_map(|(r, u, e)| e.gauges.as_ref().map(|g| (r, u, g)));
+        let mut out = Out {
+            buf: String::with_capacity(4096 + s.registries.len() * 4096),
+        };
+        out.family("regtrust_ca_changes_total", "Times the issuing CA presented by the endpoint changed since the last probe (persisted across restarts).", "counter", |f| {
+            for (r, u, e) in endpoints.clone() {
+                if let Some(n) = e.ca_changes {
+                    f.put(&[(REGISTRY, r), (URL, u)], n);
+                }
+            }
+        });
+        out.family("regtrust_ca_drift", "1 while the endpoint drifts: presented_untrusted (its chain does not verify with the node's trust) or expected_untrusted (the node does not trust the expected CA).", "gauge", |f| {
+            for (r, u, g) in probed.clone() {
+                for (kind, on) in &g.drift {
+                    f.put(&[("kind", kind), (REGISTRY, r), (URL, u)], bit(*on));
+                }
+            }
+        });
+        out.family("regtrust_cert_expiry_timestamp_seconds", "notAfter of the presented leaf and intermediates and of the trusted CAs, as a Unix time.", "gauge", |f| {
+            for (r, u, g) in probed.clone() {
+                for (role, sha, t) in &g.expiries {
+                    f.put(&[(REGISTRY, r), ("role", role), ("sha256", sha), (URL, u)], *t as f64);
+                }
+            }
+        });
+        registry_families(&mut out, s);
+        out.family(
+            "regtrust_last_probe_timestamp_seconds",
+            "When the endpoint was last probed, as a Unix time.",
+            "gauge",
+            |f| {
+                for (r, u, g) in probed.clone() {
+                    f.put(&[(REGISTRY, r), (URL, u)], g.timestamp);
+                }
+            },
+        );
+        out.family("regtrust_presented_ca_info", "The issuer of the certificate the endpoint presented: sha256 (hex) of the issuing CA when known, key_id (hex AKID) when the leaf names one.", "gauge", |f| {
+            for (r, u, g) in probed.clone() {
+                if let Some([subject, sha, key_id]) = &g.presented {
+                    f.put(&[("key_id", key_id), (REGISTRY, r), ("sha256", sha), ("subject", subject), (URL, u)], 1.0);
+                }
+            }
+        });
+        out.family("regtrust_probe_duration_seconds", "Duration of each phase (dns, connect, tls, http) of the endpoint's last probe; phases that did not run are absent.", "gauge", |f| {
+            for (r, u, g) in probed.clone() {
+                for (phase, v) in &g.phases {
+                    f.put(&[("phase", phase), (REGISTRY, r), (URL, u)], v);
+                }
+            }
+        });
+        out.family("regtrust_probe_reason", "1 for the reason of the endpoint's last probe (ok, ca_key_mismatch, unknown_authority, ...).", "gauge", |f| {
+            for (r, u, g) in probed.clone() {
+                f.put(&[("reason", &g.reason), (REGISTRY, r), (URL, u)], 1.0);
+            }
+        });
+        out.family(
+            "regtrust_probe_success",
+            "1 if the last probe of the endpoint succeeded with the runtime's trust, else 0.",
+            "gauge",
+            |f| {
+                for (r, u, g) in probed.clone() {
+                    f.put(&[(REGISTRY, r), (URL, u)], bit(g.ok));
+                }
+            },
+        );
+        out.family(
+            "regtrust_probe_total_duration_seconds",
+            "Duration of the endpoint's last probe, all phases together.",
+            "gauge",
+            |f| {
+                for (r, u, g) in probed.clone() {
+                    f.put(&[(REGISTRY, r), (URL, u)], g.total);
+                }
+            },
+        );
+        out.family(
+            "regtrust_probes_total",
+            "Probes of the endpoint, by reason.",
+            "counter",
+            |f| {
+                for (r, u, e) in endpoints.clone() {
+                    for (reason, n) in &e.probes {
+                        f.put(&[("reason", reason), (REGISTRY, r), (URL, u)], n);
+                    }
+                }
+            },
+        );
+        runtime_families(&mut out, s);
+        out.buf
+    }
+
+    /// The families with one series set per registry.
+    fn registry_families(out: &mut Out, s: &Store) {
+        let expected = |pick: fn(ExpectedState) -> Option<bool>| {
+            s.registries
+                .iter()
+                .filter_map(move |(r, rs)| rs.expected.and_then(pick).map(|b| (r.as_str(), b)))
+        };
+        out.family(
+            "regtrust_expected_ca_error",
+            "1 while the registry's expected CA cannot be read (file, URL), else 0.",
+            "gauge",
+            |f| {
+                for (r, b) in expected(|e| match e {
+                    ExpectedState::None => None,
+                    ExpectedState::Trusted(_) => Some(false),
+                    ExpectedState::Unreadable => Some(true),
+                }) {
+                    f.put(&[(REGISTRY, r)], bit(b));
+                }
+            },
+        );
+        out.family("regtrust_expected_ca_trusted", "1 if the node trusts every expected CA of the registry (a rotation to it is safe), else 0 (also while the expected CA cannot be read).", "gauge", |f| {
+            for (r, b) in expected(|e| match e {
+                ExpectedState::None => None,
+                ExpectedState::Trusted(t) => Some(t),
+                ExpectedState::Unreadable => Some(false),
+            }) {
+                f.put(&[(REGISTRY, r)], bit(b));
+            }
+        });
+        out.family("regtrust_stage_total", "Attempts to stage a corrected CA, by result (applied, refused, rolled_back, failed, dry_run).", "counter", |f| {
+            for (r, rs) in &s.registries {
+                for (result, n) in &rs.stages {
+                    f.put(&[(REGISTRY, r), ("result", result)], n);
+                }
+            }
+        });
+        out.family(
+            "regtrust_trust_findings",
+            "Problems found loading the runtime's trust for the registry, by kind.",
+            "gauge",
+            |f| {
+                for (r, rs) in &s.registries {
+                    for (kind, n) in &rs.findings {
+                        f.put(&[("kind", kind), (REGISTRY, r)], n);
+                    }
+                }
+            },
+        );
+        out.family("regtrust_trusted_ca_info", "A CA the node's runtime trusts for the registry (sha256 in hex), with the file it comes from.", "gauge", |f| {
+            for (r, rs) in &s.registries {
+                for [subject, sha, source] in &rs.trusted {
+                    f.put(&[(REGISTRY, r), ("sha256", sha), ("source", source), ("subject", subject)], 1.0);
+                }
+            }
+        });
+    }
+
+    /// The node-level families.
+    fn runtime_families(out: &mut Out, s: &Store) {
+        out.family("regtrust_runtime_info", "The runtime's version and the Go release its verdicts follow, with where the Go version came from (config, process, binary, default); always 1.", "gauge", |f| {
+            if let Some([runtime, version, go, source]) = &s.runtime_info {
+                f.put(&[("go_version", go), ("runtime", runtime), ("source", source), ("version", version)], 1.0);
+            }
+        });
+        out.family("regtrust_runtime_trust_stale", "1 if the node's system CA bundle changed after the runtime process started: the running runtime still uses the old roots and needs a restart.", "gauge", |f| {
+            if let Some((runtime, stale)) = &s.runtime_stale {
+                f.put(&[("runtime", runtime)], bit(*stale));
+            }
+        });
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,26 +652,27 @@ mod tests {
         m.ca_changed("r", "https://r/v2/", 1);
         m.stage("r", "applied");
         m.runtime_stale("containerd", Some(false));
-        for family in m.registry.gather() {
-            for metric in family.get_metric() {
-                for l in metric.get_label() {
-                    assert!(
-                        ![
-                            "job",
-                            "instance",
-                            "endpoint",
-                            "namespace",
-                            "pod",
-                            "container",
-                            "service",
-                            "node"
-                        ]
-                        .contains(&l.name()),
-                        "{} has a label {}",
-                        family.name(),
-                        l.name()
-                    );
-                }
+        let text = m.render();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((_, labels)) = line.split_once('{') else {
+                continue;
+            };
+            for pair in labels.split("\",") {
+                let name = pair.split('=').next().unwrap_or("");
+                assert!(
+                    ![
+                        "job",
+                        "instance",
+                        "endpoint",
+                        "namespace",
+                        "pod",
+                        "container",
+                        "service",
+                        "node"
+                    ]
+                    .contains(&name),
+                    "{line} has a label {name}"
+                );
             }
         }
         assert!(m.render().contains("regtrust_build_info{revision=\""));
@@ -656,5 +722,138 @@ mod tests {
             1,
             "{text}"
         );
+    }
+
+    /// Every sample line, label set and value our renderer writes is what the prometheus crate's
+    /// own `TextEncoder` writes for the same series (label order, escaping, number formatting),
+    /// and every family appears once with its HELP and TYPE.
+    #[test]
+    fn the_rendering_is_the_prometheus_crates_own() {
+        let m = Metrics::new().unwrap();
+        let mut s = sample("https://r/v2/", "ab\\c\"d", "ca_key_mismatch");
+        s.expiries = vec![
+            ("leaf", "11".into(), 1_900_000_000),
+            ("ca", "22".into(), 1_800_000_000),
+        ];
+        s.presented_issuer = Some(IssuerLabels {
+            subject: "CN=a \"quoted\"\nline\\x",
+            sha256: "ff",
+            key_id: "",
+        });
+        m.endpoint("r", &s);
+        m.endpoint("r", &sample("https://m:5000/v2/", "x", "ok"));
+        m.endpoint("other", &sample("https://o/v2/", "y", "ok"));
+        m.registry_trust(
+            "r",
+            &[("CN=A".into(), "aa".into(), "/f".into())],
+            &[("ca_unreadable".into(), 2.0)],
+            ExpectedState::Unreadable,
+        );
+        m.ca_changed("r", "https://r/v2/", 3);
+        m.stage("r", "applied");
+        m.stage("r", "applied");
+        m.runtime_stale("containerd", Some(true));
+        let text = m.render();
+
+        // The same series through the prometheus crate: a gauge or counter vector per family
+        // with the label names and values read back from our text.
+        let reference = Registry::new();
+        let mut families: Vec<(String, String, String)> = Vec::new();
+        let mut samples: Vec<(String, Vec<(String, String)>, f64)> = Vec::new();
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').unwrap();
+                let kind = lines.next().unwrap().rsplit(' ').next().unwrap();
+                families.push((name.into(), help.into(), kind.into()));
+                continue;
+            }
+            let (name, rest) = line.split_at(line.find(['{', ' ']).unwrap());
+            let (labels, value) = rest.rsplit_once(' ').unwrap();
+            samples.push((name.into(), unescape_labels(labels), value.parse().unwrap()));
+        }
+        let names: Vec<&str> = families.iter().map(|f| f.0.as_str()).collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "a family twice: {names:?}");
+        for (name, help, kind) in &families {
+            let mine: Vec<_> = samples.iter().filter(|s| &s.0 == name).collect();
+            assert!(!mine.is_empty(), "{name}: a family without samples");
+            let label_names: Vec<&str> = mine[0].1.iter().map(|(k, _)| k.as_str()).collect();
+            match kind.as_str() {
+                "gauge" => {
+                    let v = GaugeVec::new(Opts::new(name, help), &label_names).unwrap();
+                    for (_, l, x) in &mine {
+                        let vals: Vec<&str> = l.iter().map(|(_, v)| v.as_str()).collect();
+                        v.with_label_values(&vals).set(*x);
+                    }
+                    reference.register(Box::new(v)).unwrap();
+                }
+                "counter" => {
+                    let v = prometheus::IntCounterVec::new(Opts::new(name, help), &label_names)
+                        .unwrap();
+                    for (_, l, x) in &mine {
+                        let vals: Vec<&str> = l.iter().map(|(_, v)| v.as_str()).collect();
+                        v.with_label_values(&vals).inc_by(*x as u64);
+                    }
+                    reference.register(Box::new(v)).unwrap();
+                }
+                other => panic!("{name}: type {other}"),
+            }
+        }
+        let mut theirs = Vec::new();
+        TextEncoder::new()
+            .encode(&reference.gather(), &mut theirs)
+            .unwrap();
+        let theirs = String::from_utf8(theirs).unwrap();
+        let sorted = |t: &str| {
+            let mut l: Vec<String> = t.lines().map(String::from).collect();
+            l.sort();
+            l
+        };
+        assert_eq!(sorted(&text), sorted(&theirs));
+        for needle in [
+            "regtrust_ca_changes_total{registry=\"r\",url=\"https://r/v2/\"} 3",
+            "regtrust_stage_total{registry=\"r\",result=\"applied\"} 2",
+            "subject=\"CN=a \\\"quoted\\\"\\nline\\\\x\"",
+            "regtrust_expected_ca_error{registry=\"r\"} 1",
+            "regtrust_trust_findings{kind=\"ca_unreadable\",registry=\"r\"} 2",
+            "regtrust_runtime_trust_stale{runtime=\"containerd\"} 1",
+            "regtrust_build_info{",
+            "process_resident_memory_bytes ",
+        ] {
+            assert!(text.contains(needle), "{needle} not in\n{text}");
+        }
+    }
+
+    /// `{a="x",b="y\"z"}` → [(a, x), (b, y"z)].
+    fn unescape_labels(s: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let Some(body) = s.strip_prefix('{').and_then(|b| b.strip_suffix('}')) else {
+            return out;
+        };
+        let mut chars = body.chars().peekable();
+        while chars.peek().is_some() {
+            let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+            assert_eq!(chars.next(), Some('"'));
+            let mut value = String::new();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => match chars.next() {
+                        Some('n') => value.push('\n'),
+                        Some(c) => value.push(c),
+                        None => panic!("dangling escape in {s}"),
+                    },
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+            if chars.peek() == Some(&',') {
+                chars.next();
+            }
+            out.push((name, value));
+        }
+        out
     }
 }
