@@ -126,31 +126,42 @@ pub async fn check_registry(
                 return outcome;
             }
             let _permit = sem.acquire().await;
-            // Built once a probe may run: a thousand registries waiting for a permit hold no
-            // copies of the system pool.
-            let roots = pool(system, ep);
-            let certs = Arc::new(roots.iter().map(|ca| ca.cert.clone()).collect::<Vec<_>>());
-            let res = probe::probe(ep, certs.clone(), ps).await;
-            // containerd's HTTP fallback: the same request again over plain HTTP.
-            let (ep, res) = if falls_back(ep, &res) {
-                let http = ep.plain_http();
-                let res = probe::probe(&http, certs, ps).await;
-                (http, res)
-            } else {
-                (ep.clone(), res)
-            };
-            let diagnosis = diagnose::diagnose(&res, &roots);
-            EndpointOutcome {
-                trusted: relevant(&ep, &res.presented, &roots),
-                endpoint: ep,
-                probe: Some(res),
-                diagnosis,
-                system_roots: system.cas.len(),
-            }
+            // Boxed once a probe may run: a thousand registries waiting for a permit hold a
+            // pointer each, not a whole probe's state (heaptrack: 18% of the heap at 1,000).
+            Box::pin(probe_endpoint(ep, system, ps)).await
         }
     });
     let endpoints = futures_util::future::join_all(probes).await;
     RegistryOutcome::decide(rt, endpoints)
+}
+
+/// Probes one endpoint with its trust pool, over plain HTTP again where containerd falls back.
+async fn probe_endpoint(
+    ep: &trust::Endpoint,
+    system: &SystemRoots,
+    ps: &ProbeSettings,
+) -> EndpointOutcome {
+    // Built once a probe may run: a thousand registries waiting for a permit hold no copies of
+    // the system pool.
+    let roots = pool(system, ep);
+    let certs = Arc::new(roots.iter().map(|ca| ca.cert.clone()).collect::<Vec<_>>());
+    let res = probe::probe(ep, certs.clone(), ps).await;
+    // containerd's HTTP fallback: the same request again over plain HTTP.
+    let (ep, res) = if falls_back(ep, &res) {
+        let http = ep.plain_http();
+        let res = probe::probe(&http, certs, ps).await;
+        (http, res)
+    } else {
+        (ep.clone(), res)
+    };
+    let diagnosis = diagnose::diagnose(&res, &roots);
+    EndpointOutcome {
+        trusted: relevant(&ep, &res.presented, &roots),
+        endpoint: ep,
+        probe: Some(res),
+        diagnosis,
+        system_roots: system.cas.len(),
+    }
 }
 
 /// Whether containerd's `httpFallback` retries `ep` over plain HTTP after `res` (`resolver.go`

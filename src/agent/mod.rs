@@ -264,6 +264,20 @@ impl Loop {
         self.cfg.interval.mul_f64(f)
     }
 
+    /// The wait after a registry's first probe: a uniform phase of the interval (0.5–1.5 ×), so
+    /// registries probed together at start spread over the whole interval instead of bursting
+    /// every interval (1,000 registries' handshakes at once queue on the CPU: each probe's
+    /// time grows with the burst). Without jitter, the interval itself.
+    fn spread(&self) -> Duration {
+        if self.cfg.jitter > 0.0 {
+            self.cfg
+                .interval
+                .mul_f64(rand::rng().random_range(0.5..1.5))
+        } else {
+            self.cfg.interval
+        }
+    }
+
     async fn run(
         &mut self,
         shutdown: impl Future<Output = ()>,
@@ -581,11 +595,15 @@ impl Loop {
             outcome,
             fetched,
         } = done;
-        let next = Instant::now() + self.jittered();
+        let (next, first) = (
+            Instant::now() + self.jittered(),
+            Instant::now() + self.spread(),
+        );
         let policy = self.stage_policy(&name);
         let Some(r) = self.regs.get_mut(&name) else {
             return;
         };
+        let next = if r.probed { next } else { first };
         r.in_flight = false;
         r.probed = true;
         r.next_due = if std::mem::take(&mut r.again) {
