@@ -18,7 +18,8 @@ SCALE_INTERVAL = int(os.environ.get("BENCH_SCALE_INTERVAL", "60"))
 E2E = os.environ.get("BENCH_E2E", "1") == "1"
 TOOLS = os.environ.get("BENCH_TOOLS", "regtrust,blackbox").split(",")
 LAUNCH = ["python3", "-c", "import ctypes,os,sys; ctypes.CDLL(None).prctl(41,1,0,0,0); os.execv(sys.argv[1], sys.argv[1:])"] if os.environ.get("BENCH_NOTHP") == "1" else []
-SMAPS = os.environ.get("BENCH_SMAPS") == "1"  # print where regtrust's resident memory is, per mapping
+SMAPS = os.environ.get("BENCH_SMAPS") == "1"
+PERF = os.environ.get("BENCH_PERF")  # a directory: `perf record --call-graph dwarf` of regtrust during each measurement, perf-N.data  # print where regtrust's resident memory is, per mapping
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REGTRUST = os.environ.get("REGTRUST_BIN") or os.path.join(ROOT, "target/release/regtrust")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -49,10 +50,50 @@ def rss_mib(pid, key="VmRSS:"):
     return 0.0
 
 
-def cpu_s(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+class Cpu:
+    """CPU seconds of a process and all its threads, the exited ones included.
+
+    A cgroup of its own when the machine lets root make one (cgroup v1 cpuacct.usage or v2
+    cpu.stat: nanosecond/microsecond counts, so six probes at one endpoint are measured, not
+    rounded to /proc's 10 ms ticks); else /proc/PID/stat's utime + stime in ticks."""
+
+    def __init__(self, pid, name):
+        self.pid, self.dir, self.read = pid, None, None
+        for base, path, scale in (("/sys/fs/cgroup/cpuacct", "cpuacct.usage", 1e-9),
+                                  ("/sys/fs/cgroup", "cpu.stat", 1e-6)):
+            if not os.path.exists(f"{base}/cgroup.procs") or (path == "cpu.stat" and not os.path.exists(f"{base}/cgroup.controllers")):
+                continue
+            d = f"{base}/regtrust-bench-{name}-{pid}"
+            try:
+                os.mkdir(d)
+                with open(f"{d}/cgroup.procs", "w") as f:
+                    f.write(str(pid))
+            except OSError:
+                try: os.rmdir(d)
+                except OSError: pass
+                continue
+            self.dir = d
+            if path == "cpu.stat":
+                self.read = lambda: int(next(l.split()[1] for l in open(f"{d}/cpu.stat") if l.startswith("usage_usec"))) * scale
+            else:
+                self.read = lambda: int(open(f"{d}/cpuacct.usage").read()) * scale
+            break
+
+    def __call__(self):
+        if self.read:
+            return self.read()
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+    def close(self):
+        """After the process has exited: remove the cgroup."""
+        if self.dir:
+            for _ in range(50):
+                try:
+                    os.rmdir(self.dir); return
+                except OSError:
+                    time.sleep(0.1)
 
 
 def smaps(pid, n):
@@ -82,7 +123,7 @@ def sh(*a, **k):
 
 def main():
     work = tempfile.mkdtemp(prefix="regtrust-bench-")
-    procs = []
+    procs, cleanup = [], []
     try:
         # Certificates: RSA-2048 CA and leaf for r*.test and 127.0.0.1.
         os.chdir(work)
@@ -136,20 +177,28 @@ def main():
             p = subprocess.Popen(LAUNCH + [REGTRUST, "run", "--host-root", hostroot, "--hosts-dir", "/etc/containerd/certs.d",
                                   "--interval", f"{interval}s", "--timeout", "4s", "--listen", f"127.0.0.1:{port}", "--state-dir", state],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"PATH": os.environ["PATH"], "REGTRUST_LOG": "error", **({"MALLOC_ARENA_MAX": os.environ["BENCH_ARENAS"]} if os.environ.get("BENCH_ARENAS") else {})})
-            procs.append(p); wait_port(port, p, "regtrust")
+            procs.append(p); cpu_s = Cpu(p.pid, "regtrust"); cleanup.append(cpu_s.close); wait_port(port, p, "regtrust")
             time.sleep(1)
             idle = rss_mib(p.pid) if n == 0 else None
             if idle_window:
                 # The first round is done; no probe is due for `interval`: CPU per second while idle.
                 time.sleep(2)
-                c0 = cpu_s(p.pid); time.sleep(idle_window); c1 = cpu_s(p.pid)
+                c0 = cpu_s(); time.sleep(idle_window); c1 = cpu_s()
                 p.terminate(); p.wait(10)
                 return dict(idle_cpu=(c1 - c0) / idle_window * 1000)
-            c0, t0 = cpu_s(p.pid), time.time()
+            # The probe count comes from the scrapes around the window; the scrapes' own CPU stays
+            # outside it (blackbox's window has no scrape either).
             m0 = probes(get(f"http://127.0.0.1:{port}/metrics"))
+            c0, t0 = cpu_s(), time.time()
+            rec = None
+            if PERF:
+                rec = subprocess.Popen(["perf", "record", "-q", "-F", "499", "--call-graph", "dwarf,16384", "-p", str(p.pid), "-o", f"{PERF}/perf-{n}x{per}.data"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(SECONDS if interval == INTERVAL else interval + 5)
+            if rec:
+                rec.send_signal(2); rec.wait(60)
+            c1 = cpu_s()
             text = get(f"http://127.0.0.1:{port}/metrics", timeout=30)
-            c1 = cpu_s(p.pid)
             m1 = probes(text)
             ok = len(re.findall(r'^regtrust_probe_success\{.*\} 1$', text, re.M))
             walls = [float(x) * 1000 for x in re.findall(r'^regtrust_probe_total_duration_seconds\{.*\} (\S+)$', text, re.M)]
@@ -174,10 +223,10 @@ def main():
                                       f"      tls_config: {{ca_file: {work}/ca.pem}}\n")
             p = subprocess.Popen(["prometheus-blackbox-exporter", "--config.file=bb.yml", f"--web.listen-address=127.0.0.1:{port}"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            procs.append(p); wait_port(port, p, "blackbox")
+            procs.append(p); cpu_s = Cpu(p.pid, "blackbox"); cleanup.append(cpu_s.close); wait_port(port, p, "blackbox")
             time.sleep(1)
             idle = rss_mib(p.pid) if n == 0 else None
-            c0 = cpu_s(p.pid)
+            c0 = cpu_s()
             done, walls, oks = 0, [], 0
             pool = ThreadPoolExecutor(16)
 
@@ -195,7 +244,7 @@ def main():
                 time.sleep(max(0, INTERVAL - (time.time() - start)))
             if not n:
                 time.sleep(SECONDS)
-            c1 = cpu_s(p.pid)
+            c1 = cpu_s()
             r = dict(rss=rss_mib(p.pid), anon=rss_mib(p.pid, "RssAnon:"), idle=idle, cpu=(c1 - c0) / max(done, 1) * 1000, probes=done, ok=oks,
                      wall=statistics.median(walls) if walls else None, scrape=None)
             p.terminate(); p.wait(10)
@@ -262,6 +311,8 @@ def main():
         for p in procs:
             if p.poll() is None:
                 p.kill(); p.wait()
+        for c in cleanup:
+            c()
         shutil.rmtree(work, ignore_errors=True)
 
 

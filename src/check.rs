@@ -141,10 +141,17 @@ async fn probe_endpoint(
     system: &SystemRoots,
     ps: &ProbeSettings,
 ) -> EndpointOutcome {
-    // Built once a probe may run: a thousand registries waiting for a permit hold no copies of
-    // the system pool.
-    let roots = pool(system, ep);
-    let certs = Arc::new(roots.iter().map(|ca| ca.cert.clone()).collect::<Vec<_>>());
+    // The system roots are one shared slice; only the endpoint's own CAs are gathered here, once
+    // a probe may run.
+    let certs = crate::verify::Pool {
+        system: system.certs(),
+        own: ep
+            .cas
+            .iter()
+            .filter(|ca| !system.contains(&ca.cert.sha256))
+            .map(|ca| ca.cert.clone())
+            .collect(),
+    };
     let res = probe::probe(ep, certs.clone(), ps).await;
     // containerd's HTTP fallback: the same request again over plain HTTP.
     let (ep, res) = if falls_back(ep, &res) {
@@ -154,9 +161,15 @@ async fn probe_endpoint(
     } else {
         (ep.clone(), res)
     };
+    // The pool with each CA's source, for the evidence of a failure (a success needs none).
+    let roots = if res.result.is_err() {
+        pool(system, &ep)
+    } else {
+        Vec::new()
+    };
     let diagnosis = diagnose::diagnose(&res, &roots);
     EndpointOutcome {
-        trusted: relevant(&ep, &res.presented, &roots),
+        trusted: relevant(&ep, &res.presented, system),
         endpoint: ep,
         probe: Some(res),
         diagnosis,
@@ -195,9 +208,9 @@ pub fn pool(system: &SystemRoots, ep: &trust::Endpoint) -> Vec<TrustedCa> {
 
 /// The CAs worth showing for an endpoint: the configured ones, plus any pool member named like an
 /// issuer in the presented chain.
-fn relevant(ep: &trust::Endpoint, presented: &[Arc<Cert>], pool: &[TrustedCa]) -> Vec<TrustedCa> {
+fn relevant(ep: &trust::Endpoint, presented: &[Arc<Cert>], system: &SystemRoots) -> Vec<TrustedCa> {
     let mut out = ep.cas.clone();
-    for ca in pool {
+    for ca in system.cas.iter().chain(&ep.cas) {
         let named = presented
             .iter()
             .any(|p| p.raw_issuer == ca.cert.raw_subject);

@@ -2,13 +2,14 @@
 //! turn its answer into output and an exit code.
 
 mod cli;
+mod logging;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use cli::{CheckArgs, Cli, Cmd, DemoArgs, Output, ReasonsArgs, ReasonsOutput, RunArgs, StageArgs};
-use regtrust::config::{self, AgentConfig, LogFormat};
+use regtrust::config::{AgentConfig, LogFormat};
 use regtrust::{check, demo, report, stage, trust};
 
 /// The run found problems (a registry would fail, staging refused).
@@ -48,38 +49,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(json: bool, default_level: &str) {
-    use tracing_subscriber::field::MakeExt;
-    let filter = tracing_subscriber::EnvFilter::try_from_env(config::ENV_LOG)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    use std::io::IsTerminal;
-    // Colour only for a person at a terminal (and not with NO_COLOR); journald, files and kubectl
-    // logs get plain text.
-    let b = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(cli::colour(std::io::stderr().is_terminal()))
-        .with_env_filter(filter);
-    if json {
-        // JSON strings escape control characters by themselves.
-        b.json().flatten_event(true).init();
-    } else {
-        // Field values come from registries and files: a subject or a path with ESC, CR or LF
-        // must not rewrite the terminal or forge a log line.
-        b.fmt_fields(
-            tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
-                let v = trust::escape_control(&format!("{value:?}"));
-                if field.name() == "message" {
-                    write!(w, "{v}")
-                } else {
-                    write!(w, "{field}={v}")
-                }
-            })
-            .delimited(" "),
-        )
-        .init();
-    }
-}
-
 /// `regtrust: msg` on stderr (escaped: it may name a file or a registry), exit 2.
 fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("regtrust: {}", trust::escape_control(&msg.to_string()));
@@ -96,7 +65,7 @@ fn exit(ok: bool) -> ExitCode {
 
 fn check(rt: &tokio::runtime::Runtime, a: CheckArgs) -> ExitCode {
     let npd = a.npd;
-    init_logging(false, if npd { "off" } else { "warn" });
+    logging::init(false, if npd { "off" } else { "warn" });
     // node-problem-detector reads one line from stdout; anything that stops the check is
     // "unknown" (2), with the reason on that line.
     let fail = |msg: String| {
@@ -160,7 +129,7 @@ fn run(rt: &tokio::runtime::Runtime, a: RunArgs) -> ExitCode {
         }
     };
     // After the config: its log_format counts as much as the flag.
-    init_logging(cfg.log_format == LogFormat::Json, "info");
+    logging::init(cfg.log_format == LogFormat::Json, "info");
     let result = rt.block_on(async move {
         let source = regtrust::agent::reload::Source { file, overrides };
         let agent = regtrust::agent::Agent::bind(cfg).await?.reload_from(source);
@@ -177,7 +146,7 @@ fn run(rt: &tokio::runtime::Runtime, a: RunArgs) -> ExitCode {
 }
 
 fn stage(rt: &tokio::runtime::Runtime, a: StageArgs) -> ExitCode {
-    init_logging(false, "warn");
+    logging::init(false, "warn");
     if let Err(e) = trust::validate_registry(&a.registry) {
         return usage_error(e);
     }
@@ -220,7 +189,7 @@ fn reasons(a: &ReasonsArgs) -> ExitCode {
 }
 
 fn demo(rt: &tokio::runtime::Runtime, a: DemoArgs) -> ExitCode {
-    init_logging(false, "error");
+    logging::init(false, "error");
     match rt.block_on(demo::run(a.listen, Duration::from_secs(a.hold))) {
         Ok(d) => {
             if a.output == Output::Json {

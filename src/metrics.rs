@@ -759,7 +759,9 @@ mod tests {
         // with the label names and values read back from our text.
         let reference = Registry::new();
         let mut families: Vec<(String, String, String)> = Vec::new();
-        let mut samples: Vec<(String, Vec<(String, String)>, f64)> = Vec::new();
+        /// A sample: family name, label pairs, value.
+        type Sample = (String, Vec<(String, String)>, f64);
+        let mut samples: Vec<Sample> = Vec::new();
         let mut lines = text.lines();
         while let Some(line) = lines.next() {
             if let Some(rest) = line.strip_prefix("# HELP ") {

@@ -6,7 +6,7 @@
 //! ([`Drift::ExpectedUntrusted`]), and presented vs last seen ([`Event::CaChanged`], counted once
 //! per change, across restarts because [`EndpointMemory::seen`] is persisted).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use crate::diagnose::Reason;
@@ -348,11 +348,10 @@ pub(crate) fn expected_untrusted(round: &Round<'_>) -> Vec<(String, bool)> {
     };
     own.iter()
         .map(|e| {
-            let pool: HashSet<String> = crate::check::pool(round.system, &e.endpoint)
-                .into_iter()
-                .map(|ca| ca.cert.sha256.clone())
-                .collect();
-            (e.url(), !exp.shas.iter().all(|s| pool.contains(s)))
+            let in_pool = |s: &String| {
+                round.system.contains(s) || e.endpoint.cas.iter().any(|ca| ca.cert.sha256 == *s)
+            };
+            (e.url(), !exp.shas.iter().all(in_pool))
         })
         .collect()
 }

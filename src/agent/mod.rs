@@ -185,6 +185,8 @@ struct Loop {
     probe: ProbeSettings,
     sem: Arc<tokio::sync::Semaphore>,
     stale: Option<bool>,
+    /// The runtime process found last, so staleness reads one `/proc` entry while it runs.
+    runtime_proc: Option<runtime::Found>,
     /// Staging attempts the fold asked for, spawned by the loop.
     pending_stage: Vec<(String, stage::Source)>,
     source: Option<reload::Source>,
@@ -247,6 +249,7 @@ impl Loop {
             watcher,
             watch_rx,
             stale: None,
+            runtime_proc: None,
             pending_stage: Vec::new(),
             source,
             _cfg_watcher: cfg_watcher,
@@ -528,15 +531,18 @@ impl Loop {
 
     /// Runtime staleness, from `/proc` and the bundle's mtime (on the blocking pool).
     async fn update_staleness(&mut self) {
-        let (hr, files, proc_dir, rt) = (
+        let (hr, files, proc_dir, rt, last) = (
             self.settings.host_root.clone(),
             self.system.files.clone(),
             self.cfg.proc_dir.clone(),
             self.cfg.runtime,
+            self.runtime_proc,
         );
-        let stale = offload::blocking(move || runtime::stale(&hr, &files, &proc_dir, rt))
-            .await
-            .unwrap_or(None);
+        let (stale, found) =
+            offload::blocking(move || runtime::stale(&hr, &files, &proc_dir, rt, last))
+                .await
+                .unwrap_or((None, None));
+        self.runtime_proc = found;
         let rt = self.cfg.runtime.as_str();
         if stale != self.stale {
             match stale {

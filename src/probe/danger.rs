@@ -66,7 +66,7 @@ pub(crate) type Verdict = Result<Option<String>, VerifyError>;
 /// What to verify a recorded chain against, and where to send the verdict.
 #[derive(Debug)]
 pub(crate) struct Judge {
-    pub roots: Arc<Vec<Arc<Cert>>>,
+    pub roots: crate::verify::Pool,
     pub server_name: String,
     pub tx: tokio::sync::oneshot::Sender<Verdict>,
 }
@@ -190,7 +190,7 @@ fn rsa_bits(key: &PublicKey) -> Option<usize> {
 /// verified chain (the leaf itself when it is trusted directly). CPU-bound: call it off the loop.
 pub(crate) fn verify_recorded(
     rec: &Recorded,
-    roots: &[Arc<Cert>],
+    roots: &crate::verify::Pool,
     server_name: &str,
     go: &GoParse,
 ) -> Verdict {
@@ -200,13 +200,9 @@ pub(crate) fn verify_recorded(
     let inters: Vec<Arc<Cert>> = rec.presented[1..].to_vec();
     // AppendCertsFromPEM skipped the CAs this Go cannot parse: they are not in its pool.
     let negative_serial = go.godebug.get("x509negativeserial");
-    let roots: Vec<Arc<Cert>> = roots
-        .iter()
-        .filter(|r| r.go_parse_error(go.go, negative_serial).is_none())
-        .cloned()
-        .collect();
+    let usable = |r: &Cert| r.go_parse_error(go.go, negative_serial).is_none();
     let opts = VerifyOptions {
-        roots: &roots,
+        roots: roots.roots(&usable),
         intermediates: &inters,
         server_name,
         now: rec.now,
@@ -365,7 +361,7 @@ mod tests {
             now: cert.not_before + 1,
             ..Recorded::default()
         };
-        let roots = [cert];
+        let roots = crate::verify::Pool::of(vec![cert]);
         assert!(verify_recorded(&rec, &roots, "", &go(19, 8, "")).is_ok());
         assert!(matches!(
             verify_recorded(&rec, &roots, "", &go(23, 0, "")),

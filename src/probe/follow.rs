@@ -17,11 +17,8 @@
 //! A failure at a hop is the registry's failure ([`Failure::Redirect`], [`Failure::TokenRealm`]),
 //! worded as Go words the failing request.
 
-use std::sync::Arc;
-
 use super::http::ResponseHead;
 use super::{run, Failure, ProbeResult, ProbeSettings};
-use crate::cert::Cert;
 use crate::trust::Endpoint;
 
 /// `defaultCheckRedirect`'s limit (net/http client.go, `len(via) >= 10`): ten requests at most,
@@ -31,7 +28,7 @@ pub const MAX_REDIRECTS: usize = 10;
 /// Probes `ep` and follows its answer as Go's client would, until a final answer.
 pub(super) async fn follow(
     ep: &Endpoint,
-    roots: Arc<Vec<Arc<Cert>>>,
+    roots: crate::verify::Pool,
     settings: &ProbeSettings,
     deadline: tokio::time::Instant,
     out: &mut ProbeResult,
@@ -129,7 +126,7 @@ fn scratch_of(out: &ProbeResult) -> ProbeResult {
 async fn request(
     hop: &Endpoint,
     target: &str,
-    roots: Arc<Vec<Arc<Cert>>>,
+    roots: crate::verify::Pool,
     settings: &ProbeSettings,
     deadline: tokio::time::Instant,
     out: &mut ProbeResult,
@@ -151,7 +148,7 @@ async fn request(
 async fn check_realm(
     hop: &Endpoint,
     realm: Option<&str>,
-    roots: Arc<Vec<Arc<Cert>>>,
+    roots: crate::verify::Pool,
     settings: &ProbeSettings,
     deadline: tokio::time::Instant,
     out: &ProbeResult,
@@ -238,6 +235,7 @@ impl Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn ep(url_scheme: &str, authority: &str, path: &str) -> Endpoint {
         let mut e = Endpoint::default_for(url_scheme, authority, "test");
@@ -303,7 +301,7 @@ mod tests {
     async fn probe_http(addr: &str) -> Result<(), Failure> {
         let ep = Endpoint::default_for("http", addr, "test");
         let settings = ProbeSettings::default();
-        crate::probe::probe(&ep, Arc::new(vec![]), &settings)
+        crate::probe::probe(&ep, crate::verify::Pool::default(), &settings)
             .await
             .result
     }

@@ -238,7 +238,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
 /// Probes one endpoint with `roots` (system + configured CAs) as its trust.
 pub async fn probe(
     ep: &Endpoint,
-    roots: Arc<Vec<Arc<Cert>>>,
+    roots: crate::verify::Pool,
     settings: &ProbeSettings,
 ) -> ProbeResult {
     let start = Instant::now();
@@ -286,7 +286,7 @@ impl Go {
 async fn run(
     ep: &Endpoint,
     target: &str,
-    roots: Arc<Vec<Arc<Cert>>>,
+    roots: crate::verify::Pool,
     proxy: Option<&Proxy>,
     go: &Go,
     deadline: tokio::time::Instant,
@@ -326,7 +326,7 @@ async fn run(
 /// DNS, TCP and the proxy's tunnel, if any: a connection to the endpoint.
 async fn open(
     ep: &Endpoint,
-    roots: Arc<Vec<Arc<Cert>>>,
+    roots: crate::verify::Pool,
     proxy: Option<&Proxy>,
     go: &Go,
     deadline: tokio::time::Instant,
@@ -372,7 +372,7 @@ fn second_stack_may_complete(e: &std::io::Error, offer: &Offer) -> bool {
 /// phase timings are the second attempt's; the TLS timing covers both.
 async fn second(
     ep: &Endpoint,
-    roots: Arc<Vec<Arc<Cert>>>,
+    roots: crate::verify::Pool,
     proxy: Option<&Proxy>,
     go: &Go,
     deadline: tokio::time::Instant,
@@ -433,7 +433,7 @@ async fn tunnel(
     conn: Box<dyn Conn>,
     proxy: &Proxy,
     ep: &Endpoint,
-    roots: Arc<Vec<Arc<Cert>>>,
+    roots: crate::verify::Pool,
     go: &Go,
     deadline: tokio::time::Instant,
 ) -> Result<Box<dyn Conn>, Failure> {
@@ -514,7 +514,7 @@ async fn tls_connect(
     conn: Box<dyn Conn>,
     server_name: &str,
     ep: &Endpoint,
-    roots: Arc<Vec<Arc<Cert>>>,
+    roots: crate::verify::Pool,
     go: &Go,
     deadline: tokio::time::Instant,
 ) -> Result<(Handshake, danger::Recorded), Failure> {
@@ -742,7 +742,7 @@ mod tests {
             conn,
             "registry.test",
             &ep,
-            Arc::new(Vec::new()),
+            crate::verify::Pool::default(),
             &go,
             deadline,
         );

@@ -14,7 +14,6 @@
 //! handshake failure` (`crypto/tls/alert.go`).
 
 use std::pin::Pin;
-use std::sync::Arc;
 
 use openssl::pkey::PKey;
 use openssl::ssl::{Ssl, SslContext, SslMethod, SslVerifyMode, SslVersion};
@@ -25,7 +24,6 @@ use tokio_openssl::SslStream;
 use super::danger::{self, Recorded};
 use super::go_tls::{self, Offer, Version};
 use super::{Conn, Failure, Phase, Stack, TlsSession};
-use crate::cert::Cert;
 use crate::trust::{ClientIdentity, Endpoint};
 
 /// OpenSSL reports a fatal alert received from the peer as reason `1000 + alert`
@@ -43,7 +41,7 @@ pub(crate) struct Done {
 
 /// What the verdict needs besides the chain.
 pub(crate) struct Trust {
-    pub roots: Arc<Vec<Arc<Cert>>>,
+    pub roots: crate::verify::Pool,
     pub go: danger::GoParse,
 }
 

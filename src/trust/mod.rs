@@ -67,6 +67,23 @@ pub struct SystemRoots {
     pub findings: Vec<Finding>,
     /// Node paths that were read, for change detection.
     pub files: Vec<PathBuf>,
+    /// `cas`' certificates as one shared slice, made on first use ([`SystemRoots::certs`]).
+    shared: std::sync::OnceLock<Arc<[Arc<Cert>]>>,
+}
+
+impl SystemRoots {
+    /// The system roots' certificates as one slice that every endpoint's pool shares (see
+    /// [`crate::verify::Pool`]); `cas` is complete when the pool is loaded and never changes after.
+    pub fn certs(&self) -> Arc<[Arc<Cert>]> {
+        self.shared
+            .get_or_init(|| self.cas.iter().map(|ca| ca.cert.clone()).collect())
+            .clone()
+    }
+
+    /// Whether a certificate with this SHA-256 is among the system roots.
+    pub fn contains(&self, sha256: &str) -> bool {
+        self.cas.iter().any(|ca| ca.cert.sha256 == sha256)
+    }
 }
 
 /// One endpoint the runtime would try for a registry.

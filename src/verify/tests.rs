@@ -73,7 +73,7 @@ fn run(
     verify(
         &c(leaf),
         &VerifyOptions {
-            roots: &roots,
+            roots: Roots::all(&roots),
             intermediates: &inters,
             server_name: name,
             now: now(),
@@ -398,7 +398,7 @@ fn per_chain_era_checks_built_chains_and_a_good_root_still_wins() {
     let roots: Vec<_> = [&bad, &good].iter().map(|m| c(m)).collect();
     for go in [GoVersion::new(19, 8), GoVersion::new(25, 5)] {
         let opts = VerifyOptions {
-            roots: &roots,
+            roots: Roots::all(&roots),
             intermediates: &[],
             server_name: "registry.test",
             now: now(),
@@ -409,7 +409,7 @@ fn per_chain_era_checks_built_chains_and_a_good_root_still_wins() {
         assert!(verify(&c(&l), &opts).is_ok(), "{go}");
         let only_bad = [roots[0].clone()];
         let opts = VerifyOptions {
-            roots: &only_bad,
+            roots: Roots::all(&only_bad),
             ..opts
         };
         assert!(
@@ -490,7 +490,7 @@ fn crypto_tls_prefix_follows_the_go_version() {
         verify(
             &c(&l),
             &VerifyOptions {
-                roots: &roots,
+                roots: Roots::all(&roots),
                 intermediates: &[],
                 server_name: "other.test",
                 now: now(),
@@ -543,7 +543,7 @@ fn a_candidate_with_a_key_go_cannot_parse_is_a_hint_until_the_cve_2024_24783_fix
         verify(
             &l,
             &VerifyOptions {
-                roots: &roots,
+                roots: Roots::all(&roots),
                 intermediates: &[],
                 server_name: "registry.test",
                 now: now(),
@@ -645,7 +645,7 @@ fn the_hint_names_the_candidate_by_its_last_common_name_as_go_does() {
     let err = verify(
         &leaf,
         &VerifyOptions {
-            roots: &[root],
+            roots: Roots::all(&[root]),
             intermediates: &[],
             server_name: "",
             now: now(),
