@@ -407,6 +407,10 @@ impl Loop {
             self.regs.remove(&n);
             self.metrics.forget_registry(&n);
         }
+        {
+            let mut st = self.app.status.write().unwrap_or_else(|p| p.into_inner());
+            st.retain(|n| names.contains(n));
+        }
         let now = Instant::now();
         for read in reading.registries {
             match self.regs.get_mut(&read.name) {
@@ -654,12 +658,16 @@ impl Loop {
                 events: &events,
                 now_unix,
             };
-            st.record(round, |n| self.regs.contains_key(n));
+            st.record(round);
         }
         if save {
             self.save_state();
         }
-        if self.regs.values().all(|r| r.probed) && !self.app.ready.swap(true, Ordering::SeqCst) {
+        // Once ready, no scan of every registry per probe.
+        if !self.app.ready.load(Ordering::SeqCst)
+            && self.regs.values().all(|r| r.probed)
+            && !self.app.ready.swap(true, Ordering::SeqCst)
+        {
             tracing::info!(
                 registries = self.regs.len(),
                 "first probe round done: ready"

@@ -141,7 +141,7 @@ pub(crate) fn record<'a>(ders: impl Iterator<Item = &'a [u8]>, now: i64, go: &Go
     };
     let max_rsa = go.go.tls_max_rsa_bits(go.godebug.get("tlsmaxrsasize"));
     for der in ders.take(super::MAX_CHAIN_CERTS) {
-        let refused = match Cert::from_der_go(der) {
+        let refused = match Cert::shared_go(der) {
             Ok(c) => {
                 let refused = c
                     .go_parse_error(go.go, go.godebug.get("x509negativeserial"))
@@ -155,7 +155,7 @@ pub(crate) fn record<'a>(ders: impl Iterator<Item = &'a [u8]>, now: i64, go: &Go
                         )
                         })
                     });
-                rec.presented.push(Arc::new(c));
+                rec.presented.push(c);
                 refused
             }
             Err(e) => {

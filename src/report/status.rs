@@ -371,16 +371,13 @@ mod tests {
             trust("good.test:5000", None),
             vec![endpoint("good.test:5000", "server", Reason::Ok, Vec::new())],
         );
-        st.record(
-            Round {
-                outcome: ok,
-                expected_trusted: None,
-                expected: None,
-                events: &[],
-                now_unix: 1000,
-            },
-            |_| true,
-        );
+        st.record(Round {
+            outcome: ok,
+            expected_trusted: None,
+            expected: None,
+            events: &[],
+            now_unix: 1000,
+        });
         let changed = [crate::agent::drift::Event::CaChanged {
             url: "https://bad.test:5000/v2/".into(),
             previous: "sha256:aa".into(),
@@ -401,16 +398,13 @@ mod tests {
                     vec![cert(evil)],
                 )],
             );
-            st.record(
-                Round {
-                    outcome: bad,
-                    expected_trusted: Some(false),
-                    expected: None,
-                    events,
-                    now_unix: t,
-                },
-                |_| true,
-            );
+            st.record(Round {
+                outcome: bad,
+                expected_trusted: Some(false),
+                expected: None,
+                events,
+                now_unix: t,
+            });
         }
         st.staged(
             "bad.test:5000",
