@@ -18,6 +18,8 @@ SCALE_INTERVAL = int(os.environ.get("BENCH_SCALE_INTERVAL", "60"))
 E2E = os.environ.get("BENCH_E2E", "1") == "1"
 TOOLS = os.environ.get("BENCH_TOOLS", "regtrust,blackbox").split(",")
 LAUNCH = ["python3", "-c", "import ctypes,os,sys; ctypes.CDLL(None).prctl(41,1,0,0,0); os.execv(sys.argv[1], sys.argv[1:])"] if os.environ.get("BENCH_NOTHP") == "1" else []
+# A profiler in front of regtrust, e.g. BENCH_WRAP="heaptrack -o /tmp/ht" (its figures are then the wrapper's).
+LAUNCH += os.environ.get("BENCH_WRAP", "").split()
 SMAPS = os.environ.get("BENCH_SMAPS") == "1"
 PERF = os.environ.get("BENCH_PERF")  # a directory: `perf record --call-graph dwarf` of regtrust during each measurement, perf-N.data  # print where regtrust's resident memory is, per mapping
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -112,6 +114,29 @@ def smaps(pid, n):
         print(f"   {rss:7d} {anon:7d}  {k}", file=sys.stderr)
 
 
+def stop(p):
+    """SIGTERM to regtrust — under a BENCH_WRAP profiler, the regtrust process of its group, so the
+    profiler sees it end and writes its data — then wait for the process started."""
+    targets = [p.pid]
+    if LAUNCH:
+        targets = [int(d) for d in os.listdir("/proc") if d.isdigit() and _in_group(int(d), p.pid)] or targets
+    for pid in targets:
+        try:
+            os.kill(pid, 15)
+        except ProcessLookupError:
+            pass
+    p.wait(120)
+
+
+def _in_group(pid, pgid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return int(rest[2]) == pgid and open(f"/proc/{pid}/comm").read().strip() == "regtrust"
+    except (OSError, IndexError, ValueError):
+        return False
+
+
 def get(url, timeout=10):
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.read().decode()
@@ -176,7 +201,7 @@ def main():
             state = tempfile.mkdtemp(dir=work)
             p = subprocess.Popen(LAUNCH + [REGTRUST, "run", "--host-root", hostroot, "--hosts-dir", "/etc/containerd/certs.d",
                                   "--interval", f"{interval}s", "--timeout", "4s", "--listen", f"127.0.0.1:{port}", "--state-dir", state],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"PATH": os.environ["PATH"], "REGTRUST_LOG": "error", **({"MALLOC_ARENA_MAX": os.environ["BENCH_ARENAS"]} if os.environ.get("BENCH_ARENAS") else {})})
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env={"PATH": os.environ["PATH"], "REGTRUST_LOG": "error", **({"MALLOC_ARENA_MAX": os.environ["BENCH_ARENAS"]} if os.environ.get("BENCH_ARENAS") else {})})
             procs.append(p); cpu_s = Cpu(p.pid, "regtrust"); cleanup.append(cpu_s.close); wait_port(port, p, "regtrust")
             time.sleep(1)
             idle = rss_mib(p.pid) if n == 0 else None
@@ -184,7 +209,7 @@ def main():
                 # The first round is done; no probe is due for `interval`: CPU per second while idle.
                 time.sleep(2)
                 c0 = cpu_s(); time.sleep(idle_window); c1 = cpu_s()
-                p.terminate(); p.wait(10)
+                stop(p)
                 return dict(idle_cpu=(c1 - c0) / idle_window * 1000)
             # The probe count comes from the scrapes around the window; the scrapes' own CPU stays
             # outside it (blackbox's window has no scrape either).
@@ -210,7 +235,7 @@ def main():
                      wall=statistics.median(walls) if walls else None, scrape=statistics.median(scrape), series=series)
             if SMAPS:
                 smaps(p.pid, n)
-            p.terminate(); p.wait(10)
+            stop(p)
             return r
 
         def probes(text):
@@ -255,7 +280,8 @@ def main():
                 rows[tool] = {n: fn(n) for n in [0] + COUNTS}
         extra = {}
         if "regtrust" in TOOLS:
-            extra["idle"] = regtrust_run(1, interval=600, idle_window=10)["idle_cpu"]
+            if not os.environ.get("BENCH_WRAP"):  # a profiler keeps the data of the last run
+                extra["idle"] = regtrust_run(1, interval=600, idle_window=10)["idle_cpu"]
             if SCALE:
                 extra["scale"] = regtrust_run(SCALE[0], per=SCALE[1], interval=SCALE_INTERVAL)
             if E2E:
