@@ -85,7 +85,7 @@ fn unloadable_ca(rt: &trust::RegistryTrust, ps: &ProbeSettings) -> Option<String
         .flat_map(|ep| ep.ca_files.iter().map(move |f| (ep, f)))
         .find_map(|(ep, f)| {
             let source = f.display().to_string();
-            let from: Vec<_> = ep.cas.iter().filter(|c| c.source == source).collect();
+            let from: Vec<_> = ep.cas.iter().filter(|c| *c.source == *source).collect();
             (!from.is_empty() && from.iter().all(|c| refused(c))).then(|| {
                 format!(
                     "unable to load CA cert {source:?}: no certificate in it parses in the runtime's Go ({})",
@@ -97,11 +97,12 @@ fn unloadable_ca(rt: &trust::RegistryTrust, ps: &ProbeSettings) -> Option<String
 
 /// Probes every endpoint of one registry (concurrently) and reaches the runtime's verdict.
 pub async fn check_registry(
-    rt: RegistryTrust,
+    rt: impl Into<Arc<RegistryTrust>>,
     system: &SystemRoots,
     ps: &ProbeSettings,
     sem: &tokio::sync::Semaphore,
 ) -> RegistryOutcome {
+    let rt: Arc<RegistryTrust> = rt.into();
     let failed = |ep: &trust::Endpoint, err: &str| EndpointOutcome {
         endpoint: ep.clone(),
         probe: None,

@@ -528,7 +528,7 @@ fn key_mismatch(cert: &Arc<Cert>, probe: &ProbeResult, trusted: &[TrustedCa]) ->
             .map(|ca| TrustedSameName {
                 sha256: ca.cert.sha256.clone(),
                 key_id: ca.cert.skid.as_deref().map(hex),
-                source: ca.source.clone(),
+                source: ca.source.to_string(),
             })
             .collect(),
     }

@@ -136,7 +136,9 @@ impl Verdict {
 /// One registry, checked.
 #[derive(Debug, Clone)]
 pub struct RegistryOutcome {
-    pub trust: RegistryTrust,
+    /// Shared with the agent's copy of the registry's trust (one copy per registry, however
+    /// many outcomes the status page and the fold keep).
+    pub trust: Arc<RegistryTrust>,
     pub endpoints: Vec<EndpointOutcome>,
     pub verdict: Verdict,
     /// Trust findings, then `degraded` findings for failing endpoints before the working one.
@@ -181,7 +183,11 @@ impl RegistryOutcome {
     /// The runtime's verdict over `endpoints` in its order: the first that works wins and every
     /// failing endpoint before it is a `degraded` finding; when none works, the first endpoint's
     /// error is the registry's (containerd reports the first error).
-    pub fn decide(trust: RegistryTrust, endpoints: Vec<EndpointOutcome>) -> RegistryOutcome {
+    pub fn decide(
+        trust: impl Into<Arc<RegistryTrust>>,
+        endpoints: Vec<EndpointOutcome>,
+    ) -> RegistryOutcome {
+        let trust: Arc<RegistryTrust> = trust.into();
         let mut findings = trust.findings.clone();
         let verdict = if let Some(err) = &trust.config_error {
             Verdict {

@@ -80,7 +80,8 @@ pub enum Command {
 
 /// Per registry, what the loop knows.
 struct Reg {
-    trust: RegistryTrust,
+    /// Shared with the outcomes of its probes (see `RegistryOutcome::trust`).
+    trust: Arc<RegistryTrust>,
     digest: String,
     expected: Option<Expected>,
     next_due: Instant,
@@ -417,7 +418,7 @@ impl Loop {
                 Some(r) if r.digest == read.digest => {}
                 Some(r) => {
                     tracing::info!(registry = %read.name, "trust files changed: probing now");
-                    r.trust = read.trust;
+                    r.trust = Arc::new(read.trust);
                     r.digest = read.digest;
                     r.expected = read.expected;
                     probe_soon(r);
@@ -427,7 +428,7 @@ impl Loop {
                     self.regs.insert(
                         read.name,
                         Reg {
-                            trust: read.trust,
+                            trust: Arc::new(read.trust),
                             digest: read.digest,
                             expected: read.expected,
                             next_due: now,

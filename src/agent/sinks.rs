@@ -34,7 +34,7 @@ pub(crate) fn metrics(
             (
                 t.cert.subject.clone(),
                 t.cert.sha256.clone(),
-                t.source.clone(),
+                t.source.to_string(),
             )
         })
         .collect();

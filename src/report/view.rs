@@ -24,7 +24,7 @@ impl From<&TrustedCa> for TrustedCaInfo {
         TrustedCaInfo {
             sha256: ca.cert.sha256.clone(),
             subject: ca.cert.subject.clone(),
-            source: ca.source.clone(),
+            source: ca.source.to_string(),
             not_after: rfc3339(ca.cert.not_after),
         }
     }

@@ -706,10 +706,10 @@ fn trust_after(
         }];
     }
     for ep in &mut own {
-        ep.cas.retain(|c| c.source != target_s);
+        ep.cas.retain(|c| *c.source != *target_s);
         ep.cas.extend(bundle.iter().map(|c| TrustedCa {
             cert: c.clone(),
-            source: target_s.clone(),
+            source: target_s.as_str().into(),
         }));
     }
     RegistryTrust {

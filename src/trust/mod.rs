@@ -56,8 +56,9 @@ impl Runtime {
 #[derive(Debug, Clone)]
 pub struct TrustedCa {
     pub cert: Arc<Cert>,
-    /// Node path of the file (or `system:<path>` for the system pool).
-    pub source: String,
+    /// Node path of the file (or `system:<path>` for the system pool). Shared: every copy of
+    /// an endpoint's trust (its outcome, the evidence of a failure) points at one string.
+    pub source: Arc<str>,
 }
 
 /// The node's system root pool.
@@ -404,11 +405,12 @@ pub(crate) fn read_ca_file(hr: &HostRoot, node_path: &Path, findings: &mut Vec<F
         ));
     }
     let mut cas = Vec::new();
+    let source: Arc<str> = node_path.display().to_string().into();
     for der in scan.certs {
         if let Ok(cert) = Cert::shared(&der) {
             cas.push(TrustedCa {
                 cert,
-                source: node_path.display().to_string(),
+                source: source.clone(),
             });
         }
     }

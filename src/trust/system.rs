@@ -54,7 +54,7 @@ pub fn load(hr: &HostRoot) -> SystemRoots {
             }
             _ => continue,
         }
-        let source = format!("system:{f}");
+        let source: std::sync::Arc<str> = format!("system:{f}").into();
         match read_ca_file(hr, node, &mut out.findings) {
             CaRead::Certs(cas) => {
                 let cas = cas.into_iter().map(|c| TrustedCa {
@@ -101,8 +101,9 @@ pub fn load(hr: &HostRoot) -> SystemRoots {
             }
             let mut ignored = Vec::new();
             if let CaRead::Certs(cas) = read_ca_file(hr, &path, &mut ignored) {
+                let source: std::sync::Arc<str> = format!("system:{}", path.display()).into();
                 let cas = cas.into_iter().map(|mut c| {
-                    c.source = format!("system:{}", path.display());
+                    c.source = source.clone();
                     c
                 });
                 add(&mut out, cas.collect());
@@ -153,7 +154,7 @@ mod tests {
             .iter()
             .find(|c| c.cert.subject == "CN=Extra")
             .unwrap();
-        assert_eq!(extra.source, "system:/etc/pki/tls/certs/extra.pem");
+        assert_eq!(&*extra.source, "system:/etc/pki/tls/certs/extra.pem");
     }
 
     #[test]
@@ -178,7 +179,7 @@ mod tests {
         let subjects: Vec<_> = roots.cas.iter().map(|c| c.cert.subject.clone()).collect();
         assert_eq!(subjects, vec!["CN=Good"]);
         assert_eq!(
-            roots.cas[0].source,
+            &*roots.cas[0].source,
             "system:/etc/ssl/certs/ca-certificates.crt"
         );
         let skipped = roots

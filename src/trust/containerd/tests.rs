@@ -101,7 +101,7 @@ fn hosts_toml_entries_in_file_order_then_server() {
     );
     // Absolute ca: a node path, re-rooted; relative: relative to the host dir.
     assert_eq!(ca_subjects(&rt.endpoints[0]), ["CN=M1"]);
-    assert_eq!(rt.endpoints[0].cas[0].source, "/opt/ca/m1.pem");
+    assert_eq!(&*rt.endpoints[0].cas[0].source, "/opt/ca/m1.pem");
     assert_eq!(ca_subjects(&rt.endpoints[1]), ["CN=M2"]);
     assert!(rt.endpoints[2].cas.is_empty());
     assert!(kinds(&rt).contains(&"endpoint_not_for_pull"));
