@@ -95,10 +95,12 @@ struct EndpointSeries {
     ca_changes: Option<u64>,
 }
 
-/// One registry's series. Endpoints by (cut) URL.
+/// One registry's series. Endpoints by (cut) URL, boxed: a B-tree leaf holds room for eleven
+/// entries, and most registries have one endpoint (heaptrack at 1,000 registries: 2.8 KiB per
+/// registry with the series inline, a pointer each boxed).
 #[derive(Default)]
 struct RegistrySeries {
-    endpoints: BTreeMap<String, EndpointSeries>,
+    endpoints: BTreeMap<String, Box<EndpointSeries>>,
     /// subject, sha256, source
     trusted: Vec<[String; 3]>,
     findings: Vec<(String, f64)>,

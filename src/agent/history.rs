@@ -21,18 +21,36 @@ pub const HISTORY_LEN: usize = 60;
 /// Staging attempts kept per registry.
 pub const STAGE_MARKS: usize = 16;
 
-/// One probe result of one endpoint.
+/// One probe result of one endpoint: 24 bytes, so a full history of a steady endpoint is about
+/// 1.5 KiB.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
     pub at_unix: i64,
     pub reason: Reason,
-    /// The presented leaf's issuer (`sha256:…` or `keyid:…`), when a chain was seen. Shared with
-    /// the previous point when unchanged, so a steady endpoint's history costs little memory.
-    pub issuer: Option<Arc<str>>,
-    /// SHA-256 of the presented leaf, when a chain was seen.
-    pub leaf_sha256: Option<Arc<str>>,
     /// The fold saw the presented issuing CA change with this probe.
     pub ca_changed: bool,
+    /// What the presented chain was, when one was seen. Shared with the previous point when
+    /// unchanged, so a steady endpoint's history holds one copy.
+    pub chain: Option<Arc<ChainIds>>,
+}
+
+/// The presented chain as a history point names it.
+#[derive(Debug, PartialEq)]
+pub struct ChainIds {
+    /// The presented leaf's issuer (`sha256:…` or `keyid:…`).
+    pub issuer: Option<Box<str>>,
+    /// SHA-256 of the presented leaf.
+    pub leaf_sha256: Option<Box<str>>,
+}
+
+impl Point {
+    pub fn issuer(&self) -> Option<&str> {
+        self.chain.as_ref().and_then(|c| c.issuer.as_deref())
+    }
+
+    pub fn leaf_sha256(&self) -> Option<&str> {
+        self.chain.as_ref().and_then(|c| c.leaf_sha256.as_deref())
+    }
 }
 
 /// One staging attempt.
@@ -54,7 +72,8 @@ pub struct RegistryStatus {
     pub expected_error: Option<String>,
     pub probed_at_unix: i64,
     /// By endpoint URL, oldest first, at most [`HISTORY_LEN`] each.
-    pub history: BTreeMap<String, VecDeque<Point>>,
+    /// Boxed: a B-tree leaf holds room for eleven entries, and most registries have one endpoint.
+    pub history: BTreeMap<String, Box<VecDeque<Point>>>,
     /// Oldest first, at most [`STAGE_MARKS`].
     pub stages: VecDeque<StageMark>,
 }
@@ -118,9 +137,8 @@ impl Status {
             points.push_back(Point {
                 at_unix: round.now_unix,
                 reason: e.reason(),
-                issuer: shared(last.and_then(|p| p.issuer.as_ref()), issuer.as_deref()),
-                leaf_sha256: shared(last.and_then(|p| p.leaf_sha256.as_ref()), leaf),
                 ca_changed,
+                chain: shared(last.and_then(|p| p.chain.as_ref()), issuer.as_deref(), leaf),
             });
             while points.len() > HISTORY_LEN {
                 points.pop_front();
@@ -163,10 +181,22 @@ impl Status {
 }
 
 /// `now` as a shared string: the previous point's when equal.
-fn shared(prev: Option<&Arc<str>>, now: Option<&str>) -> Option<Arc<str>> {
-    match (prev, now) {
-        (Some(p), Some(n)) if &**p == n => Some(p.clone()),
-        (_, n) => n.map(Arc::from),
+fn shared(
+    prev: Option<&Arc<ChainIds>>,
+    issuer: Option<&str>,
+    leaf: Option<&str>,
+) -> Option<Arc<ChainIds>> {
+    if issuer.is_none() && leaf.is_none() {
+        return None;
+    }
+    match prev {
+        Some(p) if p.issuer.as_deref() == issuer && p.leaf_sha256.as_deref() == leaf => {
+            Some(p.clone())
+        }
+        _ => Some(Arc::new(ChainIds {
+            issuer: issuer.map(Box::from),
+            leaf_sha256: leaf.map(Box::from),
+        })),
     }
 }
 
@@ -209,6 +239,27 @@ mod tests {
             events,
             now_unix: now,
         }
+    }
+
+    /// A point is small, and a steady endpoint's points share one copy of the chain's ids.
+    #[test]
+    fn points_are_small_and_share_an_unchanged_chain() {
+        assert_eq!(std::mem::size_of::<Point>(), 24);
+        let first = shared(None, Some("sha256:aa"), Some("bb")).unwrap();
+        let same = shared(Some(&first), Some("sha256:aa"), Some("bb")).unwrap();
+        assert!(Arc::ptr_eq(&first, &same));
+        let other = shared(Some(&first), Some("sha256:cc"), Some("bb")).unwrap();
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(other.issuer.as_deref(), Some("sha256:cc"));
+        assert_eq!(shared(Some(&first), None, None), None);
+        let leaf_only = shared(None, None, Some("dd")).unwrap();
+        assert_eq!(
+            (
+                leaf_only.issuer.as_deref(),
+                leaf_only.leaf_sha256.as_deref()
+            ),
+            (None, Some("dd"))
+        );
     }
 
     #[test]

@@ -525,7 +525,7 @@ impl Loop {
                     seen: Some(seen.clone()),
                     ..Default::default()
                 };
-                (k[prefix.len()..].to_string(), em)
+                (k[prefix.len()..].to_string(), Box::new(em))
             })
             .collect();
         Memory {

@@ -329,7 +329,7 @@ pub fn timeline(points: &VecDeque<Point>, stages: &VecDeque<StageMark>, now: i64
     }
     for pt in points {
         let xp = x(pt.at_unix);
-        let fp = pt.issuer.as_deref().unwrap_or("no certificate seen");
+        let fp = pt.issuer().unwrap_or("no certificate seen");
         if pt.ca_changed {
             let _ = write!(
                 s,
@@ -349,7 +349,7 @@ pub fn timeline(points: &VecDeque<Point>, stages: &VecDeque<StageMark>, now: i64
             rfc3339(pt.at_unix),
             pt.reason,
             h(fp),
-            pt.leaf_sha256.as_deref().map(|l| format!(", leaf sha256 {}", h(l))).unwrap_or_default()
+            pt.leaf_sha256().map(|l| format!(", leaf sha256 {}", h(l))).unwrap_or_default()
         );
     }
     s.push_str("</svg>");
