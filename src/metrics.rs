@@ -155,6 +155,8 @@ fn dedup<K: PartialEq, V>(items: impl IntoIterator<Item = (K, V)>) -> Vec<(K, V)
             None => out.push((k, v)),
         }
     }
+    // Kept until the endpoint's next probe: no room beyond the series.
+    out.shrink_to_fit();
     out
 }
 
