@@ -142,17 +142,8 @@ async fn probe_endpoint(
     system: &SystemRoots,
     ps: &ProbeSettings,
 ) -> EndpointOutcome {
-    // The system roots are one shared slice; only the endpoint's own CAs are gathered here, once
-    // a probe may run.
-    let certs = crate::verify::Pool {
-        system: system.certs(),
-        own: ep
-            .cas
-            .iter()
-            .filter(|ca| !system.contains(&ca.cert.sha256))
-            .map(|ca| ca.cert.clone())
-            .collect(),
-    };
+    // Built once a probe may run.
+    let certs = roots(system, ep);
     let res = probe::probe(ep, certs.clone(), ps).await;
     // containerd's HTTP fallback: the same request again over plain HTTP.
     let (ep, res) = if falls_back(ep, &res) {
@@ -175,6 +166,22 @@ async fn probe_endpoint(
         probe: Some(res),
         diagnosis,
         system_roots: system.cas.len(),
+    }
+}
+
+/// The endpoint's roots as the probe carries them: the system roots' one shared slice, and the
+/// endpoint's own CAs that are not among them — each once, as Go's `CertPool.AddCert` skips a
+/// certificate it holds.
+fn roots(system: &SystemRoots, ep: &trust::Endpoint) -> crate::verify::Pool {
+    let mut own: Vec<Arc<Cert>> = Vec::new();
+    for ca in &ep.cas {
+        if !system.contains(&ca.cert.sha256) && !own.iter().any(|c| c.sha256 == ca.cert.sha256) {
+            own.push(ca.cert.clone());
+        }
+    }
+    crate::verify::Pool {
+        system: system.certs(),
+        own: own.into(),
     }
 }
 
@@ -230,6 +237,36 @@ mod tests {
 
     fn result(r: Result<(), Failure>) -> ProbeResult {
         ProbeResult::new(String::new(), r)
+    }
+
+    /// The pool a probe carries: the system slice shared, not copied; the endpoint's own CAs
+    /// without the system's and without repeats, in the order configured.
+    #[test]
+    fn an_endpoints_roots_share_the_system_slice_and_hold_each_ca_once() {
+        use crate::report::fixtures::cert;
+        let ca = |c: &Arc<Cert>, source: &str| TrustedCa {
+            cert: c.clone(),
+            source: source.into(),
+        };
+        let (a, b, c, d) = (cert("A"), cert("B"), cert("C"), cert("D"));
+        let mut system = SystemRoots::default();
+        system.cas = vec![ca(&a, "system:x"), ca(&b, "system:x")];
+        let mut ep = Endpoint::default_for("https", "r.test", "server");
+        ep.cas = vec![
+            ca(&d, "/d.pem"),
+            ca(&b, "/b.pem"),
+            ca(&c, "/c.pem"),
+            ca(&d, "/d2.pem"),
+        ];
+        let first = roots(&system, &ep);
+        let second = roots(&system, &ep);
+        assert!(Arc::ptr_eq(&first.system, &second.system));
+        let names = |certs: &[Arc<Cert>]| -> Vec<String> {
+            certs.iter().map(|c| c.common_name.clone()).collect()
+        };
+        assert_eq!(names(&first.system), ["A", "B"]);
+        assert_eq!(names(&first.own), ["D", "C"]);
+        assert_eq!(first.iter().count(), 4);
     }
 
     /// containerd `resolver.go` `httpFallback.RoundTrip`: only an upgraded endpoint falls back;
