@@ -172,58 +172,30 @@ mod tests {
         let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
             .unwrap()
             .unwrap() as i64;
+        let found = |pid, start| Some(Found { pid, start });
         let proc = fake_proc(&[
             (10, "containerd", 50 * tick),
             (20, "containerd", 30 * tick),
             (30, "sshd", 1),
         ]);
-        let first = find_process(proc.path(), "containerd", None);
-        assert_eq!(
-            first,
-            Some(Found {
-                pid: 20,
-                start: 1030
-            })
-        );
+        let find = |last| find_process(proc.path(), "containerd", last);
+        let first = find(None);
+        assert_eq!(first, found(20, 1030));
         // While pid 20 runs with that start, it is the answer without a scan: a process that
         // claims to be older (impossible on a real node) is not looked at.
         add(proc.path(), 40, "containerd", 10 * tick);
-        assert_eq!(find_process(proc.path(), "containerd", first), first);
-        assert_eq!(
-            find_process(proc.path(), "containerd", None),
-            Some(Found {
-                pid: 40,
-                start: 1010
-            })
-        );
+        assert_eq!(find(first), first);
+        assert_eq!(find(None), found(40, 1010));
         // Gone, or its pid reused by another program: a full scan again.
         std::fs::remove_dir_all(proc.path().join("20")).unwrap();
-        assert_eq!(
-            find_process(proc.path(), "containerd", first),
-            Some(Found {
-                pid: 40,
-                start: 1010
-            })
-        );
+        assert_eq!(find(first), found(40, 1010));
         add(proc.path(), 20, "bash", 30 * tick);
-        assert_eq!(
-            find_process(proc.path(), "containerd", first),
-            Some(Found {
-                pid: 40,
-                start: 1010
-            })
-        );
+        assert_eq!(find(first), found(40, 1010));
         // Restarted under the same pid: a new start time, so a scan (which finds the oldest).
         std::fs::remove_dir_all(proc.path().join("40")).unwrap();
         std::fs::remove_dir_all(proc.path().join("10")).unwrap();
         add(proc.path(), 20, "containerd", 90 * tick);
-        assert_eq!(
-            find_process(proc.path(), "containerd", first),
-            Some(Found {
-                pid: 20,
-                start: 1090
-            })
-        );
+        assert_eq!(find(first), found(20, 1090));
     }
 
     #[test]
