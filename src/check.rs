@@ -4,7 +4,6 @@
 //! Returns domain data ([`crate::outcome`]); rendering is [`crate::report`]'s. Never does: writes.
 //! Network I/O only through [`crate::probe`].
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::cert::Cert;
@@ -169,19 +168,28 @@ async fn probe_endpoint(
     }
 }
 
-/// The endpoint's roots as the probe carries them: the system roots' one shared slice, and the
-/// endpoint's own CAs that are not among them — each once, as Go's `CertPool.AddCert` skips a
-/// certificate it holds.
-fn roots(system: &SystemRoots, ep: &trust::Endpoint) -> crate::verify::Pool {
-    let mut own: Vec<Arc<Cert>> = Vec::new();
+/// The endpoint's CAs that join the system roots in its pool: those not among the system roots
+/// (deduplicated when loaded), each once — Go's `CertPool.AddCert` skips a certificate it holds.
+fn own_cas<'a>(system: &SystemRoots, ep: &'a trust::Endpoint) -> Vec<&'a TrustedCa> {
+    let mut own: Vec<&TrustedCa> = Vec::new();
     for ca in &ep.cas {
-        if !system.contains(&ca.cert.sha256) && !own.iter().any(|c| c.sha256 == ca.cert.sha256) {
-            own.push(ca.cert.clone());
+        let sha = &ca.cert.sha256;
+        if !system.contains(sha) && !own.iter().any(|c| c.cert.sha256 == *sha) {
+            own.push(ca);
         }
     }
+    own
+}
+
+/// The endpoint's roots as the probe carries them: the system roots' one shared slice, and
+/// [`own_cas`].
+fn roots(system: &SystemRoots, ep: &trust::Endpoint) -> crate::verify::Pool {
     crate::verify::Pool {
         system: system.certs(),
-        own: own.into(),
+        own: own_cas(system, ep)
+            .into_iter()
+            .map(|ca| ca.cert.clone())
+            .collect(),
     }
 }
 
@@ -202,14 +210,12 @@ fn falls_back(ep: &trust::Endpoint, res: &probe::ProbeResult) -> bool {
     }
 }
 
-/// The endpoint's trust pool: system roots then configured CAs, deduplicated, with sources.
-pub fn pool(system: &SystemRoots, ep: &trust::Endpoint) -> Vec<TrustedCa> {
-    let mut seen = HashSet::new();
+/// The same pool as [`roots`], with each CA's source: system roots, then [`own_cas`].
+fn pool(system: &SystemRoots, ep: &trust::Endpoint) -> Vec<TrustedCa> {
     system
         .cas
         .iter()
-        .chain(&ep.cas)
-        .filter(|ca| seen.insert(ca.cert.sha256.as_str()))
+        .chain(own_cas(system, ep))
         .cloned()
         .collect()
 }
@@ -266,7 +272,14 @@ mod tests {
         };
         assert_eq!(names(&first.system), ["A", "B"]);
         assert_eq!(names(&first.own), ["D", "C"]);
-        assert_eq!(first.iter().count(), 4);
+        let sourced: Vec<String> = pool(&system, &ep)
+            .iter()
+            .map(|ca| format!("{}@{}", ca.cert.common_name, ca.source))
+            .collect();
+        assert_eq!(
+            sourced,
+            ["A@system:x", "B@system:x", "D@/d.pem", "C@/c.pem"]
+        );
     }
 
     /// containerd `resolver.go` `httpFallback.RoundTrip`: only an upgraded endpoint falls back;

@@ -213,3 +213,33 @@ fn the_agents_text_logs_escape_subjects_from_the_registry() {
     let (_, page) = agent.get("/").unwrap();
     assert_no_raw_controls("the status page", &page);
 }
+
+/// `REGTRUST_LOG` takes a level or `target=level` pairs; one that does not parse is said on stderr,
+/// naming the variable, and logging goes on at the default level.
+#[test]
+fn a_log_filter_that_does_not_parse_is_said_not_ignored() {
+    let run = |filter: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_regtrust"))
+            .args([
+                "check",
+                "--host-root",
+                "/nonexistent-regtrust-root",
+                "r.test:1",
+            ])
+            .env("REGTRUST_LOG", filter)
+            .output()
+            .expect("run regtrust");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let bad = run("regtrust=[");
+    assert!(
+        bad.contains("REGTRUST_LOG=\"regtrust=[\" is not a log filter")
+            && bad.contains("logging at warn"),
+        "{bad}"
+    );
+    for good in ["debug", "regtrust=debug,warn"] {
+        let err = run(good);
+        assert!(!err.contains("is not a log filter"), "{good}: {err}");
+        assert!(err.contains("is not a directory"), "{good}: {err}");
+    }
+}

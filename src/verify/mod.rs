@@ -252,16 +252,12 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// A pool of `certs` alone (no system roots).
+    #[cfg(test)]
     pub fn of(certs: Vec<Arc<Cert>>) -> Pool {
         Pool {
             system: Arc::from(Vec::new()),
             own: certs.into(),
         }
-    }
-
-    /// Every certificate of the pool: system roots first, then the endpoint's own.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Cert>> {
-        self.system.iter().chain(self.own.iter())
     }
 
     /// The pool as the runtime's Go holds it: only the certificates `usable` says it parsed.
