@@ -36,25 +36,38 @@ fn main() {
     link_order(&rustc);
 }
 
-/// Release builds for Linux/glibc are linked by lld, when it is installed, with the functions that
-/// the agent runs placed together at the start of `.text` (`--symbol-ordering-file`). The agent's
-/// RSS is mostly its own text: the kernel maps 64 KiB around every page fault, so executed
+/// Release builds for x86_64 Linux/glibc are linked by lld, when it is there, with the functions
+/// that the agent runs placed together at the start of `.text` (`--symbol-ordering-file`). The
+/// agent's RSS is mostly its own text: the kernel maps 64 KiB around every page fault, so executed
 /// functions spread through the binary keep nearly all of it resident; packed together they keep
-/// about 2 MiB less (scripts/bench, README "Footprint"). Dev builds, other targets, machines
-/// without lld and `REGTRUST_LINK_ORDER=0` link as before; the order never changes what the code
-/// does. Symbol names carry hashes of the compiler and the dependency versions, so the file says
-/// what it was made for, and a mismatch is a warning to run `scripts/order` (names that no longer
-/// exist are ignored by lld).
+/// about 2 MiB less (scripts/bench, README "Footprint"). The file holds keys, not names (scripts/order
+/// cuts the parts that change from build to build), which `scripts/linker` — the linker driver
+/// `.cargo/config.toml` sets — resolves at link time; so the order is asked for only when that
+/// driver links. Dev builds, other targets, other linkers, no lld and `REGTRUST_LINK_ORDER=0` link
+/// as before; the order never changes what the code does.
 fn link_order(rustc: &str) {
     println!("cargo:rerun-if-env-changed=REGTRUST_LINK_ORDER");
     println!("cargo:rerun-if-changed={ORDER_FILE}");
     let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let driver = var("RUSTC_LINKER");
     if var("PROFILE") != "release"
-        || var("CARGO_CFG_TARGET_OS") != "linux"
-        || var("CARGO_CFG_TARGET_ENV") != "gnu"
         || var("REGTRUST_LINK_ORDER") == "0"
+        || !driver.ends_with("scripts/linker")
     {
         return;
+    }
+    let file = Path::new(&var("CARGO_MANIFEST_DIR")).join(ORDER_FILE);
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        println!("cargo:warning={ORDER_FILE} is missing: linking in the default order (run scripts/order)");
+        return;
+    };
+    let made_for = text
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .find_map(|l| l.strip_prefix("# target: "))
+        .map(str::trim);
+    if made_for != Some(var("TARGET").as_str()) {
+        return; // symbol names are per target: nothing in the file would match
     }
     let Some((lld, toolchain_dir)) = lld(rustc) else {
         println!(
@@ -64,47 +77,11 @@ fn link_order(rustc: &str) {
         return;
     };
     println!("cargo:rerun-if-changed={}", lld.display());
-    println!("cargo:rerun-if-changed=Cargo.lock");
-    let file = Path::new(&var("CARGO_MANIFEST_DIR")).join(ORDER_FILE);
-    let Ok(text) = std::fs::read_to_string(&file) else {
-        println!("cargo:warning={ORDER_FILE} is missing: linking in the default order (run scripts/order)");
-        return;
-    };
-    let made_for = |key: &str| {
-        text.lines()
-            .take_while(|l| l.starts_with('#'))
-            .find_map(|l| l.strip_prefix("# ")?.strip_prefix(key)?.strip_prefix(": "))
-            .map(str::trim)
-            .unwrap_or("")
-    };
-    let target = var("TARGET");
-    if made_for("target") != target {
-        return; // symbol names are per target: nothing in the file would match
-    }
-    let now = [
-        ("rustc", output(rustc, &["--version"]).unwrap_or_default()),
-        (
-            "Cargo.lock",
-            lock_digest(&var("CARGO_MANIFEST_DIR")).unwrap_or_default(),
-        ),
-    ];
-    for (key, value) in &now {
-        if made_for(key) != value.as_str() {
-            println!(
-                "cargo:warning={ORDER_FILE} was made for {key} `{}`, this build has `{value}`: \
-                 most of its names will not match (run scripts/order)",
-                made_for(key)
-            );
-        }
-    }
     println!("cargo:rustc-link-arg-bins=-fuse-ld=lld");
     if let Some(dir) = toolchain_dir {
         println!("cargo:rustc-link-arg-bins=-B{}", dir.display());
     }
-    println!(
-        "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
-        file.display()
-    );
+    println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", file.display());
     println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
 }
 
@@ -131,11 +108,4 @@ fn lld(rustc: &str) -> Option<(PathBuf, Option<PathBuf>)> {
         .map(|d| d.join("ld.lld"))
         .find(|p| p.is_file())?;
     Some((found, None))
-}
-
-/// `sha256 <hex>` of Cargo.lock, as `scripts/order` writes it.
-fn lock_digest(dir: &str) -> Option<String> {
-    let lock = Path::new(dir).join("Cargo.lock");
-    let out = output("sha256sum", &[lock.to_str()?])?;
-    Some(format!("sha256 {}", out.split_whitespace().next()?))
 }

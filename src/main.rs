@@ -3,6 +3,7 @@
 
 mod cli;
 mod logging;
+mod memory;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -18,14 +19,8 @@ const EXIT_PROBLEM: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    // glibc: buffers of 128 KiB and more (a /metrics page at 1,000 endpoints is megabytes) come
-    // from mmap and go back on free. Left to glibc's dynamic threshold, they move into the heap
-    // after the first free and stay resident (scripts/bench: 2.8 KiB per registry at 1,000).
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets an allocator parameter; no allocation is in flight yet.
-    unsafe {
-        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
+    memory::tune_allocator();
+    memory::release_relocations();
     let cli = Cli::parse();
     if let Cmd::Reasons(a) = &cli.cmd {
         return reasons(a);
