@@ -311,8 +311,9 @@ pub struct Cert {
     pub short_name: String,
     /// The subject's Common Name (Go's `Subject.CommonName`: the last CN), empty when none.
     pub common_name: String,
-    pub raw_subject: Vec<u8>,
-    pub raw_issuer: Vec<u8>,
+    /// Where the DER subject and issuer names are in `der` (see [`Cert::raw_subject`]).
+    raw_subject: Span,
+    raw_issuer: Span,
     pub not_before: i64,
     pub not_after: i64,
     /// 1, 2 or 3.
@@ -341,11 +342,47 @@ pub struct Cert {
     pub negative_serial: bool,
     /// Go's error for a critical SKID, AKID or AIA extension, which later Go refuses to parse.
     pub marked_critical: Option<&'static str>,
-    pub tbs: Vec<u8>,
+    /// Where the signed part, the signature and the subject public key info are in `der`.
+    tbs: Span,
     pub sig_alg: SigAlg,
-    pub signature: Vec<u8>,
+    signature: Span,
     pub public_key: PublicKey,
-    pub spki_der: Vec<u8>,
+    spki_der: Span,
+}
+
+/// A part of a certificate's DER, by position: every parsed certificate the agent keeps (the
+/// system roots, each registry's CAs, the presented chains) would otherwise hold its signed part,
+/// signature, key and names twice (heaptrack, one endpoint: 250 KiB of the 1 MiB heap were these
+/// copies of the system roots).
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    /// Where `part` lies in `whole`: x509-parser's fields borrow from the DER they parse; a part
+    /// that does not (an owned copy) is found by its bytes.
+    fn of(whole: &[u8], part: &[u8]) -> Option<Span> {
+        let offset = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize);
+        let start = offset
+            .filter(|o| {
+                o.checked_add(part.len())
+                    .is_some_and(|end| end <= whole.len())
+            })
+            .or_else(|| whole.windows(part.len().max(1)).position(|w| w == part))?;
+        Some(Span {
+            start: u32::try_from(start).ok()?,
+            len: u32::try_from(part.len()).ok()?,
+        })
+    }
+
+    fn get(self, whole: &[u8]) -> &[u8] {
+        let start = self.start as usize;
+        whole
+            .get(start..start + self.len as usize)
+            .unwrap_or_default()
+    }
 }
 
 /// A certificate's identity for reports and metrics.
@@ -438,6 +475,31 @@ pub fn rfc3339(ts: i64) -> String {
 }
 
 impl Cert {
+    /// The DER of the subject name (Go's `RawSubject`).
+    pub fn raw_subject(&self) -> &[u8] {
+        self.raw_subject.get(&self.der)
+    }
+
+    /// The DER of the issuer name (Go's `RawIssuer`).
+    pub fn raw_issuer(&self) -> &[u8] {
+        self.raw_issuer.get(&self.der)
+    }
+
+    /// The signed part (Go's `RawTBSCertificate`).
+    pub fn tbs(&self) -> &[u8] {
+        self.tbs.get(&self.der)
+    }
+
+    /// The signature's bits.
+    pub fn signature(&self) -> &[u8] {
+        self.signature.get(&self.der)
+    }
+
+    /// The DER of the subject public key info (Go's `RawSubjectPublicKeyInfo`).
+    pub fn spki_der(&self) -> &[u8] {
+        self.spki_der.get(&self.der)
+    }
+
     /// Parses DER as every modelled Go does; the error is Go's, in the newest modelled Go's
     /// words, for a finding.
     pub fn from_der(der: &[u8]) -> Result<Cert, String> {
@@ -464,6 +526,11 @@ impl Cert {
         let walked = go_parse::walk(der)?;
         let (_, x) = X509Certificate::from_der(der)
             .map_err(|e| ParseError::Other(format!("x509: malformed certificate ({e})")))?;
+        let span = |part: &[u8]| {
+            Span::of(der, part).ok_or_else(|| {
+                ParseError::Other("x509: malformed certificate (field outside the DER)".into())
+            })
+        };
         let mut c = Cert {
             der: Arc::from(der),
             sha256: sha256_hex(der),
@@ -477,8 +544,8 @@ impl Cert {
                 .and_then(|a| a.as_str().ok())
                 .unwrap_or_default()
                 .to_string(),
-            raw_subject: x.subject().as_raw().to_vec(),
-            raw_issuer: x.issuer().as_raw().to_vec(),
+            raw_subject: span(x.subject().as_raw())?,
+            raw_issuer: span(x.issuer().as_raw())?,
             not_before: x.validity().not_before.timestamp(),
             not_after: x.validity().not_after.timestamp(),
             version: x.version().0 + 1,
@@ -496,11 +563,11 @@ impl Cert {
             critical_policy: walked.critical_policy,
             negative_serial: walked.negative_serial,
             marked_critical: walked.marked_critical,
-            tbs: x.tbs_certificate.as_ref().to_vec(),
+            tbs: span(x.tbs_certificate.as_ref())?,
             sig_alg: sig_alg_of(&x.signature_algorithm),
-            signature: x.signature_value.data.to_vec(),
+            signature: span(&x.signature_value.data)?,
             public_key: public_key(x.public_key()),
-            spki_der: x.public_key().raw.to_vec(),
+            spki_der: span(x.public_key().raw)?,
         };
         for ext in x.extensions() {
             let oid = ext.oid.to_id_string();
@@ -568,7 +635,7 @@ impl Cert {
 
     /// Self-issued: subject equals issuer (a root, or a self-signed leaf).
     pub fn is_self_issued(&self) -> bool {
-        self.raw_subject == self.raw_issuer
+        self.raw_subject() == self.raw_issuer()
     }
 
     /// Whether `go` leaves a critical extension of this certificate unhandled, which fails its
@@ -689,5 +756,33 @@ mod interned_tests {
             len <= FIRST_SWEEP && bound >= FIRST_SWEEP,
             "{len} entries, sweep at {bound}"
         );
+    }
+}
+
+#[cfg(test)]
+mod span_tests {
+    use super::*;
+    use crate::cert::testcert::{der, Spec};
+
+    #[test]
+    fn the_parts_read_from_the_der_are_the_parsers_and_a_stranger_der_reads_empty() {
+        let d = der(&Spec::default());
+        let c = Cert::from_der(&d).unwrap();
+        let (_, x) = X509Certificate::from_der(&d).unwrap();
+        assert_eq!(c.raw_subject(), x.subject().as_raw());
+        assert_eq!(c.raw_issuer(), x.issuer().as_raw());
+        assert_eq!(c.tbs(), x.tbs_certificate.as_ref());
+        assert_eq!(c.signature(), &x.signature_value.data[..]);
+        assert_eq!(c.spki_der(), x.public_key().raw);
+        assert!(!c.tbs().is_empty() && !c.signature().is_empty());
+        // A part that is a copy, not a borrow, is found by its bytes; one that is not there at
+        // all is no span.
+        let copy = x.public_key().raw.to_vec();
+        assert_eq!(Span::of(&d, &copy).map(|s| s.get(&d)), Some(x.public_key().raw));
+        assert!(Span::of(&d, b"\xff\xfe\xfd\xfc not in it").is_none());
+        // Spans of another certificate's DER never read outside it.
+        let mut cut = c.clone();
+        cut.der = Arc::from(&d[..10]);
+        assert!(cut.tbs().is_empty() && cut.spki_der().is_empty());
     }
 }

@@ -227,7 +227,7 @@ fn relevant(ep: &trust::Endpoint, presented: &[Arc<Cert>], system: &SystemRoots)
     for ca in system.cas.iter().chain(&ep.cas) {
         let named = presented
             .iter()
-            .any(|p| p.raw_issuer == ca.cert.raw_subject);
+            .any(|p| p.raw_issuer() == ca.cert.raw_subject());
         if named && !out.iter().any(|t| t.cert.sha256 == ca.cert.sha256) {
             out.push(ca.clone());
         }

@@ -367,7 +367,7 @@ fn diagnose_verify(v: &VerifyError, probe: &ProbeResult, trusted: &[TrustedCa]) 
             } else if !probe
                 .presented
                 .iter()
-                .any(|p| p.raw_subject == cert.raw_issuer)
+                .any(|p| p.raw_subject() == cert.raw_issuer())
                 && !cert.is_self_issued()
             {
                 mk(
@@ -520,11 +520,11 @@ fn key_mismatch(cert: &Arc<Cert>, probe: &ProbeResult, trusted: &[TrustedCa]) ->
         presented_issuer_sha256: probe
             .presented
             .iter()
-            .find(|p| p.raw_subject == cert.raw_issuer && p.der != cert.der)
+            .find(|p| p.raw_subject() == cert.raw_issuer() && p.der != cert.der)
             .map(|p| p.sha256.clone()),
         trusted: trusted
             .iter()
-            .filter(|ca| ca.cert.raw_subject == cert.raw_issuer)
+            .filter(|ca| ca.cert.raw_subject() == cert.raw_issuer())
             .map(|ca| TrustedSameName {
                 sha256: ca.cert.sha256.clone(),
                 key_id: ca.cert.skid.as_deref().map(hex),

@@ -52,7 +52,7 @@ impl IssuerId {
             .presented
             .iter()
             .skip(1)
-            .find(|c| c.raw_subject == leaf.raw_issuer)
+            .find(|c| c.raw_subject() == leaf.raw_issuer())
             .map(|c| c.sha256.clone());
         let sha256 = probe.verified_issuer_sha256.clone().or(sent);
         let key_id = leaf.akid.as_deref().map(hex);

@@ -497,7 +497,7 @@ mod tests {
         }))
         .unwrap();
         let go = GoVersion::new(24, 0);
-        let check = |min| verify_as(&c.sig_alg, &c.public_key, &c.tbs, &c.signature, go, min);
+        let check = |min| verify_as(&c.sig_alg, &c.public_key, c.tbs(), c.signature(), go, min);
         assert_eq!(check(GoVersion::new(19, 8).rsa_min_bits(None)), Ok(()));
         assert_eq!(check(GoVersion::new(24, 0).rsa_min_bits(Some("0"))), Ok(()));
         let err = check(GoVersion::new(24, 0).rsa_min_bits(None)).unwrap_err();
@@ -507,7 +507,7 @@ mod tests {
             "crypto/rsa: 512-bit keys are insecure (see https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size)"
         );
         // A wrong signature is still wrong at any size.
-        let bad = verify_as(&c.sig_alg, &c.public_key, b"other", &c.signature, go, 0);
+        let bad = verify_as(&c.sig_alg, &c.public_key, b"other", c.signature(), go, 0);
         assert_eq!(bad, Err(SigError::RsaVerification));
     }
 }

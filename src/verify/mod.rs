@@ -380,7 +380,7 @@ fn potential_parents<'a>(
     let mut matching = Vec::new();
     let mut one_sided = Vec::new();
     let mut mismatched = Vec::new();
-    for c in pool.filter(|c| c.raw_subject == child.raw_issuer) {
+    for c in pool.filter(|c| c.raw_subject() == child.raw_issuer()) {
         let skid = c.skid.as_deref().unwrap_or_default();
         let akid = child.akid.as_deref().unwrap_or_default();
         if skid == akid {
@@ -405,7 +405,7 @@ fn potential_parents<'a>(
 fn already_in_chain(candidate: &Cert, chain: &[Arc<Cert>]) -> bool {
     let candidate_san = san_extension(candidate);
     chain.iter().any(|c| {
-        c.raw_subject == candidate.raw_subject
+        c.raw_subject() == candidate.raw_subject()
             && same_public_key(c, candidate)
             && san_extension(c) == candidate_san
     })
@@ -426,7 +426,7 @@ fn same_public_key(a: &Cert, b: &Cert) -> bool {
             },
         ) => curve == c2 && point == p2,
         (K::Ed25519(k), K::Ed25519(k2)) => k == k2,
-        _ => a.spki_der == b.spki_der,
+        _ => a.spki_der() == b.spki_der(),
     }
 }
 
@@ -481,16 +481,16 @@ fn check_signature_from(
         return crypto::verify_sha1(
             *alg == "SHA1-RSA",
             &parent.public_key,
-            &child.tbs,
-            &child.signature,
+            child.tbs(),
+            child.signature(),
         )
         .map_err(CandidateProblem::Signature);
     }
     crypto::verify_as(
         &child.sig_alg,
         &parent.public_key,
-        &child.tbs,
-        &child.signature,
+        child.tbs(),
+        child.signature(),
         go,
         min_rsa_bits,
     )
