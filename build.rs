@@ -81,7 +81,10 @@ fn link_order(rustc: &str) {
     if let Some(dir) = toolchain_dir {
         println!("cargo:rustc-link-arg-bins=-B{}", dir.display());
     }
-    println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}", file.display());
+    println!(
+        "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
+        file.display()
+    );
     println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
 }
 

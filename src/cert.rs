@@ -778,7 +778,10 @@ mod span_tests {
         // A part that is a copy, not a borrow, is found by its bytes; one that is not there at
         // all is no span.
         let copy = x.public_key().raw.to_vec();
-        assert_eq!(Span::of(&d, &copy).map(|s| s.get(&d)), Some(x.public_key().raw));
+        assert_eq!(
+            Span::of(&d, &copy).map(|s| s.get(&d)),
+            Some(x.public_key().raw)
+        );
         assert!(Span::of(&d, b"\xff\xfe\xfd\xfc not in it").is_none());
         // Spans of another certificate's DER never read outside it.
         let mut cut = c.clone();
