@@ -4,14 +4,23 @@
 //! The only `unsafe` of regtrust lives here (the library forbids it): two calls that change how
 //! memory is kept, never what it holds.
 
-/// glibc: buffers of 128 KiB and more (a /metrics page at 1,000 endpoints is megabytes) come from
-/// mmap and go back on free. Left to glibc's dynamic threshold, they move into the heap after the
-/// first free and stay resident (scripts/bench: 2.8 KiB per registry at 1,000).
+/// glibc's allocator, set before anything is allocated in earnest:
+/// - buffers of 128 KiB and more (a /metrics page at 1,000 endpoints is megabytes) come from mmap
+///   and go back on free. Left to glibc's dynamic threshold, they move into the heap after the
+///   first free and stay resident (scripts/bench: 2.8 KiB per registry at 1,000);
+/// - two arenas: the event loop's, and one for the threads that work for it (blocking pool,
+///   lookups, the file watcher). glibc gives each thread its own, up to 8 per core, each with its
+///   own free space kept resident; with two, RssAnon was 0.1-0.3 MiB lower at 1 / 50 / 200
+///   endpoints and the CPU per probe the same (scripts/bench, `BENCH_ARENAS`). glibc's own
+///   `MALLOC_ARENA_MAX`, when set, wins.
 pub(crate) fn tune_allocator() {
     #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets an allocator parameter; no allocation is in flight yet.
+    // SAFETY: mallopt only sets allocator parameters; no allocation is in flight yet.
     unsafe {
         nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 128 * 1024);
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            nix::libc::mallopt(nix::libc::M_ARENA_MAX, 2);
+        }
     }
 }
 
