@@ -364,13 +364,16 @@ impl Span {
     /// Where `part` lies in `whole`: x509-parser's fields borrow from the DER they parse; a part
     /// that does not (an owned copy) is found by its bytes.
     fn of(whole: &[u8], part: &[u8]) -> Option<Span> {
+        if part.is_empty() {
+            return Some(Span::default()); // an empty signature is Go's to refuse, in verification
+        }
         let offset = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize);
         let start = offset
             .filter(|o| {
                 o.checked_add(part.len())
                     .is_some_and(|end| end <= whole.len())
             })
-            .or_else(|| whole.windows(part.len().max(1)).position(|w| w == part))?;
+            .or_else(|| whole.windows(part.len()).position(|w| w == part))?;
         Some(Span {
             start: u32::try_from(start).ok()?,
             len: u32::try_from(part.len()).ok()?,
@@ -379,8 +382,9 @@ impl Span {
 
     fn get(self, whole: &[u8]) -> &[u8] {
         let start = self.start as usize;
-        whole
-            .get(start..start + self.len as usize)
+        start
+            .checked_add(self.len as usize)
+            .and_then(|end| whole.get(start..end))
             .unwrap_or_default()
     }
 }
@@ -729,7 +733,7 @@ fn public_key(spki: &SubjectPublicKeyInfo<'_>) -> PublicKey {
 }
 
 #[cfg(test)]
-mod interned_tests {
+mod tests {
     use super::*;
     use crate::cert::testcert::{der, Spec};
 
@@ -757,12 +761,6 @@ mod interned_tests {
             "{len} entries, sweep at {bound}"
         );
     }
-}
-
-#[cfg(test)]
-mod span_tests {
-    use super::*;
-    use crate::cert::testcert::{der, Spec};
 
     #[test]
     fn the_parts_read_from_the_der_are_the_parsers_and_a_stranger_der_reads_empty() {
@@ -783,6 +781,7 @@ mod span_tests {
             Some(x.public_key().raw)
         );
         assert!(Span::of(&d, b"\xff\xfe\xfd\xfc not in it").is_none());
+        assert_eq!(Span::of(&d, &[]).map(|s| s.get(&d).len()), Some(0));
         // Spans of another certificate's DER never read outside it.
         let mut cut = c.clone();
         cut.der = Arc::from(&d[..10]);
