@@ -230,11 +230,15 @@ def main():
             ok = len(re.findall(r'^regtrust_probe_success\{.*\} 1$', text, re.M))
             walls = [float(x) * 1000 for x in re.findall(r'^regtrust_probe_total_duration_seconds\{.*\} (\S+)$', text, re.M)]
             series = len(re.findall(r'^regtrust_probe_success\{', text, re.M))
+            phases = {}
+            for ph, v in re.findall(r'^regtrust_probe_duration_seconds\{phase="(\w+)".*\} (\S+)$', text, re.M):
+                phases.setdefault(ph, []).append(float(v) * 1000)
             scrape = []
             for _ in range(20):
                 s = time.perf_counter(); get(f"http://127.0.0.1:{port}/metrics"); scrape.append((time.perf_counter() - s) * 1000)
             r = dict(rss=rss_mib(p.pid), anon=rss_mib(p.pid, "RssAnon:"), idle=idle, cpu=(c1 - c0) / max(m1 - m0, 1) * 1000, probes=m1 - m0, ok=ok,
-                     wall=statistics.median(walls) if walls else None, scrape=statistics.median(scrape), series=series)
+                     wall=statistics.median(walls) if walls else None, scrape=statistics.median(scrape), series=series,
+                     phases={k: round(statistics.median(v), 3) for k, v in phases.items()})
             if SMAPS:
                 smaps(p.pid, n)
             stop(p)

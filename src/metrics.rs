@@ -366,16 +366,21 @@ mod render {
         }
     }
 
-    /// `\` → `\\`, newline → `\n`, `"` → `\"`.
+    /// `\` → `\\`, newline → `\n`, `"` → `\"`. The three are ASCII, so the runs between them
+    /// are found with `memchr3` and copied whole (a scrape at 200 endpoints is 380 KB of labels:
+    /// pushed a character at a time, that was half of its time).
     fn escape(buf: &mut String, v: &str) {
-        for c in v.chars() {
-            match c {
-                '\\' => buf.push_str("\\\\"),
-                '\n' => buf.push_str("\\n"),
-                '"' => buf.push_str("\\\""),
-                c => buf.push(c),
-            }
+        let mut rest = v;
+        while let Some(i) = memchr::memchr3(b'\\', b'\n', b'"', rest.as_bytes()) {
+            buf.push_str(&rest[..i]);
+            buf.push_str(match rest.as_bytes()[i] {
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                _ => "\\\"",
+            });
+            rest = &rest[i + 1..];
         }
+        buf.push_str(rest);
     }
 
     fn bit(b: bool) -> f64 {
@@ -740,7 +745,7 @@ mod tests {
             ("ca", "22".into(), 1_800_000_000),
         ];
         s.presented_issuer = Some(IssuerLabels {
-            subject: "CN=a \"quoted\"\nline\\x",
+            subject: "CN=ä \"quoted\"\nline\\x\\",
             sha256: "ff",
             key_id: "",
         });
@@ -822,7 +827,7 @@ mod tests {
         for needle in [
             "regtrust_ca_changes_total{registry=\"r\",url=\"https://r/v2/\"} 3",
             "regtrust_stage_total{registry=\"r\",result=\"applied\"} 2",
-            "subject=\"CN=a \\\"quoted\\\"\\nline\\\\x\"",
+            "subject=\"CN=ä \\\"quoted\\\"\\nline\\\\x\\\\\"",
             "regtrust_expected_ca_error{registry=\"r\"} 1",
             "regtrust_trust_findings{kind=\"ca_unreadable\",registry=\"r\"} 2",
             "regtrust_runtime_trust_stale{runtime=\"containerd\"} 1",
