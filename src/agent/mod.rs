@@ -14,6 +14,7 @@ pub mod ca_url;
 pub(crate) mod drift;
 pub mod history;
 pub mod http;
+pub(crate) mod pace;
 pub(crate) mod reconcile;
 pub mod reload;
 pub(crate) mod runtime;
@@ -85,6 +86,8 @@ struct Reg {
     digest: String,
     expected: Option<Expected>,
     next_due: Instant,
+    /// `next_due` is the interval's (paced), not an asked-for probe's.
+    routine: bool,
     in_flight: bool,
     /// A change arrived while a probe was in flight: probe again when it returns.
     again: bool,
@@ -185,6 +188,7 @@ struct Loop {
     watch_rx: mpsc::Receiver<()>,
     probe: ProbeSettings,
     sem: Arc<tokio::sync::Semaphore>,
+    pacer: pace::Pacer,
     stale: Option<bool>,
     /// The runtime process found last, so staleness reads one `/proc` entry while it runs.
     runtime_proc: Option<runtime::Found>,
@@ -237,6 +241,7 @@ impl Loop {
             settings,
             probe: ProbeSettings::for_runtime(cfg.timeout, ProxyEnv::from_env(), &found),
             sem: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency)),
+            pacer: pace::Pacer::default(),
             cfg,
             app,
             metrics,
@@ -301,7 +306,7 @@ impl Loop {
                 .regs
                 .values()
                 .filter(|r| !r.in_flight)
-                .map(|r| r.next_due)
+                .map(|r| self.pacer.start_at(&r.due()))
                 .min();
             let wake = [next_due, reconcile_at, reload_at, Some(stale_due)]
                 .into_iter()
@@ -432,6 +437,7 @@ impl Loop {
                             digest: read.digest,
                             expected: read.expected,
                             next_due: now,
+                            routine: false,
                             in_flight: false,
                             again: false,
                             probed: false,
@@ -561,42 +567,57 @@ impl Loop {
         self.metrics.runtime_stale(rt, stale);
     }
 
+    /// Starts the registries the pacer picks among the due ones.
     fn spawn_due(&mut self, tasks: &mut JoinSet<Done>) {
-        let now = Instant::now();
-        for (name, r) in self.regs.iter_mut() {
-            if r.in_flight || r.next_due > now {
-                continue;
-            }
-            r.in_flight = true;
-            let (trust, system, ps, sem, name) = (
-                r.trust.clone(),
-                self.system.clone(),
-                self.probe.clone(),
-                self.sem.clone(),
-                name.clone(),
-            );
-            let url = self
-                .cfg
-                .registries
-                .iter()
-                .find(|c| c.name == name)
-                .and_then(|c| c.expected_ca_url.clone());
-            tasks.spawn(async move {
-                let fetch = async {
-                    match &url {
-                        Some(u) => Some(ca_url::fetch(u, ps.timeout).await),
-                        None => None,
-                    }
-                };
-                let probe = check::check_registry(trust, &system, &ps, &sem);
-                let (outcome, fetched) = tokio::join!(probe, fetch);
-                Done {
-                    name,
-                    outcome,
-                    fetched,
-                }
-            });
+        let gap = pace::gap(self.cfg.interval, self.regs.len());
+        let start: Vec<String> = self
+            .pacer
+            .pick(
+                Instant::now(),
+                gap,
+                self.regs.iter().map(|(n, r)| (n, r.due())),
+            )
+            .into_iter()
+            .cloned()
+            .collect();
+        for name in start {
+            self.spawn_probe(tasks, name);
         }
+    }
+
+    /// Starts one registry's probe (and its expected-CA fetch) as a task.
+    fn spawn_probe(&mut self, tasks: &mut JoinSet<Done>, name: String) {
+        let Some(r) = self.regs.get_mut(&name) else {
+            return;
+        };
+        r.in_flight = true;
+        let (trust, system, ps, sem) = (
+            r.trust.clone(),
+            self.system.clone(),
+            self.probe.clone(),
+            self.sem.clone(),
+        );
+        let url = self
+            .cfg
+            .registries
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.expected_ca_url.clone());
+        tasks.spawn(async move {
+            let fetch = async {
+                match &url {
+                    Some(u) => Some(ca_url::fetch(u, ps.timeout).await),
+                    None => None,
+                }
+            };
+            let probe = check::check_registry(trust, &system, &ps, &sem);
+            let (outcome, fetched) = tokio::join!(probe, fetch);
+            Done {
+                name,
+                outcome,
+                fetched,
+            }
+        });
     }
 
     /// One registry's round: the fold, then its sinks (metrics, logs, state, status page).
@@ -617,11 +638,8 @@ impl Loop {
         let next = if r.probed { next } else { first };
         r.in_flight = false;
         r.probed = true;
-        r.next_due = if std::mem::take(&mut r.again) {
-            Instant::now()
-        } else {
-            next
-        };
+        r.routine = !std::mem::take(&mut r.again);
+        r.next_due = if r.routine { next } else { Instant::now() };
         let now_unix = time::OffsetDateTime::now_utc().unix_timestamp();
         let expected = ca_url::join(r.expected.as_ref(), fetched.as_ref());
         let round = drift::Round {
@@ -759,5 +777,16 @@ fn probe_soon(r: &mut Reg) {
         r.again = true;
     } else {
         r.next_due = Instant::now();
+        r.routine = false;
+    }
+}
+
+impl Reg {
+    fn due(&self) -> pace::Due {
+        pace::Due {
+            at: self.next_due,
+            routine: self.routine,
+            in_flight: self.in_flight,
+        }
     }
 }
