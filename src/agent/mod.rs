@@ -300,14 +300,8 @@ impl Loop {
         let mut reload_at: Option<Instant> = None;
         let mut stale_due = Instant::now();
         loop {
-            self.spawn_due(&mut tasks);
+            let next_due = self.spawn_due(&mut tasks);
             self.spawn_stages(&mut stages);
-            let next_due = self
-                .regs
-                .values()
-                .filter(|r| !r.in_flight)
-                .map(|r| self.pacer.start_at(&r.due()))
-                .min();
             let wake = [next_due, reconcile_at, reload_at, Some(stale_due)]
                 .into_iter()
                 .flatten()
@@ -567,22 +561,20 @@ impl Loop {
         self.metrics.runtime_stale(rt, stale);
     }
 
-    /// Starts the registries the pacer picks among the due ones.
-    fn spawn_due(&mut self, tasks: &mut JoinSet<Done>) {
+    /// Starts the registries the pacer picks among the due ones; returns when the next of the
+    /// others may start.
+    fn spawn_due(&mut self, tasks: &mut JoinSet<Done>) -> Option<Instant> {
         let gap = pace::gap(self.cfg.interval, self.regs.len());
-        let start: Vec<String> = self
-            .pacer
-            .pick(
-                Instant::now(),
-                gap,
-                self.regs.iter().map(|(n, r)| (n, r.due())),
-            )
-            .into_iter()
-            .cloned()
-            .collect();
+        let pace::Picked { start, next } = self.pacer.pick(
+            Instant::now(),
+            gap,
+            self.regs.iter().map(|(n, r)| (n, r.due())),
+        );
+        let start: Vec<String> = start.into_iter().cloned().collect();
         for name in start {
             self.spawn_probe(tasks, name);
         }
+        next
     }
 
     /// Starts one registry's probe (and its expected-CA fetch) as a task.

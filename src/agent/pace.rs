@@ -43,47 +43,63 @@ pub(crate) struct Pacer {
 }
 
 impl Pacer {
-    /// When a registry's probe may start: an asked-for one when due, a routine one not before
-    /// the pacer allows.
-    pub(crate) fn start_at(&self, due: &Due) -> Instant {
-        match self.next {
-            Some(next) if due.routine => due.at.max(next),
-            _ => due.at,
-        }
-    }
-
-    /// The registries to start at `now`: every asked-for one that is due, and the routine one
-    /// due longest (the first of equals) when the pacer allows a routine start — the pacer then
-    /// allows the next `gap` later.
+    /// The registries to start at `now` — every asked-for one that is due, and the routine one
+    /// due longest (the first of equals) when the pacer allows a routine start, which then allows
+    /// the next `gap` later — and when the next of the others may start (one pass over all
+    /// registries, where `start_at` for each would be a second).
     pub(crate) fn pick<'a, K>(
         &mut self,
         now: Instant,
         gap: Duration,
         regs: impl IntoIterator<Item = (&'a K, Due)>,
-    ) -> Vec<&'a K>
+    ) -> Picked<'a, K>
     where
         K: 'a + ?Sized,
     {
         let mut start = Vec::new();
         let mut routine: Option<(&K, Instant)> = None;
+        let (mut waiting, mut asked_next, mut routine_next) = (0usize, None, None);
+        let earliest = |a: Option<Instant>, b: Instant| Some(a.map_or(b, |a| a.min(b)));
         for (key, due) in regs {
-            if due.in_flight || due.at > now {
-                continue;
-            }
-            if !due.routine {
-                start.push(key);
-            } else if routine.is_none_or(|(_, at)| due.at < at) {
-                routine = Some((key, due.at));
+            match (due.in_flight, due.at > now, due.routine) {
+                (true, _, _) => {}
+                (false, true, false) => asked_next = earliest(asked_next, due.at),
+                (false, true, true) => routine_next = earliest(routine_next, due.at),
+                (false, false, false) => start.push(key),
+                (false, false, true) => {
+                    waiting += 1;
+                    if routine.is_none_or(|(_, at)| due.at < at) {
+                        routine = Some((key, due.at));
+                    }
+                }
             }
         }
         if let Some((key, _)) = routine {
             if self.next.is_none_or(|next| next <= now) {
                 start.push(key);
+                waiting -= 1;
                 self.next = Some(now + gap);
             }
         }
-        start
+        let paced = |at: Instant| self.next.map_or(at, |n| at.max(n));
+        let mut next = asked_next;
+        if let Some(at) = routine_next {
+            next = earliest(next, paced(at));
+        }
+        if waiting > 0 {
+            next = earliest(next, paced(now));
+        }
+        Picked { start, next }
     }
+}
+
+/// What [`Pacer::pick`] found.
+#[derive(Debug)]
+pub(crate) struct Picked<'a, K: ?Sized> {
+    /// To start now.
+    pub(crate) start: Vec<&'a K>,
+    /// When the next of the others may start (none: all in flight or started).
+    pub(crate) next: Option<Instant>,
 }
 
 #[cfg(test)]
@@ -126,17 +142,47 @@ mod tests {
                 },
             ),
         ];
-        let pick = |p: &mut Pacer, now| -> Vec<&str> {
-            p.pick(now, gap, regs.iter().map(|(k, d)| (*k, *d)))
+        let pick = |p: &mut Pacer, now| -> (Vec<&str>, Option<Instant>) {
+            let picked = p.pick(now, gap, regs.iter().map(|(k, d)| (*k, *d)));
+            (picked.start, picked.next)
         };
-        // The asked-for one that is due, and the routine one due longest.
-        assert_eq!(pick(&mut p, t0), ["c", "b"]);
+        // The asked-for one that is due, and the routine one due longest; "a" may start a gap
+        // later.
+        assert_eq!(pick(&mut p, t0), (vec!["c", "b"], Some(t0 + gap)));
         // Within the gap, no routine start: "a" waits until the pacer allows it.
-        assert_eq!(pick(&mut p, t0 + Duration::from_millis(1)), ["c"]);
-        assert_eq!(p.start_at(&regs[0].1), t0 + gap);
-        assert_eq!(p.start_at(&regs[2].1), t0);
-        assert_eq!(pick(&mut p, t0 + gap), ["c", "b"]);
-        assert_eq!(p.start_at(&regs[0].1), t0 + gap + gap);
-        assert_eq!(p.start_at(&regs[3].1), t0 + Duration::from_secs(1));
+        assert_eq!(
+            pick(&mut p, t0 + Duration::from_millis(1)),
+            (vec!["c"], Some(t0 + gap))
+        );
+        assert_eq!(
+            pick(&mut p, t0 + gap),
+            (vec!["c", "b"], Some(t0 + gap + gap))
+        );
+    }
+
+    #[test]
+    fn the_next_start_is_the_earliest_of_asked_for_and_paced_routine_ones() {
+        let t0 = Instant::now();
+        let gap = Duration::from_millis(4);
+        let mut p = Pacer::default();
+        let later = |ms| t0 + Duration::from_millis(ms);
+        // Nothing due: the earliest due time, asked-for or routine.
+        let picked = p.pick(
+            t0,
+            gap,
+            [(&1, due(later(7), false)), (&2, due(later(5), true))],
+        );
+        assert!(picked.start.is_empty());
+        assert_eq!(picked.next, Some(later(5)));
+        // A routine start at t0 pushes another routine one, due within the gap, to the gap's end.
+        let picked = p.pick(t0, gap, [(&1, due(t0, true)), (&2, due(later(1), true))]);
+        assert_eq!(picked.start, [&1]);
+        assert_eq!(picked.next, Some(later(4)));
+        // All in flight: nothing to wake for.
+        let busy = Due {
+            in_flight: true,
+            ..due(t0, false)
+        };
+        assert_eq!(p.pick(t0, gap, [(&1, busy)]).next, None);
     }
 }
