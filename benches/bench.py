@@ -292,9 +292,12 @@ def main():
             p.terminate(); p.wait(10)
             return r
 
-        for tool, fn in (("regtrust", regtrust_run), ("blackbox", blackbox_run)):
-            if tool in TOOLS:
-                rows[tool] = {n: fn(n) for n in [0] + COUNTS}
+        # Point by point, regtrust then blackbox: the two figures of a ratio are taken minutes
+        # apart at most, not a whole half of the run (the machine's speed drifts).
+        for n in [0] + COUNTS:
+            for tool, fn in (("regtrust", regtrust_run), ("blackbox", blackbox_run)):
+                if tool in TOOLS:
+                    rows.setdefault(tool, {})[n] = fn(n)
         extra = {}
         if "regtrust" in TOOLS:
             if not os.environ.get("BENCH_WRAP"):  # a profiler keeps the data of the last run
