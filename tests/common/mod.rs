@@ -360,12 +360,29 @@ pub fn write(p: &Path, data: impl AsRef<[u8]>) {
     fs::write(p, data).unwrap();
 }
 
+/// A port on 127.0.0.1 that nothing listens on now, for a child process to bind. Below the
+/// kernel's ephemeral range (32768-60999), so a listener that another test binds to port 0 — or a
+/// client's source port — can never take it between this check and the child's bind (a registry
+/// that lost that race left skopeo talking to another test's server); ports are handed out in
+/// turn from a start that differs per process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % COUNT,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..COUNT {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}-{}", FIRST + COUNT - 1)
 }
 
 /// Polls until 127.0.0.1:port accepts TCP (at most ~10 s).
