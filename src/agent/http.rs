@@ -36,6 +36,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
+use crate::offload;
 
 /// Largest request head accepted (hyper's smallest buffer); larger → 431.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
@@ -345,11 +346,22 @@ impl Server {
             );
         }
         match path {
-            "/metrics" => (
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                self.app.metrics.render(),
-            ),
+            // Rendering is CPU work (15 ms at 1,000 endpoints): off the loop's thread.
+            "/metrics" => {
+                let metrics = self.app.metrics.clone();
+                match offload::blocking(move || metrics.render()).await {
+                    Ok(text) => (
+                        StatusCode::OK,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        text,
+                    ),
+                    Err(e) => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        TEXT,
+                        format!("cannot render the metrics: {e}\n"),
+                    ),
+                }
+            }
             "/" => (
                 StatusCode::OK,
                 "text/html; charset=utf-8",
