@@ -321,9 +321,7 @@ impl Metrics {
                     break;
                 };
                 after = Some(last.clone());
-                out.pass();
-                render::registries(&mut out, next);
-                families = out.pass();
+                families = render::registries(&mut out, next);
             }
             family += 1;
             if family >= families {
@@ -358,7 +356,7 @@ mod render {
         buf: String,
         /// The family whose turn it is, by the order `registries` names them.
         only: Option<usize>,
-        /// Families named since the last `pass`.
+        /// Families named in this call of `registries`.
         named: usize,
         /// Where the turn's HELP began and its samples begin, once written.
         head: Option<(usize, usize)>,
@@ -389,11 +387,6 @@ mod render {
                 }
             }
             self.only = i;
-        }
-
-        /// Starts a call of `registries`; returns how many families the last one named.
-        pub(super) fn pass(&mut self) -> usize {
-            std::mem::take(&mut self.named)
         }
 
         pub(super) fn finish(mut self) -> String {
@@ -479,11 +472,13 @@ mod render {
         }
     }
 
-    /// The per-registry families' samples of `regs` (in name order, after those rendered before).
+    /// The per-registry families' samples of `regs` (in name order, after those rendered before);
+    /// returns how many families there are.
     pub(super) fn registries<'a>(
         out: &mut Out,
         regs: impl Iterator<Item = (&'a String, &'a RegistrySeries)> + Clone,
-    ) {
+    ) -> usize {
+        out.named = 0;
         let endpoints = regs.clone().flat_map(|(r, rs)| {
             rs.endpoints
                 .iter()
@@ -575,6 +570,7 @@ mod render {
                 }
             },
         );
+        out.named
     }
 
     /// The families with one series set per registry.

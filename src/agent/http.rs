@@ -144,6 +144,10 @@ pub struct Server {
     app: Arc<AppState>,
     web: Arc<Web>,
     requests: Semaphore,
+    /// One `/metrics` render at a time: renders run on the blocking pool (4 threads), which chain
+    /// verification needs too, and one at 10,000 endpoints takes ~150 ms; 16 scrapes at once must
+    /// not hold every thread of it.
+    renders: Semaphore,
     peers: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -171,6 +175,7 @@ impl Server {
             app,
             web,
             requests: Semaphore::new(MAX_REQUESTS),
+            renders: Semaphore::new(1),
             peers: Mutex::default(),
         })
     }
@@ -348,6 +353,8 @@ impl Server {
         match path {
             // Rendering is CPU work (15 ms at 1,000 endpoints): off the loop's thread.
             "/metrics" => {
+                // Never closed: the error case cannot happen; rendering without it would too.
+                let _render = self.renders.acquire().await.ok();
                 let metrics = self.app.metrics.clone();
                 match offload::blocking(move || metrics.render()).await {
                     Ok(text) => (
@@ -493,6 +500,27 @@ mod tests {
         assert!(ok.starts_with("http/1.1 200"), "{ok}");
         drop(held);
         let metrics = answer(&s, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(metrics.starts_with("http/1.1 200"), "{metrics}");
+    }
+
+    #[tokio::test]
+    async fn metrics_renders_one_at_a_time() {
+        let s = server(vec![]);
+        let render = s.renders.try_acquire().unwrap();
+        let waiting = {
+            let s = s.clone();
+            tokio::spawn(
+                async move { answer(&s, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await },
+            )
+        };
+        // While a render runs, the next scrape waits for it (and holds no blocking thread).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !waiting.is_finished(),
+            "a second render ran beside the first"
+        );
+        drop(render);
+        let metrics = waiting.await.unwrap();
         assert!(metrics.starts_with("http/1.1 200"), "{metrics}");
     }
 
